@@ -1,0 +1,70 @@
+"""Where reference data lives and whether it is intact.
+
+The data root comes from ``--data-dir``, else ``OMNI_BENCH_DATA``, else a folder in the user's cache.
+Task files list their files relative to it with a sha256; a file is used only after its hash matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import cache
+from pathlib import Path
+
+import platformdirs
+
+from .errors import OmniBenchError
+from .taskspec import TaskSpec
+
+DATA_ENV = "OMNI_BENCH_DATA"
+
+
+def default_data_root() -> Path:
+    return Path(platformdirs.user_cache_dir("omni-bench")) / "data"
+
+
+def resolve_data_root(cli_value: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The data root and where the setting came from (for messages and results files)."""
+    if cli_value:
+        return Path(cli_value).expanduser().resolve(), "--data-dir"
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser().resolve(), DATA_ENV
+    return default_data_root(), "default cache folder"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@cache
+def _verified_hash(path: Path, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def task_files(spec: TaskSpec, data_root: Path, origin: str = "") -> dict[str, Path]:
+    """Verified absolute paths of every file a task needs, or one clear error about the first bad one."""
+    if not spec.files:
+        return {}
+    if not data_root.is_dir():
+        raise OmniBenchError(
+            f"task {spec.name!r} needs reference data, but the data root {data_root} "
+            f"({origin or 'data root'}) does not exist; pass --data-dir or set {DATA_ENV}")
+    found = {}
+    for entry in spec.files:
+        path = data_root / entry.path
+        if not path.is_file():
+            raise OmniBenchError(
+                f"task {spec.name!r}: data file {entry.path} is missing under {data_root} ({origin}); "
+                f"check --data-dir / {DATA_ENV}")
+        stat = path.stat()
+        actual = _verified_hash(path, stat.st_size, stat.st_mtime_ns)
+        if actual != entry.sha256:
+            raise OmniBenchError(
+                f"task {spec.name!r}: {path} has sha256 {actual[:12]}..., but {spec.path} expects "
+                f"{entry.sha256[:12]}...; the file is corrupted or a different version: fetch it again")
+        found[entry.path] = path
+    return found

@@ -1,0 +1,1 @@
+"""Models: cards that describe them (no imports), and calculators built from the cards on demand."""

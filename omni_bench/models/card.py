@@ -1,0 +1,137 @@
+"""Model cards (YAML, in the spirit of matbench-discovery): what a model is, where it came from, and how
+to build its ASE calculator. Reading a card imports nothing but YAML."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import OmniBenchError
+from ..schema import Fields
+
+_CARD_FIELDS = {
+    "name": True, "description": True, "factory": True, "args": False, "channels": False,
+    "default_channel": False, "channel_arg": False, "level_of_theory": False, "d3_functional": False,
+    "trained_with_dispersion": True, "training_data": False, "provenance": False, "checkpoint": False,
+    "checkpoint_env": False, "checkpoint_help": False, "packages": False, "charge_spin": False,
+    "molecule_box": False, "architecture": False, "parameters": False, "notes": False,
+}
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    level_of_theory: str
+    d3_functional: str | None = None
+    training_data: str = ""
+
+
+@dataclass
+class ModelCard:
+    """Everything omni-bench knows about a model before loading it."""
+
+    name: str
+    description: str
+    factory: str
+    trained_with_dispersion: bool
+    args: dict[str, Any] = field(default_factory=dict)
+    channels: dict[str, ChannelInfo] = field(default_factory=dict)
+    default_channel: str | None = None
+    channel_arg: str = "channel"
+    level_of_theory: str = ""
+    d3_functional: str | None = None
+    training_data: list[str] = field(default_factory=list)
+    provenance: str = ""
+    checkpoint: list[str] = field(default_factory=list)
+    checkpoint_env: str | None = None
+    checkpoint_help: str = ""
+    packages: list[str] = field(default_factory=list)
+    charge_spin: dict[str, str] | None = None
+    molecule_box: float | None = None
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_multichannel(self) -> bool:
+        return bool(self.channels)
+
+    def channel_info(self, channel: str | None) -> ChannelInfo:
+        if channel is None:
+            return ChannelInfo(self.level_of_theory, self.d3_functional)
+        return self.channels[channel]
+
+    def resolve_checkpoint(self) -> Path | None:
+        """The checkpoint file on disk, or None for models without one; a clear error if it is missing."""
+        if not self.checkpoint and not self.checkpoint_env:
+            return None
+        candidates = []
+        if self.checkpoint_env and os.environ.get(self.checkpoint_env):
+            candidates.append(Path(os.environ[self.checkpoint_env]).expanduser())
+        candidates += [_expand(c) for c in self.checkpoint]
+        for path in candidates:
+            if path is not None and path.is_file():
+                return path.resolve()
+        where = "\n  ".join(str(p) for p in candidates if p is not None)
+        env = f" or set {self.checkpoint_env} to its path" if self.checkpoint_env else ""
+        raise OmniBenchError(
+            f"model {self.name!r}: checkpoint not found. Put it at one of:\n  {where}\n{env}. "
+            f"{self.checkpoint_help}".strip())
+
+
+def _expand(entry: str) -> Path | None:
+    """``pkg:NAME/rel/path`` is a file inside an installed package (found without importing it)."""
+    if entry.startswith("pkg:"):
+        package, _, rel = entry[4:].partition("/")
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        return Path(list(spec.submodule_search_locations)[0]) / rel
+    return Path(os.path.expandvars(entry)).expanduser()
+
+
+def card_from_dict(data: Any, source: Path | str) -> ModelCard:
+    """Validate a card mapping; errors name the card file and the field."""
+    f = Fields(Path(source), "", data, _CARD_FIELDS)
+    channels = {}
+    for name, info in (f.get("channels", dict, {}) or {}).items():
+        c = Fields(Path(source), f"channels.{name}", info, {
+            "level_of_theory": True, "d3_functional": False, "training_data": False})
+        channels[str(name)] = ChannelInfo(c.text("level_of_theory"), c.text("d3_functional"),
+                                          c.get("training_data", str, ""))
+    default_channel = f.text("default_channel")
+    if default_channel is not None and default_channel not in channels:
+        f.fail("default_channel", f"{default_channel!r} is not one of the channels: {', '.join(channels)}")
+    if not channels and not f.data.get("level_of_theory"):
+        f.fail("level_of_theory", "is required for a model without channels")
+    if ":" not in f.text("factory"):
+        f.fail("factory", "must be 'package.module:function'")
+    checkpoint = f.get("checkpoint", (str, list), [])
+    charge_spin = f.get("charge_spin", dict, None)
+    if charge_spin is not None:
+        Fields(Path(source), "charge_spin", charge_spin, {"charge": True, "spin": True, "spin_convention": False})
+        if charge_spin.get("spin_convention", "multiplicity") not in ("multiplicity", "unpaired"):
+            f.fail("charge_spin.spin_convention", "must be 'multiplicity' or 'unpaired'")
+    known = {k: v for k, v in f.data.items() if k in ("architecture", "parameters", "notes")}
+    return ModelCard(
+        name=f.text("name"), description=f.text("description"), factory=f.text("factory"),
+        trained_with_dispersion=f.get("trained_with_dispersion", bool), args=f.get("args", dict, {}) or {},
+        channels=channels, default_channel=default_channel, channel_arg=f.text("channel_arg", "channel"),
+        level_of_theory=f.get("level_of_theory", str, ""), d3_functional=f.text("d3_functional"),
+        training_data=f.get("training_data", list, []), provenance=f.get("provenance", str, ""),
+        checkpoint=[checkpoint] if isinstance(checkpoint, str) else checkpoint,
+        checkpoint_env=f.text("checkpoint_env"), checkpoint_help=f.get("checkpoint_help", str, ""),
+        packages=f.get("packages", list, []), charge_spin=charge_spin,
+        molecule_box=f.get("molecule_box", (int, float), None), source=str(source), extra=known,
+    )
+
+
+def load_card(path: Path) -> ModelCard:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise OmniBenchError(f"{path}: cannot read model card: {exc}") from None
+    return card_from_dict(data, path)

@@ -1,0 +1,56 @@
+"""A model fingerprint: everything that decides a model's numbers, hashed into a short id.
+
+Results are stored under the fingerprint, so a new checkpoint or a new package version gets new results
+instead of silently reusing old ones. Computing it imports no model package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from ..data import sha256_file
+from .registry import ModelVariant
+
+
+def package_versions(names: list[str]) -> dict[str, str]:
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def fingerprint(variant: ModelVariant) -> dict[str, Any]:
+    card = variant.card
+    checkpoint = card.resolve_checkpoint()
+    arg_files = {
+        key: sha256_file(Path(value))
+        for key, value in variant.args.items()
+        if isinstance(value, str) and len(value) < 4096 and Path(value).is_file()
+    }
+    channel = card.channel_info(variant.channel)
+    return {
+        "model": card.name,
+        "factory": card.factory,
+        "args": variant.args,
+        "arg_file_sha256": arg_files,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "checkpoint_sha256": sha256_file(checkpoint) if checkpoint else None,
+        "channel": variant.channel,
+        "level_of_theory": channel.level_of_theory,
+        "d3": variant.d3,
+        "d3_functional": channel.d3_functional if variant.d3 else None,
+        "packages": package_versions(["ase", *card.packages, *(["dftd3"] if variant.d3 else [])]),
+    }
+
+
+def fingerprint_id(fp: dict[str, Any]) -> str:
+    """Short stable id; the checkpoint path is left out so moving a file keeps its results."""
+    stable = {k: v for k, v in fp.items() if k != "checkpoint"}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,130 @@
+"""Turns what the user typed (``7net-mf-0@R2SCAN+d3``, ``card.yaml``, ``pkg.mod:factory``, a plug-in
+name) into model variants: a card, a channel and the D3 flag. Nothing here imports a model package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import OmniBenchError, unknown
+from .card import ModelCard, card_from_dict, load_card
+
+ENTRY_POINT_GROUP = "omni_bench.models"
+D3_SUFFIX = "+d3"
+
+
+@dataclass
+class ModelVariant:
+    """One thing that gets its own results: a model, one of its channels, with or without D3."""
+
+    card: ModelCard
+    channel: str | None
+    d3: bool = False
+    args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.card.name + (f"@{self.channel}" if self.channel else "") + (D3_SUFFIX if self.d3 else "")
+
+
+def builtin_cards() -> dict[str, Path]:
+    folder = files("omni_bench.models") / "cards"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+
+
+def plugin_names() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def known_names() -> list[str]:
+    return sorted(set(builtin_cards()) | set(plugin_names()))
+
+
+def _plugin_card(name: str) -> ModelCard:
+    (ep,) = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    obj = ep.load()
+    card = dict(getattr(obj, "model_card", {}) or {})
+    card.setdefault("name", name)
+    card.setdefault("description", f"plug-in model from entry point {ep.value}")
+    card.setdefault("factory", ep.value)
+    card.setdefault("trained_with_dispersion", False)
+    if not card.get("channels"):
+        card.setdefault("level_of_theory", "not declared by the plug-in")
+    return card_from_dict(card, f"entry point {ep.value}")
+
+
+def _factory_card(spec: str) -> ModelCard:
+    return card_from_dict({
+        "name": spec, "description": f"ASE calculator from {spec}", "factory": spec,
+        "level_of_theory": "not declared (use a model card to record it)", "trained_with_dispersion": False,
+        "packages": [spec.split(":")[0].split(".")[0]],
+    }, spec)
+
+
+def find_card(name: str) -> ModelCard:
+    """The card for a built-in name, a card file, a plug-in, or ``package.module:factory``."""
+    if name.endswith((".yaml", ".yml")):
+        if not Path(name).is_file():
+            raise OmniBenchError(f"model card {name} does not exist")
+        return load_card(Path(name))
+    builtin = builtin_cards()
+    if name in builtin:
+        return load_card(builtin[name])
+    if name in plugin_names():
+        return _plugin_card(name)
+    if ":" in name and not name.startswith(":"):
+        return _factory_card(name)
+    raise unknown("model", name, known_names())
+
+
+def parse_model_arg(text: str) -> tuple[str, Any]:
+    """``k=v`` with v read as YAML, so numbers and booleans arrive typed."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise OmniBenchError(f"--model-arg {text!r} must look like key=value")
+    return key, yaml.safe_load(value) if value else ""
+
+
+def resolve_models(specs: list[str], channels: list[str] | None = None,
+                   model_args: list[str] | None = None) -> list[ModelVariant]:
+    """Expand every ``--model`` (with ``@channel`` and ``+d3``) and ``--channel`` into variants."""
+    extra_args = dict(parse_model_arg(a) for a in model_args or [])
+    variants: list[ModelVariant] = []
+    for spec in specs:
+        d3 = spec.endswith(D3_SUFFIX)
+        base = spec[: -len(D3_SUFFIX)] if d3 else spec
+        name, at, inline_channel = base.rpartition("@") if "@" in base else (base, "", "")
+        card = find_card(name)
+        wanted = [inline_channel] if at else list(channels or [])
+        for channel in _channels_for(card, wanted):
+            if d3 and not card.channel_info(channel).d3_functional:
+                raise OmniBenchError(
+                    f"model {card.name}{'@' + channel if channel else ''}: +d3 needs a D3 functional in the card "
+                    "(d3_functional); this level of theory either includes dispersion already or has no D3 "
+                    "parameters")
+            variants.append(ModelVariant(card, channel, d3, {**card.args, **extra_args}))
+    return variants
+
+
+def _channels_for(card: ModelCard, wanted: list[str]) -> list[str | None]:
+    if not card.is_multichannel:
+        if wanted and wanted != ["all"]:
+            raise OmniBenchError(f"model {card.name} has no channels; drop --channel {wanted[0]}")
+        return [None]
+    if not wanted:
+        if card.default_channel:
+            return [card.default_channel]
+        raise OmniBenchError(f"model {card.name} has channels {', '.join(card.channels)}: pick one with --channel")
+    if "all" in wanted:
+        return list(card.channels)
+    for channel in wanted:
+        if channel not in card.channels:
+            raise OmniBenchError(
+                f"model {card.name} has no channel {channel!r}; valid channels: {', '.join(card.channels)} "
+                "(names are case-sensitive), or 'all'")
+    return wanted

@@ -1,0 +1,109 @@
+"""Results files in the spirit of lm-evaluation-harness: one JSON per (model, channel, task) that records
+every setting, version and hash behind its numbers, and the per-item predictions beside it as CSV."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__
+from .items import Entry
+from .models.fingerprint import package_versions
+from .taskspec import TaskSpec
+
+
+def environment(device: str) -> dict[str, Any]:
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "device": device,
+        "device_name": _device_name(device),
+        "packages": package_versions(["omni-bench", "numpy", "scipy", "ase", "torch"]),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda") and "torch" in sys.modules:
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(device))
+    return _cpu_name()
+
+
+def task_file_sha256(task: TaskSpec) -> str | None:
+    return hashlib.sha256(task.path.read_bytes()).hexdigest() if task.path else None
+
+
+def entries_frame(entries: list[Entry]) -> pd.DataFrame:
+    rows = []
+    for e in entries:
+        row = {"id": e.id, "quantity": e.quantity, "predicted": e.predicted, "reference": e.reference,
+               "unit": e.unit, "error": None if e.failed else e.predicted - e.reference,
+               "status": "failed" if e.failed else "ok", "message": e.error}
+        row.update({f"group_{k}": v for k, v in e.groups.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.@+" else "_" for c in text)
+
+
+def write(out_dir: Path, label: str, task: TaskSpec, record: dict[str, Any], entries: list[Entry]) -> Path:
+    """Write ``<out>/<model label>/<task>.json`` and ``<task>.predictions.csv``; return the JSON path."""
+    folder = out_dir / slug(label)
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path = folder / f"{task.name}.predictions.csv"
+    entries_frame(entries).to_csv(csv_path, index=False)
+    record = {**record, "predictions_file": csv_path.name}
+    json_path = folder / f"{task.name}.json"
+    tmp = json_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.replace(json_path)
+    return json_path
+
+
+def record(*, label: str, fingerprint_id: str, fingerprint: dict, card_source: str, task: TaskSpec,
+           data_root: str | None, config: dict, device: str,
+           wall_s: float, computed: int, cached: int, n_items: int, failures: list[dict],
+           notes: dict[str, int], metrics: dict[str, dict]) -> dict[str, Any]:
+    return {
+        "omni_bench_version": __version__,
+        "model": {"label": label, "fingerprint_id": fingerprint_id, "fingerprint": fingerprint,
+                  "card": card_source},
+        "task": {
+            "name": task.name, "version": task.version, "file_sha256": task_file_sha256(task),
+            "level_of_theory": task.level_of_theory, "citation": task.citation, "units": task.units,
+            "protocol": task.protocol, "config": task.raw, "data_root": data_root,
+            "dataset_files": [{"path": f.path, "sha256": f.sha256} for f in task.files],
+        },
+        "config": config,
+        "environment": environment(device),
+        "timing": {"wall_s": round(wall_s, 3), "items_computed": computed, "items_from_store": cached},
+        "n_items": n_items,
+        "n_failed": len(failures),
+        "failures": failures,
+        "notes": notes,
+        "metrics": metrics,
+    }

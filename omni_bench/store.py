@@ -1,0 +1,104 @@
+"""The SQLite result store: one row per (model fingerprint, channel, task, task version, item).
+
+Each item is committed as soon as it finishes, so a run killed at any moment loses at most the item in
+flight, and a resumed run skips everything already stored.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from .errors import OmniBenchError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    fingerprint TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    task TEXT NOT NULL,
+    task_version INTEGER NOT NULL,
+    item_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    values_json TEXT,
+    error TEXT,
+    notes TEXT,
+    wall_s REAL,
+    finished_at REAL NOT NULL,
+    PRIMARY KEY (fingerprint, channel, task, task_version, item_id)
+);
+CREATE TABLE IF NOT EXISTS fingerprints (
+    fingerprint TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    spec_json TEXT NOT NULL
+);
+"""
+
+
+@dataclass
+class StoredItem:
+    item_id: str
+    status: str
+    values: dict[str, float]
+    error: str | None
+    notes: list[str]
+    wall_s: float | None
+
+
+def default_store_path() -> Path:
+    return Path(platformdirs.user_cache_dir("omni-bench")) / "results.sqlite"
+
+
+class ResultStore:
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else default_store_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise OmniBenchError(f"cannot open result store {self.path}: {exc}; pass --store PATH") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def register_fingerprint(self, fingerprint: str, label: str, spec: dict[str, Any]) -> None:
+        self._write("INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?)",
+                    (fingerprint, label, json.dumps(spec, sort_keys=True, default=str)))
+
+    def put(self, key: tuple[str, str, str, int], model: str, item_id: str, status: str,
+            values: dict[str, float] | None = None, error: str | None = None,
+            notes: list[str] | None = None, wall_s: float | None = None) -> None:
+        """Store one finished item (replacing an earlier row for it) and commit at once."""
+        fingerprint, channel, task, version = key
+        self._write(
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (fingerprint, channel, task, version, item_id, model, status,
+             json.dumps(values) if values is not None else None, error,
+             json.dumps(sorted(notes)) if notes else None, wall_s, time.time()),
+        )
+
+    def get(self, key: tuple[str, str, str, int]) -> dict[str, StoredItem]:
+        rows = self.db.execute(
+            "SELECT item_id, status, values_json, error, notes, wall_s FROM results "
+            "WHERE fingerprint=? AND channel=? AND task=? AND task_version=?", key).fetchall()
+        return {
+            r[0]: StoredItem(r[0], r[1], json.loads(r[2]) if r[2] else {}, r[3],
+                             json.loads(r[4]) if r[4] else [], r[5])
+            for r in rows
+        }
+
+    def _write(self, sql: str, params: tuple) -> None:
+        try:
+            with self.db:
+                self.db.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            raise OmniBenchError(f"cannot write to result store {self.path}: {exc}") from None

@@ -1,0 +1,188 @@
+"""Task files: a declarative YAML per benchmark task, validated on load.
+
+Every error names the file and the field, and says what would be accepted; an unknown key is an
+error, because a typo silently ignored would change what a benchmark measures.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import plugins, units
+from .errors import OmniBenchError, did_you_mean
+from .schema import Fields
+
+STATISTICS = ("mae", "rmse", "mean_error", "max_abs_error", "r2", "f1")
+DIRECTIONS = ("lower", "higher")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class DataFile:
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    quantity: str
+    statistic: str
+    direction: str
+    group_by: str | None = None
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """How much worse than the baseline a metric may get: absolute and relative tolerances."""
+
+    abs: float = 0.0
+    rel: float = 0.0
+
+
+@dataclass
+class TaskSpec:
+    name: str
+    version: int
+    description: str
+    suites: list[str]
+    loader: str
+    source: str
+    files: list[DataFile]
+    loader_params: dict[str, Any]
+    level_of_theory: str
+    citation: str
+    protocol: str
+    protocol_params: dict[str, Any]
+    units: dict[str, str]
+    metrics: list[MetricSpec]
+    gate: dict[str, GateSpec] = field(default_factory=dict)
+    notes: str = ""
+    path: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def needs_data(self) -> bool:
+        return bool(self.files)
+
+
+def load_task(path: Path) -> TaskSpec:
+    """Parse and validate one task file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise OmniBenchError(f"{path}: not valid YAML: {exc}") from None
+    top = Fields(path, "", raw, {
+        "name": True, "version": True, "description": True, "suites": True, "dataset": True,
+        "reference": True, "protocol": True, "units": True, "metrics": True, "gate": False, "notes": False,
+    })
+    name = top.text("name")
+    if name != path.stem:
+        top.fail("name", f"is {name!r} but the file is {path.name}; rename one so they match")
+    version = top.get("version", int)
+    if version < 1:
+        top.fail("version", "must be a positive integer")
+    suites = top.get("suites", list)
+    if not suites or not all(isinstance(s, str) and s for s in suites):
+        top.fail("suites", "must be a non-empty list of suite names")
+
+    dataset = Fields(path, "dataset", raw["dataset"], {
+        "loader": True, "source": True, "files": False, "params": False})
+    files = []
+    for i, entry in enumerate(dataset.get("files", list, [])):
+        f = Fields(path, f"dataset.files[{i}]", entry, {"path": True, "sha256": True})
+        file_path, digest = f.text("path"), f.text("sha256")
+        if file_path.startswith("/") or ".." in Path(file_path).parts:
+            f.fail("path", "must be relative to the data root, without '..'")
+        if not _SHA256.match(digest):
+            f.fail("sha256", "must be 64 lowercase hex digits (run: sha256sum FILE)")
+        files.append(DataFile(file_path, digest))
+
+    reference = Fields(path, "reference", raw["reference"], {
+        "level_of_theory": True, "citation": True, "notes": False})
+    protocol = Fields(path, "protocol", raw["protocol"], {"name": True, "params": False})
+
+    task_units = top.get("units", dict)
+    for quantity, unit in task_units.items():
+        try:
+            units.check_unit(unit)
+        except OmniBenchError as exc:
+            top.fail(f"units.{quantity}", str(exc))
+
+    metrics = []
+    raw_metrics = top.get("metrics", list)
+    if not raw_metrics:
+        top.fail("metrics", "must list at least one metric")
+    for i, entry in enumerate(raw_metrics):
+        m = Fields(path, f"metrics[{i}]", entry, {
+            "name": True, "quantity": True, "statistic": True, "direction": True, "group_by": False})
+        spec = MetricSpec(m.text("name"), m.text("quantity"), m.text("statistic"), m.text("direction"),
+                          m.text("group_by"))
+        if spec.quantity not in task_units:
+            m.fail("quantity", f"{spec.quantity!r} has no unit in 'units'{did_you_mean(spec.quantity, task_units)}")
+        if spec.statistic not in STATISTICS:
+            m.fail("statistic", f"unknown value {spec.statistic!r}{did_you_mean(spec.statistic, STATISTICS)};"
+                   f" allowed: {', '.join(STATISTICS)}")
+        if spec.direction not in DIRECTIONS:
+            m.fail("direction", f"must be one of {', '.join(DIRECTIONS)}, got {spec.direction!r}")
+        if any(spec.name == other.name for other in metrics):
+            m.fail("name", f"{spec.name!r} is used twice")
+        metrics.append(spec)
+
+    gate = {}
+    metric_names = [m.name for m in metrics]
+    for metric_name, entry in top.get("gate", dict, {}).items():
+        if metric_name not in metric_names:
+            top.fail(f"gate.{metric_name}", f"is not a metric of this task{did_you_mean(metric_name, metric_names)}")
+        g = Fields(path, f"gate.{metric_name}", entry, {"abs": False, "rel": False})
+        tolerances = {k: g.get(k, (int, float), 0.0) for k in ("abs", "rel")}
+        if any(v < 0 for v in tolerances.values()):
+            g.fail("abs", "tolerances must not be negative")
+        gate[metric_name] = GateSpec(**tolerances)
+
+    spec = TaskSpec(
+        name=name, version=version, description=top.text("description"), suites=suites,
+        loader=dataset.text("loader"), source=dataset.text("source"), files=files,
+        loader_params=dataset.get("params", dict, {}) or {},
+        level_of_theory=reference.text("level_of_theory"), citation=reference.text("citation"),
+        protocol=protocol.text("name"), protocol_params=protocol.get("params", dict, {}) or {},
+        units=task_units, metrics=metrics, gate=gate, notes=top.get("notes", str, ""), path=path, raw=raw,
+    )
+    _check_plugins(spec, protocol, dataset)
+    return spec
+
+
+def _check_plugins(spec: TaskSpec, protocol: Fields, dataset: Fields) -> None:
+    """Check that the protocol and loader exist and accept the parameters the file gives them."""
+    for kind, fields, name, params, where in (
+        ("protocol", protocol, spec.protocol, spec.protocol_params, "params"),
+        ("loader", dataset, spec.loader, spec.loader_params, "params"),
+    ):
+        try:
+            module = plugins.load(kind, name)
+        except OmniBenchError as exc:
+            fields.fail("name" if kind == "protocol" else "loader", str(exc))
+        allowed = getattr(module, "PARAMS", {})
+        for key in params:
+            if key not in allowed:
+                fields.fail(f"{where}.{key}", f"is not a parameter of {kind} {name!r}"
+                            f"{did_you_mean(key, allowed)}; allowed: {', '.join(allowed) or 'none'}")
+        if kind == "protocol":
+            for quantity in spec.units:
+                produced = getattr(module, "QUANTITIES", {})
+                if quantity not in produced:
+                    raise OmniBenchError(
+                        f"{spec.path}: field 'units.{quantity}' is not a quantity protocol {name!r} computes"
+                        f"{did_you_mean(quantity, produced)}; it computes: {', '.join(produced)}")
+
+
+def protocol_params(spec: TaskSpec) -> dict[str, Any]:
+    """The protocol's defaults overlaid with the task file's parameters."""
+    module = plugins.load("protocol", spec.protocol)
+    return {**getattr(module, "PARAMS", {}), **spec.protocol_params}

@@ -1,0 +1,65 @@
+"""Every unit conversion in omni-bench happens here, and only here.
+
+A unit is a base unit with an optional normalisation suffix: ``eV``, ``kcal/mol``, ``eV/atom``,
+``kJ/mol/molecule``, ``A^3/atom``, ``GPa``.  Values convert between base units of the same
+dimension; the normalisation (per atom, per molecule) must match, because converting it would
+need a count this module does not have.
+"""
+
+from __future__ import annotations
+
+from ase import units as _ase
+
+from .errors import OmniBenchError
+
+#: dimension -> {unit: size of the unit in the dimension's first unit}
+_UNITS: dict[str, dict[str, float]] = {
+    "energy": {
+        "eV": 1.0,
+        "meV": 1e-3,
+        "Hartree": _ase.Hartree,
+        "kcal/mol": _ase.kcal / _ase.mol,
+        "kJ/mol": _ase.kJ / _ase.mol,
+    },
+    "volume": {"A^3": 1.0, "bohr^3": _ase.Bohr**3},
+    "pressure": {"GPa": 1.0, "eV/A^3": 1.0 / _ase.GPa},
+    "length": {"A": 1.0, "bohr": _ase.Bohr},
+    "angle": {"deg": 1.0},
+    "dimensionless": {"1": 1.0},
+    "rate": {"ns/day": 1.0},
+}
+_NORMALISATIONS = ("", "/atom", "/molecule", "/H2O")
+_DIMENSION = {unit: dim for dim, table in _UNITS.items() for unit in table}
+
+
+def _split(unit: str) -> tuple[str, str]:
+    for suffix in _NORMALISATIONS[1:]:
+        if unit.endswith(suffix) and unit[: -len(suffix)] in _DIMENSION:
+            return unit[: -len(suffix)], suffix
+    if unit in _DIMENSION:
+        return unit, ""
+    raise OmniBenchError(f"unknown unit {unit!r}; known: {', '.join(known_units())}")
+
+
+def known_units() -> list[str]:
+    """Every base unit, without normalisation suffixes."""
+    return sorted(_DIMENSION)
+
+
+def check_unit(unit: str) -> str:
+    """Return ``unit`` if omni-bench knows it, else raise with the list of known ones."""
+    _split(unit)
+    return unit
+
+
+def convert(value: float, from_unit: str, to_unit: str) -> float:
+    """Convert ``value`` from one unit to another of the same dimension and normalisation."""
+    if from_unit == to_unit:
+        return float(value)
+    base_from, norm_from = _split(from_unit)
+    base_to, norm_to = _split(to_unit)
+    dim_from, dim_to = _DIMENSION[base_from], _DIMENSION[base_to]
+    if dim_from != dim_to or norm_from != norm_to:
+        raise OmniBenchError(f"cannot convert {from_unit!r} to {to_unit!r}: different dimensions")
+    table = _UNITS[dim_from]
+    return float(value) * table[base_from] / table[base_to]
