@@ -110,6 +110,8 @@ def load_task(path: Path) -> TaskSpec:
 
     task_units = top.get("units", dict)
     for quantity, unit in task_units.items():
+        if not isinstance(quantity, str) or not isinstance(unit, str):
+            top.fail(f"units.{quantity}", f"must map a quantity name to a unit string, got {unit!r}")
         try:
             units.check_unit(unit)
         except OmniBenchError as exc:

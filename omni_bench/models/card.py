@@ -75,11 +75,11 @@ class ModelCard:
         for path in candidates:
             if path is not None and path.is_file():
                 return path.resolve()
-        where = "\n  ".join(str(p) for p in candidates if p is not None)
-        env = f" or set {self.checkpoint_env} to its path" if self.checkpoint_env else ""
+        where = "; ".join(str(p) for p in candidates if p is not None)
+        env = f"set {self.checkpoint_env}=/path/to/the/file or " if self.checkpoint_env else ""
         raise OmniBenchError(
-            f"model {self.name!r}: checkpoint not found. Put it at one of:\n  {where}\n{env}. "
-            f"{self.checkpoint_help}".strip())
+            f"model {self.name!r}: checkpoint not found (looked in: {where}); {env}copy it to the last "
+            f"path. {self.checkpoint_help}".strip())
 
 
 def _expand(entry: str) -> Path | None:

@@ -1,0 +1,35 @@
+"""Calculators for fault tests: real EMT underneath, with a delay, a NaN or an exception on top."""
+
+from __future__ import annotations
+
+import time
+
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.emt import EMT
+
+
+class _Wrapped(Calculator):
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, delay: float = 0.0, nan_for: str = "", raise_for: str = ""):
+        super().__init__()
+        self.inner, self.delay, self.nan_for, self.raise_for = EMT(), delay, nan_for, raise_for
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        time.sleep(self.delay)
+        formula = self.atoms.get_chemical_formula()
+        if self.raise_for and formula == self.raise_for:
+            raise RuntimeError(f"planted failure on {formula}")
+        self.inner.calculate(self.atoms, properties, system_changes)
+        self.results = dict(self.inner.results)
+        if self.nan_for and formula == self.nan_for:
+            self.results["energy"] = float("nan")
+
+
+def slow_emt(delay: float = 0.05) -> Calculator:
+    return _Wrapped(delay=delay)
+
+
+def faulty_emt(nan_for: str = "", raise_for: str = "") -> Calculator:
+    return _Wrapped(nan_for=nan_for, raise_for=raise_for)

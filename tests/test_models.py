@@ -1,0 +1,176 @@
+"""Model registry, cards, channels, fingerprints, charge/spin routing and D3."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import molecule
+
+from omni_bench.errors import OmniBenchError
+from omni_bench.models.fingerprint import fingerprint, fingerprint_id
+from omni_bench.models.loaded import CHARGE_SPIN_IGNORED, LoadedModel
+from omni_bench.models.registry import builtin_cards, find_card, resolve_models
+
+BUILTIN = {"emt", "7net-0", "7net-mf-0", "7net-l3i5", "chgnet", "chgnet-r2scan", "gfn2-xtb", "7net-omni"}
+
+
+def test_every_builtin_card_loads_with_provenance():
+    assert BUILTIN <= set(builtin_cards())
+    for name in BUILTIN:
+        card = find_card(name)
+        assert card.provenance and isinstance(card.trained_with_dispersion, bool)
+        assert card.level_of_theory or card.channels
+
+
+def test_listing_imports_no_torch_or_model_package():
+    code = textwrap.dedent("""
+        import sys
+        from omni_bench.cli import main
+        for what in ("tasks", "suites", "models"):
+            assert main(["list", what]) == 0
+        heavy = [m for m in ("torch", "sevenn", "chgnet", "tblite", "dftd3", "e3nn") if m in sys.modules]
+        assert not heavy, heavy
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "7net-mf-0" in done.stdout and "quick" in done.stdout
+
+
+def test_channels_inline_flag_all_and_unknown():
+    assert [v.label for v in resolve_models(["7net-mf-0@R2SCAN"])] == ["7net-mf-0@R2SCAN"]
+    assert [v.channel for v in resolve_models(["7net-mf-0"], ["all"])] == ["PBE", "R2SCAN"]
+    assert [v.channel for v in resolve_models(["7net-mf-0"])] == ["PBE"]  # the card's default channel
+    with pytest.raises(OmniBenchError, match="no channel 'pbe'; valid channels: PBE, R2SCAN"):
+        resolve_models(["7net-mf-0"], ["pbe"])
+    with pytest.raises(OmniBenchError, match="has no channels"):
+        resolve_models(["7net-0"], ["PBE"])
+
+
+def test_d3_suffix_needs_a_d3_functional():
+    (variant,) = resolve_models(["7net-mf-0@R2SCAN+d3"])
+    assert variant.d3 and variant.channel == "R2SCAN" and variant.label == "7net-mf-0@R2SCAN+d3"
+    with pytest.raises(OmniBenchError, match="\\+d3 needs a D3 functional"):
+        resolve_models(["emt+d3"])
+
+
+def test_unknown_model_suggests_a_name():
+    with pytest.raises(OmniBenchError, match="unknown model 'chgnett' \\(did you mean 'chgnet'\\?\\)"):
+        resolve_models(["chgnett"])
+
+
+def test_fingerprint_hashes_the_checkpoint_and_separates_channels_and_d3():
+    pbe, r2scan = resolve_models(["7net-mf-0"], ["all"])
+    fp = fingerprint(pbe)
+    from omni_bench.data import sha256_file
+
+    assert fp["checkpoint_sha256"] == sha256_file(Path(fp["checkpoint"]))
+    assert fp["packages"]["sevenn"] != "not installed"
+    ids = {fingerprint_id(fingerprint(v)) for v in (pbe, r2scan, *resolve_models(["7net-mf-0@PBE+d3"]))}
+    assert len(ids) == 3
+    assert fingerprint_id(fingerprint(pbe)) == fingerprint_id(fp)
+
+
+def test_missing_published_omni_checkpoint_says_where_to_put_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("OMNI_BENCH_7NET_OMNI", str(tmp_path / "nothing.pth"))
+    (variant,) = resolve_models(["7net-omni"])
+    with pytest.raises(OmniBenchError, match="checkpoint not found.*OMNI_BENCH_7NET_OMNI.*never downloads"):
+        fingerprint(variant)
+
+
+def test_published_omni_checkpoint_is_used_where_it_exists(monkeypatch, tmp_path):
+    # Any real SevenNet checkpoint file stands in for the download: the card must find and hash it.
+    source = Path(find_card("7net-0").resolve_checkpoint())
+    target = tmp_path / "checkpoint_sevennet_omni.pth"
+    shutil.copy(source, target)
+    monkeypatch.setenv("OMNI_BENCH_7NET_OMNI", str(target))
+    (variant,) = resolve_models(["7net-omni@spice"])
+    fp = fingerprint(variant)
+    assert fp["checkpoint"] == str(target) and fp["channel"] == "spice"
+
+
+def test_model_card_file_and_factory_string_with_model_args(tmp_path):
+    card = tmp_path / "my-model.yaml"
+    card.write_text(textwrap.dedent("""
+        name: my-emt
+        description: EMT declared through a card file
+        factory: omni_bench.models.factories:emt
+        level_of_theory: EMT
+        trained_with_dispersion: false
+        provenance: test
+    """))
+    (variant,) = resolve_models([str(card)])
+    assert variant.card.name == "my-emt" and variant.card.level_of_theory == "EMT"
+    (variant,) = resolve_models(["omni_bench.models.factories:tabulated"], model_args=["key=ref_energy:PBE"])
+    atoms = molecule("H2O")
+    atoms.info["ref_energy:PBE"] = -14.2
+    assert LoadedModel(variant, "cpu").energy(atoms) == pytest.approx(-14.2)
+
+
+def test_bad_card_names_file_and_field(tmp_path):
+    card = tmp_path / "bad.yaml"
+    card.write_text("name: x\ndescription: y\nfactory: nocolon\ntrained_with_dispersion: false\n"
+                    "level_of_theory: EMT\nchanels: {}\n")
+    with pytest.raises(OmniBenchError, match="bad.yaml: field 'chanels' unknown key \\(did you mean 'channels'"):
+        resolve_models([str(card)])
+
+
+def test_entry_point_plugin_is_listed_and_runs(tmp_path, monkeypatch):
+    package = tmp_path / "omni_plugin_demo"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from ase.calculators.emt import EMT\n"
+        "def make():\n    return EMT()\n"
+        "make.model_card = {'description': 'demo plug-in', 'level_of_theory': 'EMT'}\n")
+    dist = tmp_path / "omni_plugin_demo-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: omni-plugin-demo\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[omni_bench.models]\ndemo-emt = omni_plugin_demo:make\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from omni_bench.models.registry import known_names
+
+    assert "demo-emt" in known_names()
+    (variant,) = resolve_models(["demo-emt"])
+    assert variant.card.description == "demo plug-in"
+    assert np.isfinite(LoadedModel(variant, "cpu").energy(molecule("CH4")))
+
+
+def test_charge_and_spin_go_to_models_that_take_them_and_are_noted_otherwise():
+    anion = molecule("OH")
+    anion.info.update(charge=-1, spin=1)
+    radical = molecule("OH")
+    radical.info.update(charge=0, spin=2)
+    (xtb,) = resolve_models(["gfn2-xtb"])
+    model = LoadedModel(xtb, "cpu")
+    e_anion, e_radical = model.energy(anion), model.energy(radical)
+    assert e_anion < e_radical - 1.0  # OH- is strongly bound relative to OH. in GFN2-xTB: charge arrived
+    assert model.base_calc.parameters["charge"] == 0 and model.base_calc.parameters["multiplicity"] == 2
+    assert not model.notes
+    emt = LoadedModel(resolve_models(["emt"])[0], "cpu")
+    emt.energy(anion)
+    assert emt.notes == {CHARGE_SPIN_IGNORED}
+
+
+@pytest.mark.slow
+def test_d3_adds_the_dftd3_energy_to_the_model():
+    from dftd3.ase import DFTD3
+
+    dimer = molecule("C6H6")
+    plain = LoadedModel(resolve_models(["7net-0"])[0], "cpu").energy(dimer)
+    with_d3 = LoadedModel(resolve_models(["7net-0+d3"])[0], "cpu").energy(dimer)
+    reference = dimer.copy()
+    reference.calc = DFTD3(method="pbe", damping="d3bj")
+    assert with_d3 - plain == pytest.approx(reference.get_potential_energy(), abs=1e-5)
+    assert with_d3 < plain
+
+
+@pytest.mark.slow
+def test_chgnet_runs_on_molecules_by_boxing_them():
+    model = LoadedModel(resolve_models(["chgnet"])[0], "cpu")
+    energy = model.energy(molecule("H2O"))
+    assert -20 < energy < -5  # about -14 eV at PBE for water

@@ -1,0 +1,119 @@
+"""Task files: every built-in one loads, and every kind of mistake names the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from omni_bench.errors import OmniBenchError
+from omni_bench.task_registry import all_tasks, builtin_tasks_dir, select, suites
+from omni_bench.taskspec import load_task
+
+S22 = builtin_tasks_dir() / "s22.yaml"
+
+
+def write_variant(tmp_path: Path, change, name: str = "s22") -> Path:
+    data = yaml.safe_load(S22.read_text())
+    change(data)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_builtin_tasks_load_and_form_the_quick_suite():
+    tasks = all_tasks()
+    assert {"s22", "dcdft"} <= set(tasks)
+    assert {"s22", "dcdft"} <= set(suites()["quick"])
+    spec = tasks["dcdft"]
+    assert spec.protocol == "eos" and spec.units["bulk_modulus"] == "GPa"
+    assert "Al" in spec.loader_params["elements"]
+
+
+@pytest.mark.parametrize("change, field, hint", [
+    (lambda d: d.update(metircs=d.pop("metrics")), "'metircs'", "did you mean 'metrics'"),
+    (lambda d: d["protocol"].update(nmae="interaction_energy"), "'protocol.nmae'", "unknown key"),
+    (lambda d: d["metrics"][0].update(statistic="mea"), "'metrics[0].statistic'", "did you mean 'mae'"),
+    (lambda d: d["metrics"][0].update(direction="down"), "'metrics[0].direction'", "lower, higher"),
+    (lambda d: d["metrics"][0].update(quantity="energy"), "'metrics[0].quantity'", "has no unit"),
+    (lambda d: d.pop("reference"), "'reference'", "is required"),
+    (lambda d: d.update(version="one"), "'version'", "must be int"),
+    (lambda d: d.update(name="s23"), "'name'", "rename one"),
+    (lambda d: d["protocol"].update(name="interaction_enrgy"), "'protocol.name'", "did you mean"),
+    (lambda d: d["protocol"].update(params={"complex_rol": "x"}), "'protocol.params.complex_rol'",
+     "did you mean 'complex_role'"),
+    (lambda d: d["units"].update(interaction_energy="kcal"), "'units.interaction_energy'", "unknown unit"),
+    (lambda d: d["units"].update(barrier="eV"), "'units.barrier'", "not a quantity protocol"),
+    (lambda d: d["dataset"].update(files=[{"path": "../x", "sha256": "0" * 64}]), "'dataset.files[0].path'",
+     "without '..'"),
+    (lambda d: d["dataset"].update(files=[{"path": "x.csv", "sha256": "abc"}]), "'dataset.files[0].sha256'",
+     "64 lowercase hex"),
+    (lambda d: d["gate"].update(mea={"abs": 1}), "'gate.mea'", "did you mean 'mae'"),
+    (lambda d: d["gate"]["mae"].update(abs=-1), "'gate.mae.abs'", "negative"),
+    (lambda d: d.update(suites=[]), "'suites'", "non-empty"),
+])
+def test_mistakes_name_file_and_field(tmp_path, change, field, hint):
+    path = write_variant(tmp_path, change)
+    with pytest.raises(OmniBenchError) as info:
+        load_task(path)
+    message = str(info.value)
+    assert str(path) in message and field in message and hint in message
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(OmniBenchError, match="broken.yaml: not valid YAML"):
+        load_task(path)
+
+
+def test_select_unknown_suite_and_task_suggest_names():
+    with pytest.raises(OmniBenchError, match="unknown suite 'quik' \\(did you mean 'quick'\\?\\)"):
+        select([], ["quik"])
+    with pytest.raises(OmniBenchError, match="unknown task 's23' \\(did you mean 's22'\\?\\)"):
+        select(["s23"], [])
+    assert [t.name for t in select(["s22"], ["quick"])].count("s22") == 1
+
+
+_yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(["name", "version", "suites", "dataset", "reference", "protocol", "units",
+                            "metrics", "gate", "description"]), value=_yaml_values)
+def test_fuzzed_fields_either_load_or_raise_a_clear_error(tmp_path, key, value):
+    path = write_variant(tmp_path, lambda d: d.update({key: value}))
+    try:
+        load_task(path)
+    except OmniBenchError as exc:
+        assert str(path) in str(exc)
+
+
+def _set_nested(data: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        data = data[int(part)] if isinstance(data, list) else data[part]
+    if isinstance(data, list):
+        data[int(last)] = value
+    else:
+        data[last] = value
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dotted=st.sampled_from(["dataset.loader", "dataset.files", "dataset.params", "dataset.source",
+                               "protocol.name", "protocol.params", "reference.level_of_theory",
+                               "metrics.0", "metrics.0.name", "metrics.0.group_by", "gate.mae", "gate.mae.rel",
+                               "units.interaction_energy", "suites.0"]), value=_yaml_values)
+def test_fuzzed_nested_fields_either_load_or_raise_a_clear_error(tmp_path, dotted, value):
+    path = write_variant(tmp_path, lambda d: _set_nested(d, dotted, value))
+    try:
+        load_task(path)
+    except OmniBenchError as exc:
+        assert str(path) in str(exc)
