@@ -13,16 +13,9 @@ TASK_PATH_ENV = "OMNI_BENCH_TASKS"
 
 
 def builtin_tasks_dir() -> Path:
-    """The bundled task files: the repository's tasks/ folder (installed as omni_bench.builtin_tasks)."""
-    try:
-        from importlib.resources import files
-
-        bundled = Path(str(files("omni_bench.builtin_tasks")))
-        if bundled.is_dir():
-            return bundled
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parent.parent / "tasks"
+    """The bundled task files: the repository's tasks/ folder, installed as omni_bench/builtin_tasks."""
+    installed = Path(__file__).resolve().parent / "builtin_tasks"
+    return installed if installed.is_dir() else Path(__file__).resolve().parent.parent / "tasks"
 
 
 def task_dirs(extra: list[Path] | None = None) -> list[Path]:

@@ -66,9 +66,9 @@ class LoadedModel:
             pass
         try:
             return factory(**kwargs)
-        except TypeError as exc:
-            raise OmniBenchError(f"model {card.name}: factory {card.factory} rejected its arguments {kwargs}: "
-                                 f"{exc}") from None
+        except Exception as exc:  # any failure to build the model is the user's to fix, in one line
+            raise OmniBenchError(f"model {variant.label}: {card.factory}(**{kwargs}) failed: "
+                                 f"{type(exc).__name__}: {exc}") from None
 
     def attach(self, atoms: Atoms) -> Atoms:
         """A copy of ``atoms`` ready for this model, with the calculator attached."""
