@@ -41,8 +41,14 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 @cache
-def _verified_hash(path: Path, size: int, mtime_ns: int) -> str:
+def _hash_of_version(path: Path, size: int, mtime_ns: int) -> str:
     return sha256_file(path)
+
+
+def cached_sha256(path: Path) -> str:
+    """sha256 of a file, computed once per (path, size, mtime) in this process."""
+    stat = path.stat()
+    return _hash_of_version(path, stat.st_size, stat.st_mtime_ns)
 
 
 def task_files(spec: TaskSpec, data_root: Path, origin: str = "") -> dict[str, Path]:
@@ -59,12 +65,12 @@ def task_files(spec: TaskSpec, data_root: Path, origin: str = "") -> dict[str, P
         if not path.is_file():
             raise OmniBenchError(
                 f"task {spec.name!r}: data file {entry.path} is missing under {data_root} ({origin}); "
-                f"check --data-dir / {DATA_ENV}")
-        stat = path.stat()
-        actual = _verified_hash(path, stat.st_size, stat.st_mtime_ns)
+                f"check --data-dir / {DATA_ENV}, or run: omni-bench data fetch {entry.path.split('/')[0]}")
+        actual = cached_sha256(path)
         if actual != entry.sha256:
             raise OmniBenchError(
                 f"task {spec.name!r}: {path} has sha256 {actual[:12]}..., but {spec.path} expects "
-                f"{entry.sha256[:12]}...; the file is corrupted or a different version: fetch it again")
+                f"{entry.sha256[:12]}...; the file is corrupted or a different version: fetch it again "
+                f"(omni-bench data fetch {entry.path.split('/')[0]})")
         found[entry.path] = path
     return found
