@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="folder for results JSON and predictions CSV (default: %(default)s)")
     run.add_argument("--data-dir", help="reference data root (default: $OMNI_BENCH_DATA, then the user cache)")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    run.add_argument("--item-timeout", type=float, metavar="SECONDS",
+                     help="record an item as failed when it takes longer than this")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     data_cmd = sub.add_parser("data", help="reference datasets: list, verify, fetch")
@@ -150,7 +152,8 @@ def _run(args) -> int:
     root, origin = data.resolve_data_root(args.data_dir)
     store = ResultStore(args.store)
     options = RunOptions(store=store, out_dir=args.out, data_root=root, data_origin=origin, device=args.device,
-                         limit=args.limit, rerun=args.rerun, progress=not args.no_progress)
+                         limit=args.limit, rerun=args.rerun, progress=not args.no_progress,
+                         item_timeout=args.item_timeout)
     try:
         outcomes = run(variants, tasks, options)
     except KeyboardInterrupt:

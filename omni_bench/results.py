@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
+from .errors import OmniBenchError
 from .items import Entry
 from .models.fingerprint import package_versions
 from .taskspec import TaskSpec
@@ -73,14 +74,18 @@ def slug(text: str) -> str:
 def write(out_dir: Path, label: str, task: TaskSpec, record: dict[str, Any], entries: list[Entry]) -> Path:
     """Write ``<out>/<model label>/<task>.json`` and ``<task>.predictions.csv``; return the JSON path."""
     folder = out_dir / slug(label)
-    folder.mkdir(parents=True, exist_ok=True)
     csv_path = folder / f"{task.name}.predictions.csv"
-    entries_frame(entries).to_csv(csv_path, index=False)
-    record = {**record, "predictions_file": csv_path.name}
     json_path = folder / f"{task.name}.json"
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
-    tmp.replace(json_path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        entries_frame(entries).to_csv(csv_path, index=False)
+        record = {**record, "predictions_file": csv_path.name}
+        tmp = json_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
+        tmp.replace(json_path)
+    except OSError as exc:
+        raise OmniBenchError(f"cannot write results to {folder}: {exc}; the computed items are safe in the "
+                             "store, so fix --out and run the same command again") from None
     return json_path
 
 

@@ -7,16 +7,20 @@ the runner only asks the loader for items, the protocol for values, and the stor
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from . import data, plugins, results, scoring
+from . import data, plugins, results, scoring, units
+from .errors import OmniBenchError
 from .items import Item
 from .models.fingerprint import fingerprint, fingerprint_id
 from .models.loaded import LoadedModel
@@ -35,6 +39,8 @@ class RunOptions:
     limit: int | None = None
     rerun: bool = False
     progress: bool = True
+    #: seconds one item may take before it is recorded as failed (None: no limit)
+    item_timeout: float | None = None
     #: loaded models by fingerprint id, kept across ``run`` calls (tests and long-lived workers reuse them)
     model_cache: dict[str, LoadedModel] = field(default_factory=dict)
 
@@ -63,11 +69,37 @@ def prepare(tasks: list[TaskSpec], options: RunOptions) -> list[PreparedTask]:
     prepared = []
     for spec in tasks:
         files = data.task_files(spec, options.data_root, options.data_origin) if spec.files else {}
-        items = plugins.load("loader", spec.loader).load(files, spec.loader_params)
+        try:
+            items = plugins.load("loader", spec.loader).load(files, spec.loader_params)
+        except OmniBenchError:
+            raise
+        except Exception as exc:  # a file that does not parse: name the task's files and the loader
+            raise OmniBenchError(f"task {spec.name!r}: loader {spec.loader!r} could not read "
+                                 f"{', '.join(files) or 'its data'}: {type(exc).__name__}: {exc}") from None
+        check_items(spec, items)
         if options.limit is not None:
             items = items[: options.limit]
         prepared.append(PreparedTask(spec, items, protocol_params(spec)))
     return prepared
+
+
+def check_items(spec: TaskSpec, items: list[Item]) -> None:
+    """Unique ids, finite reference values, and reference units that convert to the task's units."""
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise OmniBenchError(f"task {spec.name!r}: item id {item.id!r} appears twice in the dataset")
+        seen.add(item.id)
+        for quantity, reference in item.reference.items():
+            if not math.isfinite(reference.value):
+                raise OmniBenchError(f"task {spec.name!r}: item {item.id!r} has no valid reference {quantity} "
+                                     f"({reference.value!r}) in {', '.join(f.path for f in spec.files) or 'its data'}")
+            if quantity in spec.units:
+                try:
+                    units.convert(reference.value, reference.unit, spec.units[quantity])
+                except OmniBenchError as exc:
+                    raise OmniBenchError(f"{spec.path}: field 'units.{quantity}' does not fit the reference of "
+                                         f"item {item.id!r}: {exc}") from None
 
 
 def run(variants: list[ModelVariant], tasks: list[TaskSpec], options: RunOptions) -> list[TaskOutcome]:
@@ -90,20 +122,46 @@ def run(variants: list[ModelVariant], tasks: list[TaskSpec], options: RunOptions
                        desc=f"{variant.label} {task.spec.name}", disable=not options.progress, file=sys.stderr)
             with bar:
                 for item in pending:
-                    _compute_one(model, protocol, task, item, options.store, key, variant.label)
+                    _compute_one(model, protocol, task, item, options.store, key, variant.label,
+                                 options.item_timeout)
                     bar.update(1)
             outcomes.append(_summarise(variant, fid, fp, task, protocol, options, key, len(pending),
                                        time.perf_counter() - start, model))
     return outcomes
 
 
+class ItemTimeout(Exception):
+    """An item ran past ``--item-timeout``."""
+
+
+@contextmanager
+def time_limit(seconds: float | None):
+    """Raise ``ItemTimeout`` in the main thread after ``seconds`` (SIGALRM). A model stuck inside C code
+    that never returns to Python is interrupted when it does; elsewhere than the main thread, no limit."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise ItemTimeout(f"item took longer than --item-timeout {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _compute_one(model: LoadedModel, protocol, task: PreparedTask, item: Item, store: ResultStore,
-                 key: tuple, label: str) -> None:
+                 key: tuple, label: str, timeout: float | None = None) -> None:
     """Compute one item and commit it: values when it worked, the reason when it did not."""
     model.notes.clear()
     start = time.perf_counter()
     try:
-        values = {k: float(v) for k, v in protocol.compute(item, model, task.params).items()}
+        with time_limit(timeout):
+            values = {k: float(v) for k, v in protocol.compute(item, model, task.params).items()}
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             raise ValueError(f"non-finite value for {', '.join(bad)}")

@@ -65,7 +65,8 @@ class ResultStore:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise OmniBenchError(f"cannot open result store {self.path}: {exc}; pass --store PATH") from None
+            raise OmniBenchError(f"cannot open result store {self.path}: {exc} (is the disk full or the folder "
+                                 "read-only? --store PATH picks another place)") from None
 
     def close(self) -> None:
         self.db.close()
@@ -101,4 +102,5 @@ class ResultStore:
             with self.db:
                 self.db.execute(sql, params)
         except sqlite3.OperationalError as exc:
-            raise OmniBenchError(f"cannot write to result store {self.path}: {exc}") from None
+            raise OmniBenchError(f"cannot write to result store {self.path}: {exc}; items finished before this "
+                                 "are kept: free space or fix permissions and run the same command to resume") from None

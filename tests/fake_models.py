@@ -33,3 +33,19 @@ def slow_emt(delay: float = 0.05) -> Calculator:
 
 def faulty_emt(nan_for: str = "", raise_for: str = "") -> Calculator:
     return _Wrapped(nan_for=nan_for, raise_for=raise_for)
+
+
+class _Hanging(_Wrapped):
+    def __init__(self, hang_for: str):
+        super().__init__()
+        self.hang_for = hang_for
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        if atoms is not None and atoms.get_chemical_formula() == self.hang_for:
+            time.sleep(3600)
+        super().calculate(atoms, properties, system_changes)
+
+
+def hanging_emt(hang_for: str) -> Calculator:
+    """EMT that never returns for one formula: the run must record a timeout and go on."""
+    return _Hanging(hang_for)

@@ -1,0 +1,143 @@
+"""Fault injection with real processes: kills, concurrent writers, hangs, a full disk, a read-only store."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+ENV = {**os.environ, "PYTHONPATH": str(TESTS)}
+N_S22 = 22
+
+
+def command(store: Path, out: Path, *extra: str, delay: float = 0.03) -> list[str]:
+    return [sys.executable, "-m", "omni_bench.cli", "run", "--model", "fake_models:slow_emt", "--model-arg",
+            f"delay={delay}", "--task", "s22", "--store", str(store), "--out", str(out), "--no-progress", *extra]
+
+
+def count_rows(store: Path) -> int:
+    if not store.exists():
+        return 0
+    try:
+        with sqlite3.connect(store, timeout=5) as db:
+            return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def item_ids(store: Path) -> list[str]:
+    with sqlite3.connect(store) as db:
+        return [r[0] for r in db.execute("SELECT item_id FROM results WHERE task='s22'")]
+
+
+def metrics_of(out: Path) -> dict:
+    return json.loads((out / "fake_models_slow_emt" / "s22.json").read_text())["metrics"]
+
+
+@pytest.fixture(scope="module")
+def clean_metrics(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("clean")
+    done = subprocess.run(command(folder / "s.db", folder / "out"), env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return metrics_of(folder / "out")
+
+
+@pytest.mark.slow
+def test_twenty_sigkills_at_random_points_lose_and_duplicate_nothing(tmp_path, clean_metrics):
+    """24 runs killed at random moments (start-up, mid-item, between commits), then one that finishes."""
+    rng = random.Random(20261121)
+    store, out = tmp_path / "s.db", tmp_path / "out"
+    kills_with_progress = 0
+    for kill in range(24):
+        before = count_rows(store)
+        proc = subprocess.Popen(command(store, out, delay=0.3), env=ENV, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        if kill % 3 == 0:  # wait until this run has committed an item, then kill it anywhere after
+            deadline = time.time() + 120
+            while count_rows(store) == before and time.time() < deadline:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.5))
+        else:  # anywhere from start-up to a few items in
+            time.sleep(rng.uniform(0.2, 2.0))
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL  # killed, not finished on its own
+        ids = item_ids(store) if store.exists() else []
+        assert len(ids) == len(set(ids))
+        kills_with_progress += len(ids) > before
+    assert 0 < count_rows(store) < N_S22 and kills_with_progress >= 8
+    done = subprocess.run(command(store, out, delay=0.3), env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    ids = item_ids(store)
+    assert len(ids) == len(set(ids)) == N_S22
+    assert metrics_of(out) == clean_metrics
+    with sqlite3.connect(store) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.slow
+def test_two_runs_writing_one_store_at_once_both_finish_consistently(tmp_path, clean_metrics):
+    store = tmp_path / "shared.db"
+    procs = [subprocess.Popen(command(store, tmp_path / f"out{i}"), env=ENV, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    ids = item_ids(store)
+    assert len(ids) == len(set(ids)) == N_S22
+    assert metrics_of(tmp_path / "out0") == metrics_of(tmp_path / "out1") == clean_metrics
+
+
+@pytest.mark.slow
+def test_a_hanging_model_is_timed_out_per_item_and_the_run_finishes(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "omni_bench.cli", "run", "--model", "fake_models:hanging_emt", "--model-arg",
+         "hang_for=H4O2", "--task", "s22", "--limit", "4", "--item-timeout", "2", "--store", str(tmp_path / "s.db"),
+         "--out", str(tmp_path / "out"), "--no-progress"], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "out" / "fake_models_hanging_emt" / "s22.json").read_text())
+    assert record["n_failed"] == 1
+    (failure,) = record["failures"]
+    assert failure["item_id"] == "Water_dimer" and "--item-timeout 2 s" in failure["error"]
+    assert record["metrics"]["mae"]["n"] == 3
+
+
+def _limit_file_size(limit_bytes: int):
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, like a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return apply
+
+
+@pytest.mark.slow
+def test_a_full_disk_gives_a_clear_error_and_keeps_earlier_results(tmp_path, clean_metrics):
+    store, out = tmp_path / "s.db", tmp_path / "out"
+    first = subprocess.run(command(store, out, "--limit", "5"), env=ENV, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    full = subprocess.run(command(store, out), env=ENV, capture_output=True, text=True,
+                          preexec_fn=_limit_file_size(max(store.stat().st_size, 32768) + 24576))
+    assert full.returncode == 2, full.stderr
+    assert "Traceback" not in full.stderr
+    assert "cannot write to result store" in full.stderr and "run the same command to resume" in full.stderr
+    with sqlite3.connect(store) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert 5 < len(item_ids(store)) < N_S22  # what the full-disk run finished before failing is kept
+    again = subprocess.run(command(store, out), env=ENV, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert metrics_of(out) == clean_metrics
+
+
+def test_a_store_on_a_read_only_location_is_a_clear_error(tmp_path):
+    read_only = Path("/proc/omni-bench/s.db")  # procfs refuses new files, even for root
+    done = subprocess.run(command(read_only, tmp_path / "out"), env=ENV, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "cannot open result store /proc/omni-bench/s.db" in done.stderr and "Traceback" not in done.stderr
