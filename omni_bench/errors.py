@@ -21,3 +21,8 @@ def unknown(kind: str, name: str, choices: Iterable[str]) -> OmniBenchError:
     return OmniBenchError(
         f"unknown {kind} {name!r}{did_you_mean(name, choices)}; known: {', '.join(choices) or 'none'}"
     )
+
+
+class StopTask(Exception):
+    """Raised by a protocol when no later item of the task can succeed either (e.g. out of memory on a
+    growing size ladder): the item is recorded as failed and the remaining ones as skipped, with the reason."""

@@ -42,7 +42,7 @@ class Prediction:
     id: str
     quantity: str
     value: float | None
-    reference: Quantity
+    reference: Quantity | None  # None for quantities without a reference (timings, counts)
     groups: dict[str, str] = field(default_factory=dict)
     error: str | None = None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import signal
+import socket
 import sys
 import threading
 import time
@@ -20,8 +21,9 @@ from typing import Any
 from tqdm import tqdm
 
 from . import data, plugins, results, scoring, units
-from .errors import OmniBenchError
+from .errors import OmniBenchError, StopTask
 from .items import Item
+from .models.factories import resolve_device
 from .models.fingerprint import fingerprint, fingerprint_id
 from .models.loaded import LoadedModel
 from .models.registry import ModelVariant
@@ -102,7 +104,7 @@ def check_items(spec: TaskSpec, items: list[Item]) -> None:
                                          f"item {item.id!r}: {exc}") from None
 
 
-def run(variants: list[ModelVariant], tasks: list[TaskSpec], options: RunOptions) -> list[TaskOutcome]:
+def run_benchmarks(variants: list[ModelVariant], tasks: list[TaskSpec], options: RunOptions) -> list[TaskOutcome]:
     prepared = prepare(tasks, options)
     outcomes = []
     for variant in variants:
@@ -112,19 +114,25 @@ def run(variants: list[ModelVariant], tasks: list[TaskSpec], options: RunOptions
         model = options.model_cache.get(fid)
         for task in prepared:
             start = time.perf_counter()
-            key = (fid, variant.channel or "", task.spec.name, task.spec.version)
+            protocol = plugins.load("protocol", task.spec.protocol)
+            key = (_store_fingerprint(fid, protocol, options.device), variant.channel or "", task.spec.name,
+                   task.spec.version)
             done = options.store.get(key)
             pending = [i for i in task.items if options.rerun or i.id not in done]
             if pending and model is None:
                 model = options.model_cache[fid] = LoadedModel(variant, options.device)
-            protocol = plugins.load("protocol", task.spec.protocol)
             bar = tqdm(total=len(task.items), initial=len(task.items) - len(pending), unit="item",
                        desc=f"{variant.label} {task.spec.name}", disable=not options.progress, file=sys.stderr)
             with bar:
-                for item in pending:
-                    _compute_one(model, protocol, task, item, options.store, key, variant.label,
-                                 options.item_timeout)
+                for position, item in enumerate(pending):
+                    stop = _compute_one(model, protocol, task, item, options.store, key, variant.label,
+                                        options.item_timeout)
                     bar.update(1)
+                    if stop:
+                        for skipped in pending[position + 1:]:
+                            options.store.put(key, variant.label, skipped.id, "failed", error=f"skipped: {stop}")
+                        bar.update(len(pending) - position - 1)
+                        break
             outcomes.append(_summarise(variant, fid, fp, task, protocol, options, key, len(pending),
                                        time.perf_counter() - start, model))
     return outcomes
@@ -154,9 +162,17 @@ def time_limit(seconds: float | None):
         signal.signal(signal.SIGALRM, previous)
 
 
+def _store_fingerprint(fid: str, protocol, device: str) -> str:
+    """Timings depend on the hardware: protocols that measure it are stored per device and host."""
+    if not getattr(protocol, "DEVICE_SPECIFIC", False):
+        return fid
+    return f"{fid}/{resolve_device(device)}@{socket.gethostname()}"
+
+
 def _compute_one(model: LoadedModel, protocol, task: PreparedTask, item: Item, store: ResultStore,
-                 key: tuple, label: str, timeout: float | None = None) -> None:
-    """Compute one item and commit it: values when it worked, the reason when it did not."""
+                 key: tuple, label: str, timeout: float | None = None) -> str | None:
+    """Compute one item and commit it: values when it worked, the reason when it did not.
+    Returns the reason when the protocol says the remaining items cannot succeed either."""
     model.notes.clear()
     start = time.perf_counter()
     try:
@@ -170,9 +186,10 @@ def _compute_one(model: LoadedModel, protocol, task: PreparedTask, item: Item, s
     except Exception as exc:  # a model failing on one structure must not stop the run
         store.put(key, label, item.id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000],
                   notes=list(model.notes), wall_s=time.perf_counter() - start)
-        return
+        return str(exc) if isinstance(exc, StopTask) else None
     store.put(key, label, item.id, "ok", values=values, notes=list(model.notes),
               wall_s=time.perf_counter() - start)
+    return None
 
 
 def _summarise(variant, fid, fp, task: PreparedTask, protocol, options: RunOptions, key, computed: int,

@@ -41,7 +41,7 @@ def score(task: TaskSpec, protocol: ModuleType, items: list[Item], results: dict
         predicted = None
         if p.value is not None:
             predicted = units.convert(p.value, protocol.QUANTITIES[p.quantity], unit)
-        reference = units.convert(p.reference.value, p.reference.unit, unit)
+        reference = units.convert(p.reference.value, p.reference.unit, unit) if p.reference else float("nan")
         entries.append(Entry(p.id, p.quantity, predicted, reference, unit, dict(p.groups), p.error))
     return entries
 
@@ -49,6 +49,15 @@ def score(task: TaskSpec, protocol: ModuleType, items: list[Item], results: dict
 def statistic(name: str, predicted: np.ndarray, reference: np.ndarray) -> float:
     if len(predicted) == 0:
         return float("nan")
+    # Statistics of the model's own values, for quantities without a reference (timings, counts).
+    if name == "mean":
+        return float(np.mean(predicted))
+    if name == "max":
+        return float(np.max(predicted))
+    if name == "min":
+        return float(np.min(predicted))
+    if name == "sum":
+        return float(np.sum(predicted))
     error = predicted - reference
     if name == "mae":
         return float(np.mean(np.abs(error)))

@@ -17,7 +17,8 @@ from . import plugins, units
 from .errors import OmniBenchError, did_you_mean
 from .schema import Fields
 
-STATISTICS = ("mae", "rmse", "mean_error", "max_abs_error", "r2", "f1")
+#: error statistics compare with the reference; mean/max/min/sum describe the model's values alone
+STATISTICS = ("mae", "rmse", "mean_error", "max_abs_error", "r2", "f1", "mean", "max", "min", "sum")
 DIRECTIONS = ("lower", "higher")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

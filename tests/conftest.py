@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from omni_bench.models.registry import resolve_models
-from omni_bench.runner import RunOptions, run
+from omni_bench.runner import RunOptions, run_benchmarks
 from omni_bench.store import ResultStore
 from omni_bench.task_registry import all_tasks
 
@@ -32,6 +32,6 @@ def run_task(task: str, model: str, tmp_path: Path, data_root: Path | None = Non
     options = RunOptions(store=store, out_dir=tmp_path / "out", data_root=data_root, data_origin="test",
                          device="cpu", limit=limit, progress=False, model_cache=_MODEL_CACHE)
     try:
-        return run(resolve_models([model], channels, model_args), [all_tasks()[task]], options)
+        return run_benchmarks(resolve_models([model], channels, model_args), [all_tasks()[task]], options)
     finally:
         store.close()

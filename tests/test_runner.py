@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from omni_bench.models.registry import resolve_models
-from omni_bench.runner import RunOptions, run
+from omni_bench.runner import RunOptions, run_benchmarks
 from omni_bench.store import ResultStore
 from omni_bench.task_registry import all_tasks
 
@@ -18,7 +18,7 @@ def emt_run(tmp_path, tasks=("s22", "dcdft"), model="emt", model_args=None, **kw
     store = ResultStore(tmp_path / "store.sqlite")
     options = RunOptions(store=store, out_dir=tmp_path / "out", progress=False, device="cpu", **kwargs)
     try:
-        return {o.task: o for o in run(resolve_models([model], model_args=model_args),
+        return {o.task: o for o in run_benchmarks(resolve_models([model], model_args=model_args),
                                        [all_tasks()[t] for t in tasks], options)}
     finally:
         store.close()

@@ -36,7 +36,7 @@ def test_builtin_tasks_load_and_form_the_quick_suite():
 @pytest.mark.parametrize("change, field, hint", [
     (lambda d: d.update(metircs=d.pop("metrics")), "'metircs'", "did you mean 'metrics'"),
     (lambda d: d["protocol"].update(nmae="interaction_energy"), "'protocol.nmae'", "unknown key"),
-    (lambda d: d["metrics"][0].update(statistic="mea"), "'metrics[0].statistic'", "did you mean 'mae'"),
+    (lambda d: d["metrics"][0].update(statistic="rmsee"), "'metrics[0].statistic'", "did you mean 'rmse'"),
     (lambda d: d["metrics"][0].update(direction="down"), "'metrics[0].direction'", "lower, higher"),
     (lambda d: d["metrics"][0].update(quantity="energy"), "'metrics[0].quantity'", "has no unit"),
     (lambda d: d.pop("reference"), "'reference'", "is required"),

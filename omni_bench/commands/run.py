@@ -1,0 +1,80 @@
+"""``omni-bench run``: evaluate models on tasks; cached and resumable."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import OmniBenchError
+
+HELP = "evaluate models on tasks; cached and resumable"
+
+
+def add_arguments(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--model", "-m", action="append", required=True,
+                     help="built-in name, NAME@CHANNEL, NAME+d3, a model-card YAML, a plug-in name, or "
+                          "package.module:factory (repeatable)")
+    run.add_argument("--channel", "-c", action="append", default=[],
+                     help="channel of a multi-task model, or 'all' (repeatable)")
+    run.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                     help="keyword argument for the model factory (repeatable)")
+    run.add_argument("--suite", "-s", action="append", default=[], help="suite to run (repeatable)")
+    run.add_argument("--task", "-t", action="append", default=[], help="task to run (repeatable)")
+    run.add_argument("--limit", type=int, help="run only the first N items of each task")
+    run.add_argument("--rerun", action="store_true", help="recompute items that are already stored")
+    run.add_argument("--store", type=Path, help="SQLite result store (default: in the user cache folder)")
+    run.add_argument("--out", type=Path, default=Path("omni-bench-results"),
+                     help="folder for results JSON and predictions CSV (default: %(default)s)")
+    run.add_argument("--data-dir", help="reference data root (default: $OMNI_BENCH_DATA, then the user cache)")
+    run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    run.add_argument("--item-timeout", type=float, metavar="SECONDS",
+                     help="record an item as failed when it takes longer than this")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    from .. import data, task_registry
+    from ..models.registry import resolve_models
+    from ..runner import RunOptions, run_benchmarks
+    from ..store import ResultStore
+
+    if not args.suite and not args.task:
+        raise OmniBenchError("choose what to run with --suite or --task (see: omni-bench list suites)")
+    if args.limit is not None and args.limit < 1:
+        raise OmniBenchError("--limit must be at least 1")
+    tasks = task_registry.select(args.task, args.suite, args.tasks_dir)
+    variants = resolve_models(args.model, args.channel, args.model_arg)
+    root, origin = data.resolve_data_root(args.data_dir)
+    store = ResultStore(args.store)
+    options = RunOptions(store=store, out_dir=args.out, data_root=root, data_origin=origin, device=args.device,
+                         limit=args.limit, rerun=args.rerun, progress=not args.no_progress,
+                         item_timeout=args.item_timeout)
+    try:
+        outcomes = run_benchmarks(variants, tasks, options)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished items are saved in {store.path}; run the same command to resume",
+              file=sys.stderr)
+        return 130
+    finally:
+        store.close()
+    print(format_table(outcomes))
+    print(f"\nresults: {args.out.resolve()}   store: {store.path}")
+    return 0
+
+
+def format_table(outcomes) -> str:
+    rows = [("model", "task", "n", "failed", "metrics")]
+    for o in outcomes:
+        shown = "  ".join(f"{name}={_fmt(m['value'])} {m['unit']}" for name, m in o.metrics.items())
+        rows.append((o.model, o.task, str(o.n_items), str(o.n_failed), shown))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    return "\n".join(lines)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}" if value == value else "nan"
+
+
