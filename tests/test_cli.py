@@ -48,7 +48,7 @@ def test_end_to_end_7net0_on_three_s22_dimers(tmp_path):
 
 @pytest.mark.parametrize("args, expected", [
     (["run", "--model", "7net-O", "--suite", "quick"], "unknown model '7net-O' (did you mean '7net-0'?)"),
-    (["run", "--model", "emt", "--task", "s2"], "unknown task 's2' (did you mean 's22'?)"),
+    (["run", "--model", "emt", "--task", "s222"], "unknown task 's222' (did you mean 's22'?)"),
     (["run", "--model", "emt", "--suite", "quik"], "unknown suite 'quik' (did you mean 'quick'?)"),
     (["run", "--model", "7net-mf-0", "--channel", "r2scan", "--suite", "quick"], "valid channels: PBE, R2SCAN"),
     (["run", "--model", "emt"], "choose what to run with --suite or --task"),
