@@ -37,3 +37,29 @@ def test_duplicate_item_ids_are_refused():
     spec = all_tasks()["s22"]
     with pytest.raises(OmniBenchError, match="item id 'w1' appears twice"):
         check_items(spec, [dimer_item("w1", Quantity(-0.2, "eV"))] * 2)
+
+
+def test_structure_file_that_does_not_parse_names_the_file(tmp_path, data_root, capsys):
+    """A corrupted extxyz whose hash the task file accepts: the loader's error names the file."""
+    import yaml
+
+    from omni_bench.cli import main
+    from omni_bench.data import sha256_file
+
+    root = tmp_path / "data"
+    (root / "MOR41").mkdir(parents=True)
+    broken = root / "MOR41" / "mor41_molecules.extxyz"
+    lines = (data_root / "MOR41" / "mor41_molecules.extxyz").read_text().splitlines()
+    broken.write_text("\n".join(lines[:2] + ["C 0.0 zero 0.0"] + lines[3:]) + "\n")
+    (root / "MOR41" / "reactions.csv").write_bytes((data_root / "MOR41" / "reactions.csv").read_bytes())
+    task = yaml.safe_load(all_tasks()["mor41"].path.read_text())
+    task["dataset"]["files"][0]["sha256"] = sha256_file(broken)
+    tasks_dir = tmp_path / "tasks"
+    tasks_dir.mkdir()
+    (tasks_dir / "mor41.yaml").write_text(yaml.safe_dump(task))
+    code = main(["--tasks-dir", str(tasks_dir), "run", "--model", "emt", "--task", "mor41", "--data-dir", str(root),
+                 "--store", str(tmp_path / "s.db"), "--out", str(tmp_path / "out"), "--no-progress"])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "MOR41/mor41_molecules.extxyz" in error and "could not convert string to float: 'zero'" in error
+    assert not (tmp_path / "out").exists()  # nothing computed on bad input
