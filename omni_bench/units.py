@@ -26,7 +26,13 @@ _UNITS: dict[str, dict[str, float]] = {
     "length": {"A": 1.0, "bohr": _ase.Bohr},
     "angle": {"deg": 1.0},
     "dimensionless": {"1": 1.0},
-    "rate": {"ns/day": 1.0},
+    # Simulated time per wall-clock time (MD speed); fs/s is what a timestep times steps per second gives.
+    "rate": {"ns/day": 1.0, "fs/s": 1e-6 * 86400},
+    # Timing benchmarks (md-speed): wall time per MD step (with /atom: per atom and step), steps per
+    # second, and memory (MB and GB decimal; B bytes; KiB, MiB, GiB binary as /proc and torch report).
+    "time per step": {"s/step": 1.0, "ms/step": 1e-3, "us/step": 1e-6},
+    "step rate": {"steps/s": 1.0},
+    "memory": {"MB": 1.0, "GB": 1e3, "B": 1e-6, "KiB": 2**10 / 1e6, "MiB": 2**20 / 1e6, "GiB": 2**30 / 1e6},
 }
 _NORMALISATIONS = ("", "/atom", "/molecule", "/H2O")
 _DIMENSION = {unit: dim for dim, table in _UNITS.items() for unit in table}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,16 @@ from .registry import ModelVariant
 
 
 def package_versions(names: list[str]) -> dict[str, str]:
-    found = {}
-    for name in names:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "not installed"
-    return found
+    return {name: _version(name) for name in names}
+
+
+@cache
+def _version(name: str) -> str:
+    """Reading package metadata is slow enough to show in per-run overhead: once per process."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def fingerprint(variant: ModelVariant) -> dict[str, Any]:
