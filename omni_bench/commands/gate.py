@@ -1,0 +1,60 @@
+"""``omni-bench gate``: fail (exit 1) when results regress against a baseline; for CI."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import OmniBenchError
+
+HELP = "compare results with a baseline using the task files' gate tolerances; exit 1 on a regression"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--baseline", "-b", type=Path, required=True,
+                        help="baseline: a JSON from --write-baseline, a leaderboard CSV, a results JSON or folder")
+    parser.add_argument("--model", "-m", action="append", default=[],
+                        help="model label (7net-mf-0@PBE) or name (all its channels); repeatable; default: all "
+                             "in the baseline")
+    parser.add_argument("--channel", "-c", help="only this channel of a multi-task model")
+    parser.add_argument("--results", "-r", action="append", type=Path, default=[],
+                        help="current results: folder written by 'omni-bench run --out' (repeatable; default: "
+                             "omni-bench-results)")
+    parser.add_argument("--junit", type=Path, metavar="FILE", help="also write the checks as JUnit XML")
+    parser.add_argument("--write-baseline", action="store_true",
+                        help="record the current results as the baseline (to --baseline) instead of comparing")
+
+
+def run(args) -> int:
+    from .. import task_registry
+    from ..reporting import gate
+    from ..reporting.load import DEFAULT_RESULTS_DIR, load_results, select
+    from ..reporting.text import plain_table
+
+    folders = args.results or [DEFAULT_RESULTS_DIR]
+    current = select(load_results(folders), args.model, channel=args.channel)
+    if args.write_baseline:
+        if not current:
+            raise OmniBenchError(f"no results to record in {', '.join(map(str, folders))}")
+        path = gate.write_baseline(current, args.baseline)
+        print(f"baseline: {path} ({len(current)} results: "
+              f"{', '.join(sorted({r.label for r in current}))})")
+        return 0
+    baseline = [s for s in gate.read_baseline(args.baseline) if gate.matches(s, args.model, args.channel)]
+    if not baseline:
+        who = ", ".join(args.model) + (f" channel {args.channel}" if args.channel else "") or "any model"
+        raise OmniBenchError(f"baseline {args.baseline} has no results for {who}")
+    specs = task_registry.all_tasks(args.tasks_dir)
+    gates = {r.task: r.gate for r in current}  # as recorded, for tasks the task folders no longer have
+    gates.update({s.task: specs[s.task].gate for s in baseline if s.task in specs})
+    checks = gate.compare(baseline, [gate.snapshot(r) for r in current], gates)
+    print(plain_table(gate.TABLE_HEADER, gate.table_rows(checks)))
+    failed = sum(c.status == gate.FAIL for c in checks)
+    if args.junit:
+        try:
+            args.junit.parent.mkdir(parents=True, exist_ok=True)
+            args.junit.write_text(gate.junit_xml(checks))
+        except OSError as exc:
+            raise OmniBenchError(f"cannot write {args.junit}: {exc}") from None
+    print(f"\n{failed} of {len(checks)} checks failed" if failed else f"\nall {len(checks)} checks passed")
+    return 1 if failed else 0

@@ -1,0 +1,111 @@
+"""Bootstrap 95% confidence intervals for every metric, resampling the units that are independent.
+
+Rows of a predictions CSV are resampled with replacement, except that rows whose id has the form
+``<unit>@<point>`` (the angles of one torsion profile, the volumes of one equation of state) are drawn as
+a whole unit: the points of one profile share one molecule and one reference minimum, so they are not
+independent. Reaction and lattice-energy tasks already have one row per reaction or system (the protocol's
+``derive`` builds them), so resampling rows resamples reactions and systems.
+
+A resample is a vector of counts per unit (multinomial), applied as weights; with all weights one every
+statistic equals ``omni_bench.scoring.statistic``. The generator is seeded from the seed, the task and the
+metric, so a report is reproducible and models scored on the same rows are resampled identically.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+N_RESAMPLES = 1000
+LEVEL = 0.95
+SEED = 0
+_MAX_CELLS = 4_000_000  # resamples x rows held in memory at once
+
+
+@dataclass
+class Interval:
+    """A metric with its bootstrap interval and the resampled values (kept for derived scores)."""
+
+    value: float
+    low: float
+    high: float
+    replicates: np.ndarray
+
+    @property
+    def finite(self) -> bool:
+        return bool(np.isfinite(self.value))
+
+
+def unit_of(item_id: str) -> str:
+    """The independent unit a row belongs to: the part of its id before the first '@'."""
+    return str(item_id).split("@", 1)[0]
+
+
+def weighted_statistic(name: str, predicted: np.ndarray, reference: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``scoring.statistic`` for each row of ``weights`` (resamples x items): item i counted weights[:, i] times."""
+    w = weights.astype(float)
+    total = w.sum(axis=1)
+    present = w > 0
+    if name in ("mean", "sum", "max", "min"):
+        if name == "mean":
+            return w @ predicted / total
+        if name == "sum":
+            return w @ predicted
+        if name == "max":
+            return np.where(present, predicted, -np.inf).max(axis=1)
+        return np.where(present, predicted, np.inf).min(axis=1)
+    error = predicted - reference
+    if name == "mae":
+        return w @ np.abs(error) / total
+    if name == "rmse":
+        return np.sqrt(w @ error**2 / total)
+    if name == "mean_error":
+        return w @ error / total
+    if name == "max_abs_error":
+        return np.where(present, np.abs(error), -np.inf).max(axis=1)
+    if name == "r2":
+        mean_ref = w @ reference / total
+        spread = (w * (reference[None, :] - mean_ref[:, None]) ** 2).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(spread > 0, 1.0 - (w @ error**2) / spread, np.nan)
+    if name == "f1":
+        pred_pos, ref_pos = predicted > 0, reference > 0
+        tp = w @ (pred_pos & ref_pos).astype(float)
+        denom = 2 * tp + w @ (pred_pos & ~ref_pos).astype(float) + w @ (~pred_pos & ref_pos).astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(denom > 0, 2 * tp / denom, np.nan)
+    raise ValueError(f"unknown statistic {name!r}")
+
+
+def seed_for(*parts: str, seed: int = SEED) -> int:
+    """A seed that depends on what is resampled, not on the order in which metrics are computed."""
+    return zlib.crc32("\x1f".join(parts).encode()) ^ seed
+
+
+def bootstrap(rows: pd.DataFrame, statistic: str, *, key: tuple[str, ...], n_resamples: int = N_RESAMPLES,
+              seed: int = SEED, level: float = LEVEL) -> Interval:
+    """The statistic of ``rows`` (columns id, predicted, reference) with a percentile interval."""
+    predicted = rows["predicted"].to_numpy(float)
+    reference = rows["reference"].to_numpy(float)
+    n = len(rows)
+    if n == 0:
+        nan = float("nan")
+        return Interval(nan, nan, nan, np.full(n_resamples, np.nan))
+    value = float(weighted_statistic(statistic, predicted, reference, np.ones((1, n)))[0])
+    units, unit_index = np.unique([unit_of(i) for i in rows["id"]], return_inverse=True)
+    rng = np.random.default_rng(seed_for(*key, seed=seed))
+    k = len(units)
+    counts = rng.multinomial(k, np.full(k, 1.0 / k), size=n_resamples)
+    per_chunk = max(1, _MAX_CELLS // n)
+    replicates = np.concatenate([
+        weighted_statistic(statistic, predicted, reference, counts[start:start + per_chunk][:, unit_index])
+        for start in range(0, n_resamples, per_chunk)])
+    tail = (1.0 - level) / 2 * 100
+    finite = replicates[np.isfinite(replicates)]
+    if len(finite) == 0:
+        return Interval(value, float("nan"), float("nan"), replicates)
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return Interval(value, float(low), float(high), replicates)

@@ -1,0 +1,233 @@
+"""The regression gate: current results against a baseline, with the tolerances of the task files.
+
+A baseline is one of: a baseline JSON written by ``omni-bench gate --write-baseline``, a leaderboard CSV
+(``omni-bench leaderboard --out``), a single results JSON of ``omni-bench run``, or a results folder.
+
+For each (model label, task) of the baseline it checks that the task is present in the current results,
+that it has the same task version and number of items (otherwise the numbers are not comparable), that it
+has no more failed items, and that every metric named in the task file's ``gate`` section is not worse
+than the baseline by more than both its tolerances: a regression fails when it exceeds
+``max(abs, rel * |baseline|)``, in the metric's unit. "Worse" follows the metric's direction; for a signed
+mean error, its size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..errors import OmniBenchError
+from ..taskspec import GateSpec
+from .load import TaskResult, load_results, read_result
+
+BASELINE_KIND = "omni-bench-baseline"
+PASS, FAIL, INFO = "pass", "FAIL", "info"
+
+
+@dataclass
+class Snapshot:
+    """What the gate compares for one (label, task): counts and metrics."""
+
+    label: str
+    model: str
+    channel: str
+    task: str
+    task_version: int
+    n_items: int
+    n_failed: int
+    metrics: dict[str, dict] = field(default_factory=dict)
+    fingerprint_id: str = ""
+
+
+@dataclass
+class Check:
+    status: str
+    label: str
+    task: str
+    check: str
+    baseline: str = ""
+    current: str = ""
+    allowed: str = ""
+    note: str = ""
+
+
+def snapshot(result: TaskResult) -> Snapshot:
+    metrics = {name: {k: m.get(k) for k in ("value", "unit", "statistic", "direction", "n", "n_failed")}
+               for name, m in result.metrics.items()}
+    return Snapshot(result.label, result.model, result.channel or "", result.task, result.task_version,
+                    result.n_items, result.n_failed, metrics, result.fingerprint_id)
+
+
+def write_baseline(results: list[TaskResult], path: Path) -> Path:
+    if path.suffix == ".csv":
+        raise OmniBenchError(f"--write-baseline writes JSON; name the baseline {path.with_suffix('.json')}")
+    payload = {"kind": BASELINE_KIND, "format": 1, "omni_bench_version": __version__,
+               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "results": [asdict(snapshot(r)) for r in sorted(results, key=lambda r: r.key)]}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2, default=_json_number) + "\n")
+    except OSError as exc:
+        raise OmniBenchError(f"cannot write baseline {path}: {exc}") from None
+    return path
+
+
+def _json_number(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def read_baseline(path: Path) -> list[Snapshot]:
+    """Snapshots from any of the accepted baseline formats."""
+    path = Path(path)
+    if path.is_dir():
+        return [snapshot(r) for r in load_results([path])]
+    if not path.is_file():
+        raise OmniBenchError(f"baseline {path} does not exist (record one with: omni-bench gate --write-baseline "
+                             f"--baseline {path})")
+    if path.suffix == ".csv":
+        return _from_leaderboard_csv(path)
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise OmniBenchError(f"cannot read baseline {path}: {exc}") from None
+    if isinstance(payload, dict) and payload.get("kind") == BASELINE_KIND:
+        try:
+            return [Snapshot(**entry) for entry in payload["results"]]
+        except (KeyError, TypeError) as exc:
+            raise OmniBenchError(f"baseline {path} is damaged: {exc}") from None
+    return [snapshot(read_result(path))]
+
+
+def _from_leaderboard_csv(path: Path) -> list[Snapshot]:
+    try:
+        frame = pd.read_csv(path, dtype={"label": str, "task": str, "metric": str, "channel": str},
+                            keep_default_na=False, na_values={"value": [""]})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise OmniBenchError(f"cannot read baseline {path}: {exc}") from None
+    needed = {"label", "model", "task", "task_version", "task_n_items", "task_n_failed", "metric", "value",
+              "statistic", "direction"}
+    if needed - set(frame.columns):
+        raise OmniBenchError(f"baseline {path} is not a leaderboard CSV (missing columns: "
+                             f"{', '.join(sorted(needed - set(frame.columns)))})")
+    snapshots = []
+    for (label, task), group in frame.groupby(["label", "task"], sort=True):
+        first = group.iloc[0]
+        metrics = {r["metric"]: {"value": float(r["value"]), "unit": r.get("unit", ""), "statistic": r["statistic"],
+                                 "direction": r["direction"], "n": int(r["n"]), "n_failed": int(r["n_failed"])}
+                   for _, r in group.iterrows()}
+        snapshots.append(Snapshot(label, str(first["model"]), str(first.get("channel", "")), task,
+                                  int(first["task_version"]), int(first["task_n_items"]), int(first["task_n_failed"]),
+                                  metrics, str(first.get("fingerprint_id", ""))))
+    return snapshots
+
+
+def matches(s: Snapshot, models: list[str], channel: str | None) -> bool:
+    if models and s.label not in models and s.model not in models:
+        return False
+    return channel is None or s.channel == channel
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.5g}"
+    return str(value)
+
+
+def compare(baseline: list[Snapshot], current: list[Snapshot], gates: dict[str, dict[str, GateSpec]]) -> list[Check]:
+    """Every check of the current snapshots against the baseline; ``gates`` maps task -> metric -> tolerance."""
+    now = {(s.label, s.task): s for s in current}
+    checks: list[Check] = []
+    for base in sorted(baseline, key=lambda s: (s.label, s.task)):
+        cur = now.get((base.label, base.task))
+        where = (base.label, base.task)
+        if cur is None:
+            checks.append(Check(FAIL, *where, "present", "yes", "missing",
+                                note="task missing from the current results"))
+            continue
+        checks.append(Check(PASS, *where, "present", "yes", "yes"))
+        if cur.task_version != base.task_version:
+            checks.append(Check(FAIL, *where, "task version", str(base.task_version), str(cur.task_version),
+                                note="task changed: numbers not comparable; record a new baseline"))
+            continue
+        if cur.n_items != base.n_items:
+            checks.append(Check(FAIL, *where, "items", str(base.n_items), str(cur.n_items),
+                                note="different number of items (a --limit run?): not comparable"))
+            continue
+        checks.append(Check(FAIL if cur.n_failed > base.n_failed else PASS, *where, "failures", str(base.n_failed),
+                            str(cur.n_failed), "no more", "more failed items" if cur.n_failed > base.n_failed else ""))
+        checks += _metric_checks(base, cur, gates.get(base.task, {}))
+    for key, cur in sorted(now.items()):
+        if key not in {(b.label, b.task) for b in baseline}:
+            checks.append(Check(INFO, cur.label, cur.task, "present", "-", "yes", note="not in the baseline"))
+    return checks
+
+
+def _metric_checks(base: Snapshot, cur: Snapshot, gate: dict[str, GateSpec]) -> list[Check]:
+    checks = []
+    for name, old in sorted(base.metrics.items()):
+        tolerance = gate.get(name.split("[", 1)[0])
+        if tolerance is None:
+            continue
+        where = (base.label, base.task, name)
+        new = cur.metrics.get(name)
+        old_value = float(old["value"]) if old.get("value") is not None else math.nan
+        new_value = float(new["value"]) if new and new.get("value") is not None else math.nan
+        if math.isnan(old_value):
+            checks.append(Check(INFO, *where, _fmt(old_value), _fmt(new_value), note="no baseline value"))
+            continue
+        if math.isnan(new_value):
+            checks.append(Check(FAIL, *where, _fmt(old_value), _fmt(new_value), note="metric has no value now"))
+            continue
+        worse_by = worsening(old_value, new_value, old.get("statistic") or "", old.get("direction") or "lower")
+        allowed = max(tolerance.abs, tolerance.rel * abs(old_value))
+        failed = worse_by > allowed + 1e-12
+        same = abs(worse_by) <= 1e-9 * max(1.0, abs(old_value))
+        note = "unchanged" if same else (f"worse by {worse_by:.4g}" if worse_by > 0 else "better")
+        checks.append(Check(FAIL if failed else PASS, *where, _fmt(old_value), _fmt(new_value),
+                            f"{allowed:.4g} (abs {tolerance.abs:g}, rel {tolerance.rel:g})", note))
+    return checks
+
+
+def worsening(old: float, new: float, statistic: str, direction: str) -> float:
+    """How much worse ``new`` is than ``old``, in the metric's own unit (negative: better)."""
+    if direction == "higher":
+        return old - new
+    if statistic == "mean_error":
+        return abs(new) - abs(old)
+    return new - old
+
+
+def table_rows(checks: list[Check]) -> list[list[str]]:
+    return [[c.status, c.label, c.task, c.check, c.baseline, c.current, c.allowed, c.note] for c in checks]
+
+
+TABLE_HEADER = ["status", "model", "task", "check", "baseline", "current", "allowed worsening", "note"]
+
+
+def junit_xml(checks: list[Check]) -> str:
+    """One JUnit test case per check, so CI systems show each regression by name."""
+    failures = sum(c.status == FAIL for c in checks)
+    suites = ET.Element("testsuites", name="omni-bench gate", tests=str(len(checks)), failures=str(failures))
+    suite = ET.SubElement(suites, "testsuite", name="omni-bench gate", tests=str(len(checks)),
+                          failures=str(failures), errors="0", skipped="0")
+    for c in checks:
+        case = ET.SubElement(suite, "testcase", classname=f"omni-bench.{c.label}.{c.task}", name=c.check, time="0")
+        detail = f"baseline {c.baseline}, current {c.current}, allowed worsening {c.allowed or '-'}; {c.note}".strip()
+        if c.status == FAIL:
+            ET.SubElement(case, "failure", message=c.note or "regression", type="regression").text = detail
+        else:
+            ET.SubElement(case, "system-out").text = detail
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

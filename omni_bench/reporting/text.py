@@ -1,0 +1,116 @@
+"""Plain-text, Markdown and HTML building blocks shared by reports, the leaderboard and the gate."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import shlex
+from collections import defaultdict
+
+from .load import TaskResult
+
+
+def fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def fmt_ci(value: float, low: float, high: float, digits: int = 3) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if low is None or not math.isfinite(low):
+        return f"{value:.{digits}g}"
+    return f"{value:.{digits}g} [{low:.{digits}g}, {high:.{digits}g}]"
+
+
+def plain_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append("-" * len(lines[0]))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _md_cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def html_table(header: list[str], rows: list[list[str]], css_class: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def img(png_bytes: bytes, alt: str) -> str:
+    """An image embedded as a data URI, so the HTML file needs nothing beside it and no network."""
+    data = base64.b64encode(png_bytes).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; padding: 0 1em; color: #222; }
+h1, h2, h3 { font-weight: 600; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: 13px; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; } tbody tr:nth-child(even) { background: #fafafa; }
+img { max-width: 100%; height: auto; display: block; margin: .6em 0; }
+.note { color: #555; font-size: 13px; } code { background: #f3f3f3; padding: 0 3px; }
+"""
+
+
+def page(title: str, body: str) -> str:
+    # The Content-Security-Policy forbids any request except embedded data: a report needs no network.
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+            "style-src 'unsafe-inline'\">"
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def run_commands(results: list[TaskResult]) -> list[str]:
+    """The ``omni-bench run`` commands that reproduce the results, one per (label, settings)."""
+    grouped: dict[tuple, list[str]] = defaultdict(list)
+    for r in results:
+        config = r.record.get("config") or {}
+        grouped[(r.label, config.get("limit"), config.get("device", "auto"))].append(r.task)
+    commands = []
+    for (label, limit, device), tasks in sorted(grouped.items(), key=lambda kv: str(kv[0])):
+        words = ["omni-bench", "run", "--model", label]
+        for task in sorted(tasks):
+            words += ["--task", task]
+        if limit is not None:
+            words += ["--limit", str(limit)]
+        if device not in (None, "auto"):
+            words += ["--device", str(device)]
+        commands.append(shlex.join(words))
+    return commands
+
+
+def versions(results: list[TaskResult]) -> list[list[str]]:
+    """Per label: fingerprint, checkpoint hash, model packages, omni-bench and Python versions, device."""
+    seen: dict[str, list[str]] = {}
+    for r in results:
+        if r.label in seen:
+            continue
+        fp = r.record["model"].get("fingerprint") or {}
+        env = r.record.get("environment") or {}
+        packages = {**(env.get("packages") or {}), **(fp.get("packages") or {})}
+        seen[r.label] = [
+            r.label, r.fingerprint_id, (fp.get("checkpoint_sha256") or "-")[:16],
+            ", ".join(f"{k} {v}" for k, v in sorted(packages.items())),
+            str(r.record.get("omni_bench_version", "?")), str(env.get("python", "?")),
+            str(env.get("device_name") or env.get("device") or "?"),
+        ]
+    return [seen[k] for k in sorted(seen)]
+
+
+VERSION_HEADER = ["model", "fingerprint", "checkpoint sha256", "packages", "omni-bench", "python", "device"]

@@ -1,0 +1,160 @@
+"""The regression gate on real runs: an EMT-based model run through the runner, once as the baseline and again
+with a planted regression (energies scaled), a planted failure, or a task left out."""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from test_reporting import run_into
+
+from omni_bench import cli
+from omni_bench.reporting.gate import FAIL, INFO, PASS, Snapshot, compare
+from omni_bench.taskspec import GateSpec
+
+# test_reporting:scaled_emt is EMT with energies and forces times ``scale`` and an optional planted failure.
+CARD = """\
+name: emt-gate
+description: EMT, optionally scaled, for gate tests
+factory: test_reporting:scaled_emt
+level_of_theory: EMT
+trained_with_dispersion: false
+packages: [ase]
+"""
+TASKS = ["s22", "dcdft"]
+DCDFT_ITEMS = 5  # Al Si Ge Cu Ag: EMT fails on Si and Ge
+
+
+@pytest.fixture(scope="module")
+def card(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("card") / "emt-gate.yaml"
+    path.write_text(CARD)
+    return str(path)
+
+
+def run_emt_gate(folder: Path, card: str, *model_args: str, tasks: list[str] = TASKS) -> Path:
+    """S22 in full and the first five Delta-test elements (--limit applies to both, so S22 runs separately)."""
+    run_into(folder, [card], [t for t in tasks if t == "s22"], model_args=list(model_args))
+    if "dcdft" in tasks:
+        run_into(folder, [card], ["dcdft"], model_args=list(model_args), limit=DCDFT_ITEMS)
+    return folder / "out"
+
+
+@pytest.fixture(scope="module")
+def baseline_run(tmp_path_factory, card) -> Path:
+    return run_emt_gate(tmp_path_factory.mktemp("baseline"), card)
+
+
+def gate(*args: str, capsys) -> tuple[int, str]:
+    code = cli.main(["gate", *args])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def failed_checks(junit: Path) -> list[tuple[str, str]]:
+    root = ET.parse(junit).getroot()
+    return [(case.get("classname"), case.get("name")) for case in root.iter("testcase")
+            if case.find("failure") is not None]
+
+
+def test_gate_passes_on_identical_results(baseline_run, tmp_path, card, capsys):
+    baseline = tmp_path / "baseline.json"
+    code, out = gate("--write-baseline", "--baseline", str(baseline), "--results", str(baseline_run), capsys=capsys)
+    assert code == 0 and "2 results" in out
+    # an independent rerun of the same model gives the same numbers and passes: 3 checks on s22, 4 on dcdft
+    rerun = run_emt_gate(tmp_path / "rerun", card)
+    junit = tmp_path / "gate.xml"
+    code, out = gate("--baseline", str(baseline), "--model", "emt-gate", "--results", str(rerun),
+                     "--junit", str(junit), capsys=capsys)
+    assert code == 0, out
+    assert "all" in out and "checks passed" in out
+    for check in ("present", "failures", "mae", "v0_mae", "b0_mae"):
+        assert f" {check} " in out
+    root = ET.parse(junit).getroot()
+    assert root.get("failures") == "0" and int(root.get("tests")) == 7 and not failed_checks(junit)
+
+
+def test_gate_fails_on_a_planted_regression(baseline_run, tmp_path, card, capsys):
+    baseline = tmp_path / "baseline.json"
+    assert gate("--write-baseline", "--baseline", str(baseline), "--results", str(baseline_run), capsys=capsys)[0] == 0
+    worse = run_emt_gate(tmp_path / "worse", card, "scale=1.3")  # every energy 30% too large
+    junit = tmp_path / "gate.xml"
+    code, out = gate("--baseline", str(baseline), "--model", "emt-gate", "--results", str(worse),
+                     "--junit", str(junit), capsys=capsys)
+    assert code == 1, out
+    # S22 interaction energies scale with the energies: the MAE gets worse. V0 does not move with a scale.
+    assert ("omni-bench.emt-gate.s22", "mae") in failed_checks(junit)
+    assert ("omni-bench.emt-gate.dcdft", "v0_mae") not in failed_checks(junit)
+    assert "worse by" in out
+
+
+def test_gate_fails_on_more_failures(baseline_run, tmp_path, card, capsys):
+    broken = run_emt_gate(tmp_path / "broken", card, "raise_for=Cu4")  # the Delta-test Cu cell
+    junit = tmp_path / "gate.xml"
+    code, out = gate("--baseline", str(baseline_run), "--results", str(broken), "--junit", str(junit),
+                     capsys=capsys)
+    assert code == 1, out
+    assert ("omni-bench.emt-gate.dcdft", "failures") in failed_checks(junit)
+
+
+def test_gate_fails_on_a_missing_task(baseline_run, tmp_path, card, capsys):
+    only_s22 = run_emt_gate(tmp_path / "partial", card, tasks=["s22"])
+    junit = tmp_path / "gate.xml"
+    code, out = gate("--baseline", str(baseline_run), "--model", "emt-gate", "--results", str(only_s22),
+                     "--junit", str(junit), capsys=capsys)
+    assert code == 1, out
+    assert failed_checks(junit) == [("omni-bench.emt-gate.dcdft", "present")]
+    assert "task missing from the current results" in out
+
+
+def test_gate_reads_a_leaderboard_csv_and_refuses_a_different_item_count(baseline_run, tmp_path, card, capsys):
+    stem = tmp_path / "leaderboard"
+    assert cli.main(["leaderboard", "--results", str(baseline_run), "--out", str(stem), "--bootstrap", "50"]) == 0
+    capsys.readouterr()
+    code, out = gate("--baseline", f"{stem}.csv", "--model", "emt-gate", "--results", str(baseline_run),
+                     capsys=capsys)
+    assert code == 0, out
+    fewer = tmp_path / "fewer"
+    run_into(fewer, [card], ["s22"], limit=4)
+    run_into(fewer, [card], ["dcdft"], limit=DCDFT_ITEMS)
+    code, out = gate("--baseline", f"{stem}.csv", "--results", str(fewer / "out"), capsys=capsys)
+    assert code == 1 and "different number of items" in out
+
+
+def test_gate_user_errors_exit_2(baseline_run, tmp_path, capsys):
+    code, out = gate("--baseline", str(tmp_path / "none.json"), "--results", str(baseline_run), capsys=capsys)
+    assert code == 2 and "does not exist" in out
+    code, out = gate("--baseline", str(baseline_run), "--model", "7net-0", "--results", str(baseline_run),
+                     capsys=capsys)
+    assert code == 2 and "has no results for 7net-0" in out
+
+
+def snap(value: float, statistic: str = "r2", direction: str = "higher", failed: int = 0) -> Snapshot:
+    return Snapshot("m", "m", "", "t", 1, 10, failed, {"score": {"value": value, "statistic": statistic,
+                                                                  "direction": direction}})
+
+
+@pytest.mark.parametrize("baseline, current, expected", [
+    (0.90, 0.86, PASS),  # 0.04 worse: more than abs 0.02, within rel 5% of 0.90 = 0.045
+    (0.90, 0.85, FAIL),  # 0.05 worse than both tolerances
+    (0.90, 0.99, PASS),  # better
+    (0.90, math.nan, FAIL),  # no value any more
+])
+def test_tolerances_follow_the_metric_direction(baseline, current, expected):
+    checks = compare([snap(baseline)], [snap(current)], {"t": {"score": GateSpec(abs=0.02, rel=0.05)}})
+    assert [c.status for c in checks if c.check == "score"] == [expected]
+
+
+def test_relative_tolerance_and_signed_errors():
+    gates = {"t": {"score": GateSpec(abs=0.0, rel=0.1)}}
+    lower = compare([snap(10.0, "mae", "lower")], [snap(10.9, "mae", "lower")], gates)
+    assert [c.status for c in lower if c.check == "score"] == [PASS]
+    lower = compare([snap(10.0, "mae", "lower")], [snap(11.1, "mae", "lower")], gates)
+    assert [c.status for c in lower if c.check == "score"] == [FAIL]
+    # a mean error that flips sign and grows is worse, though it is "lower"
+    signed = compare([snap(1.0, "mean_error", "lower")], [snap(-2.0, "mean_error", "lower")], gates)
+    assert [c.status for c in signed if c.check == "score"] == [FAIL]
+    extra = compare([], [snap(1.0)], gates)
+    assert [(c.status, c.note) for c in extra] == [(INFO, "not in the baseline")]

@@ -1,0 +1,320 @@
+"""Reports and leaderboards built from real runs: EMT on S22 and the Delta test through the runner (fast), and
+7net-0 and both channels of 7net-mf-0 on a few items where realism matters (slow). The HTML report is opened
+in headless Chromium, as a reader would open it."""
+
+from __future__ import annotations
+
+import base64
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.emt import EMT
+from conftest import run_task
+
+from omni_bench import cli, plugins
+from omni_bench.models.registry import resolve_models
+from omni_bench.reporting.bootstrap import bootstrap, unit_of, weighted_statistic
+from omni_bench.reporting.leaderboard import build, interval_ranks
+from omni_bench.reporting.load import load_results, recomputed_metrics
+from omni_bench.reporting.report import build_report, channel_matrices, write_report
+from omni_bench.reporting.tables import metric_table
+from omni_bench.runner import RunOptions, run_benchmarks
+from omni_bench.scoring import statistic
+from omni_bench.store import ResultStore
+from omni_bench.task_registry import all_tasks
+from omni_bench.taskspec import STATISTICS
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+_SCALES = {"exact": 1.0, "scaled": 1.3}
+
+
+class _ScaledEMT(Calculator):
+    """EMT with energies, forces and stress multiplied by ``scale``: a second, worse "model" in a blink,
+    with optional planted failures on one formula."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, scale: float, raise_for: str = ""):
+        super().__init__()
+        self.inner, self.scale, self.raise_for = EMT(), scale, raise_for
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        if self.raise_for and self.atoms.get_chemical_formula() == self.raise_for:
+            raise RuntimeError(f"planted failure on {self.raise_for}")
+        self.inner.calculate(self.atoms, properties, system_changes)
+        self.results = {k: v * self.scale for k, v in self.inner.results.items()}
+
+
+def scaled_emt(scale: float = 1.0, channel: str | None = None, raise_for: str = "") -> Calculator:
+    """Factory for the test model cards (channel ``exact`` or ``scaled``, or an explicit scale)."""
+    return _ScaledEMT(_SCALES[channel] if channel else scale, raise_for)
+
+
+TWO_CHANNEL_CARD = """\
+name: emt-channels
+description: EMT with one exact and one scaled channel, to test channel matrices
+factory: test_reporting:scaled_emt
+channels:
+  exact: {level_of_theory: EMT}
+  scaled: {level_of_theory: EMT x 1.3}
+trained_with_dispersion: false
+packages: [ase]
+"""
+
+
+def run_into(folder: Path, models: list[str], tasks: list[str], *, channels: list[str] | None = None,
+             model_args: list[str] | None = None, limit: int | None = None) -> Path:
+    """Run tasks through the real runner, writing results JSON and predictions CSV under ``folder/out``."""
+    store = ResultStore(folder / "store.sqlite")
+    options = RunOptions(store=store, out_dir=folder / "out", device="cpu", limit=limit, progress=False)
+    try:
+        run_benchmarks(resolve_models(models, channels, model_args), [all_tasks()[t] for t in tasks], options)
+    finally:
+        store.close()
+    return folder / "out"
+
+
+@pytest.fixture(scope="module")
+def emt_results(tmp_path_factory) -> Path:
+    """EMT and both channels of a two-channel EMT card on all of S22 and the Delta test (11 of 16 fail)."""
+    folder = tmp_path_factory.mktemp("emt-results")
+    card = folder / "emt-channels.yaml"
+    card.write_text(TWO_CHANNEL_CARD)
+    return run_into(folder, ["emt", str(card)], ["s22", "dcdft"], channels=["all"])
+
+
+def images(html: str) -> list[bytes]:
+    sources = re.findall(r'<img [^>]*src="([^"]+)"', html)
+    assert all(s.startswith("data:image/png;base64,") for s in sources), "every image must be embedded"
+    return [base64.b64decode(s.split(",", 1)[1]) for s in sources]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+# --- bootstrap ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", STATISTICS)
+def test_weighted_statistics_with_unit_weights_equal_the_scoring_ones(name):
+    rng = np.random.default_rng(7)
+    predicted, reference = rng.normal(size=30), rng.normal(size=30)
+    got = weighted_statistic(name, predicted, reference, np.ones((1, 30)))[0]
+    assert got == pytest.approx(statistic(name, predicted, reference), rel=1e-12, abs=1e-12)
+
+
+def test_weighted_statistics_equal_the_statistic_of_the_resampled_rows():
+    rng = np.random.default_rng(3)
+    predicted, reference = rng.normal(size=12), rng.normal(size=12)
+    counts = rng.multinomial(12, np.full(12, 1 / 12), size=5)
+    for name in STATISTICS:
+        for row in counts:
+            rows = np.repeat(np.arange(12), row)
+            expected = statistic(name, predicted[rows], reference[rows])
+            got = weighted_statistic(name, predicted, reference, row[None, :])[0]
+            assert got == pytest.approx(expected, rel=1e-9, abs=1e-12, nan_ok=True), name
+
+
+def test_bootstrap_is_seeded_and_brackets_the_value():
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({"id": [f"x{i}" for i in range(23)], "predicted": rng.normal(1.0, 1.0, 23),
+                         "reference": np.zeros(23)})
+    first = bootstrap(rows, "mae", key=("x23", "mae"))
+    assert first.low < first.value < first.high
+    assert bootstrap(rows, "mae", key=("x23", "mae")).low == first.low  # same seed, same interval
+    assert bootstrap(rows, "mae", key=("x23", "mae"), seed=1).low != first.low
+
+
+def test_points_of_one_profile_are_resampled_together():
+    """Ten angles of four torsion profiles are four independent units, not forty: the interval is wide."""
+    errors = np.repeat([1.0, 2.0, 3.0, 4.0], 10)
+    profile_ids = [f"{p}@a{i}" for p in range(4) for i in range(10)]
+    assert unit_of("17@a-165") == "17" and unit_of("17") == "17"
+    clustered = pd.DataFrame({"id": profile_ids, "predicted": errors, "reference": 0.0})
+    independent = clustered.assign(id=[i.replace("@", "_") for i in profile_ids])
+    wide = bootstrap(clustered, "mae", key=("t", "mae"))
+    narrow = bootstrap(independent, "mae", key=("t", "mae"))
+    assert wide.value == narrow.value == 2.5
+    assert (wide.high - wide.low) > 2 * (narrow.high - narrow.low)
+    # every resample of whole profiles has a mean of four profile values: a multiple of 1/4
+    assert np.allclose(np.round(wide.replicates * 4), wide.replicates * 4)
+
+
+def test_torsion_profile_ids_leave_at_sign_for_the_angle(data_root):
+    """The convention the resampling relies on: item ids have no '@'; the protocol adds '@<angle>'."""
+    from omni_bench import data
+
+    spec = all_tasks()["openff-torsions"]
+    items = plugins.load("loader", spec.loader).load(data.task_files(spec, data_root, "test"), spec.loader_params)
+    assert items and all("@" not in item.id for item in items)
+
+
+# --- reading results ---------------------------------------------------------------------------------------
+
+def test_predictions_reproduce_the_metrics_of_the_run(emt_results):
+    results = load_results([emt_results])
+    assert {(r.label, r.task) for r in results} == {
+        (label, task) for label in ("emt", "emt-channels@exact", "emt-channels@scaled") for task in ("s22", "dcdft")}
+    for result in results:
+        recomputed = recomputed_metrics(result)
+        assert set(recomputed) == set(result.metrics)
+        for name, value in recomputed.items():
+            assert value == pytest.approx(result.metrics[name]["value"], rel=1e-12, nan_ok=True)
+    dcdft = next(r for r in results if r.task == "dcdft" and r.label == "emt")
+    assert dcdft.n_items == 16 and dcdft.n_failed == 11  # EMT has no parameters for 11 of the 16 elements
+
+
+# --- leaderboard -------------------------------------------------------------------------------------------
+
+def test_interval_ranks_tie_overlapping_intervals():
+    lows, highs = np.array([1.0, 1.5, 2.5, 2.8, np.nan]), np.array([2.0, 3.0, 3.5, 4.0, np.nan])
+    ranks, tied = interval_ranks(lows, highs)
+    assert ranks == [1, 1, 2, 2, None]  # B overlaps A; C and D lie wholly above A only
+    assert tied == [True, True, True, True, False]
+    assert interval_ranks(np.array([1.0, 3.0]), np.array([2.0, 4.0])) == ([1, 2], [False, False])
+
+
+def test_leaderboard_of_identical_models_ties_them_and_normalises_by_the_worst(emt_results):
+    metrics, replicates = metric_table(load_results([emt_results]), n_resamples=300)
+    board = build(metrics, replicates)
+    s22 = board.tasks[board.tasks["task"] == "s22"].set_index("label")
+    assert s22.loc["emt", "value"] == s22.loc["emt-channels@exact", "value"]
+    assert s22.loc["emt", "rank"] == s22.loc["emt-channels@exact", "rank"] and s22.loc["emt", "tied"]
+    assert s22["norm"].max() == 1.0 and (s22["norm"] <= 1.0).all()
+    assert (s22["ci_low"] <= s22["value"]).all() and (s22["value"] <= s22["ci_high"]).all()
+    overall = board.overall.set_index("label")
+    assert overall.loc["emt", "score"] == pytest.approx(overall.loc["emt-channels@exact", "score"])
+    assert (overall["tasks_missing"] == 0).all()
+    assert (overall["score_low"] <= overall["score"]).all() and (overall["score"] <= overall["score_high"]).all()
+
+
+def test_leaderboard_command_writes_terminal_markdown_csv_and_html(emt_results, tmp_path, capsys):
+    stem = tmp_path / "reports" / "leaderboard"
+    assert cli.main(["leaderboard", "--results", str(emt_results), "--out", str(stem), "--bootstrap", "200"]) == 0
+    shown = capsys.readouterr().out
+    assert "s22: mae (kcal/mol), lower is better" in shown and "emt-channels@scaled" in shown
+    markdown = Path(f"{stem}.md").read_text()
+    assert "omni-bench run --model emt --task dcdft --task s22" in markdown
+    assert "| rank | model | score (mean normalised error) |" in markdown
+    frame = pd.read_csv(f"{stem}.csv")
+    assert {"label", "task", "metric", "value", "ci_low", "ci_high", "rank", "tied", "overall_score"} <= set(frame)
+    headline = frame[frame["primary"]]
+    assert set(headline["metric"]) == {"mae", "v0_mae"} and headline["rank"].notna().all()
+    assert len(images(Path(f"{stem}.html").read_text())) == 1
+
+
+def test_model_and_suite_selection(emt_results, tmp_path, capsys):
+    assert cli.main(["leaderboard", "--results", str(emt_results), "--model", "emt-channels", "--task", "s22",
+                     "--bootstrap", "50"]) == 0
+    shown = capsys.readouterr().out
+    assert "emt-channels@exact" in shown and "dcdft" not in shown and "\nemt " not in shown
+    assert cli.main(["leaderboard", "--results", str(emt_results), "--model", "7net-0"]) == 2
+    assert "no results in" in capsys.readouterr().err
+
+
+# --- report ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def emt_report(emt_results, tmp_path_factory) -> tuple[Path, Path]:
+    report = build_report(load_results([emt_results]), "EMT", n_resamples=200)
+    return write_report(report, tmp_path_factory.mktemp("reports") / "emt")
+
+
+def test_report_is_self_contained_with_every_figure(emt_report):
+    html_path, md_path = emt_report
+    html = html_path.read_text()
+    pngs = images(html)
+    # parity: s22 (1 quantity) + dcdft (3); suites quick, molecules, crystals: violins + normalised each;
+    # one channel matrix (emt-channels)
+    assert len(pngs) == 4 + 3 * 2 + 1
+    assert all(min(png_size(p)) > 100 for p in pngs)
+    assert not re.search(r'(src|href)="(https?:)?//', html), "no external resources"
+    assert "Content-Security-Policy" in html
+    for name in ("Formic_acid_dimer", "Largest errors", "Channel matrix", "Failures", "No EMT-potential for Si"):
+        assert name in html
+    summary = md_path.read_text()
+    assert "[emt.html](emt.html)" in summary and "| s22 | mae | emt |" in summary
+    # every metric carries its interval: "value [low, high]" in the summary
+    assert re.search(r"\| emt \| mae \| [-\d.e]+ \[[-\d.e]+, [-\d.e]+\] \| kcal/mol \| 22 \| 0 \|", summary)
+
+
+def test_channel_matrix_marks_the_better_channel(emt_results):
+    results = load_results([emt_results])
+    metrics, replicates = metric_table(results, n_resamples=50)
+    matrices = channel_matrices(results, build(metrics, replicates))
+    assert [family for family, _ in matrices] == ["emt-channels"]
+    assert min(png_size(matrices[0][1])) > 100
+
+
+def test_report_command_exit_codes(emt_results, tmp_path, capsys):
+    assert cli.main(["report", "--results", str(emt_results), "--suite", "quick", "--model", "emt",
+                     "--out", str(tmp_path / "quick.html"), "--bootstrap", "100"]) == 0
+    assert (tmp_path / "quick.html").is_file() and (tmp_path / "quick.md").is_file()
+    assert cli.main(["report", "--results", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def open_in_chromium(html_path: Path) -> dict:
+    """Load the page in headless Chromium; return image states, the title and every request the page made."""
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        pytest.fail("headless browser test needs Debian's chromium and chromium-driver "
+                    "(apt-get install -y chromium chromium-driver) and pip install selenium")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.get(html_path.resolve().as_uri())
+        state = driver.execute_script(
+            "return {title: document.title, n: document.images.length,"
+            " images: Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]),"
+            " tables: document.querySelectorAll('table').length};")
+        state["requests"] = [m for m in (e["message"] for e in driver.get_log("performance"))
+                             if '"Network.requestWillBeSent"' in m]
+        state["console"] = driver.get_log("browser")
+    finally:
+        driver.quit()
+    return state
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(emt_report):
+    state = open_in_chromium(emt_report[0])
+    assert state["title"] == "EMT"
+    assert state["n"] == 11 and state["tables"] > 5
+    assert all(complete and width > 0 and height > 0 for complete, width, height in state["images"])
+    urls = re.findall(r'"url":"([^"]+)"', "".join(state["requests"]))
+    assert urls and all(u.startswith(("file:", "data:")) for u in urls), urls
+    assert not [m for m in state["console"] if m["level"] == "SEVERE"], state["console"]
+
+
+@pytest.mark.slow
+def test_report_of_real_models_on_a_few_items(tmp_path):
+    """7net-0 and both 7net-mf-0 channels: errors of a few kcal/mol on S22, a channel matrix for 7net-mf-0.
+    (conftest's run_task keeps the models loaded for the other tests of the session.)"""
+    run_task("s22", "7net-0", tmp_path, limit=2)
+    run_task("s22", "7net-mf-0", tmp_path, limit=2, channels=["all"])
+    results = load_results([tmp_path / "out"])
+    assert {r.label for r in results} == {"7net-0", "7net-mf-0@PBE", "7net-mf-0@R2SCAN"}
+    metrics, replicates = metric_table(results, n_resamples=200)
+    board = build(metrics, replicates)
+    s22 = board.tasks[board.tasks["task"] == "s22"]
+    assert ((s22["value"] > 0) & (s22["value"] < 10)).all()  # kcal/mol on 2 dimers; ~2-3 published for 7net-0
+    assert [family for family, _ in channel_matrices(results, board)] == ["7net-mf-0"]
+    html_path, _ = write_report(build_report(results, "real models", n_resamples=200), tmp_path / "real")
+    state = open_in_chromium(html_path)
+    assert state["n"] == len(images(html_path.read_text())) > 0
+    assert all(complete and width > 0 for complete, width, _ in state["images"])
