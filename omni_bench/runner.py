@@ -134,7 +134,7 @@ def run_benchmarks(variants: list[ModelVariant], tasks: list[TaskSpec], options:
                         bar.update(len(pending) - position - 1)
                         break
             outcomes.append(_summarise(variant, fid, fp, task, protocol, options, key, len(pending),
-                                       time.perf_counter() - start, model))
+                                       time.perf_counter() - start, model.device if model else options.device))
     return outcomes
 
 
@@ -169,31 +169,56 @@ def _store_fingerprint(fid: str, protocol, device: str) -> str:
     return f"{fid}/{resolve_device(device)}@{socket.gethostname()}"
 
 
-def _compute_one(model: LoadedModel, protocol, task: PreparedTask, item: Item, store: ResultStore,
-                 key: tuple, label: str, timeout: float | None = None) -> str | None:
-    """Compute one item and commit it: values when it worked, the reason when it did not.
-    Returns the reason when the protocol says the remaining items cannot succeed either."""
+@dataclass
+class ItemResult:
+    """One computed item before it is stored: what the store row holds, plus a protocol's request to stop.
+    Kept apart from the store write so that distributed workers can compute and the client can store."""
+
+    item_id: str
+    status: str
+    values: dict[str, float] | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    wall_s: float | None = None
+    #: StopTask's reason: the remaining items of the task cannot succeed either
+    stop: str | None = None
+
+    def save(self, store: ResultStore, key: tuple, label: str) -> None:
+        store.put(key, label, self.item_id, self.status, values=self.values, error=self.error, notes=self.notes,
+                  wall_s=self.wall_s)
+
+
+def compute_item(model: LoadedModel, protocol, item: Item, params: dict[str, Any], timeout: float | None = None,
+                 limit=time_limit) -> ItemResult:
+    """Compute one item: values when it worked, the reason when it did not. ``limit(timeout)`` is the
+    context manager that enforces the time limit (SIGALRM by default, which works in the main thread only)."""
     model.notes.clear()
     start = time.perf_counter()
     try:
-        with time_limit(timeout):
-            values = {k: float(v) for k, v in protocol.compute(item, model, task.params).items()}
+        with limit(timeout):
+            values = {k: float(v) for k, v in protocol.compute(item, model, params).items()}
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             raise ValueError(f"non-finite value for {', '.join(bad)}")
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # a model failing on one structure must not stop the run
-        store.put(key, label, item.id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000],
-                  notes=list(model.notes), wall_s=time.perf_counter() - start)
-        return str(exc) if isinstance(exc, StopTask) else None
-    store.put(key, label, item.id, "ok", values=values, notes=list(model.notes),
-              wall_s=time.perf_counter() - start)
-    return None
+        return ItemResult(item.id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000], notes=list(model.notes),
+                          wall_s=time.perf_counter() - start, stop=str(exc) if isinstance(exc, StopTask) else None)
+    return ItemResult(item.id, "ok", values=values, notes=list(model.notes), wall_s=time.perf_counter() - start)
+
+
+def _compute_one(model: LoadedModel, protocol, task: PreparedTask, item: Item, store: ResultStore,
+                 key: tuple, label: str, timeout: float | None = None) -> str | None:
+    """Compute one item and commit it. Returns the reason when the protocol says the remaining items
+    cannot succeed either."""
+    result = compute_item(model, protocol, item, task.params, timeout)
+    result.save(store, key, label)
+    return result.stop
 
 
 def _summarise(variant, fid, fp, task: PreparedTask, protocol, options: RunOptions, key, computed: int,
-               wall_s: float, model: LoadedModel | None) -> TaskOutcome:
+               wall_s: float, device: str) -> TaskOutcome:
     stored = options.store.get(key)
     ids = {i.id for i in task.items}
     stored = {k: v for k, v in stored.items() if k in ids}
@@ -204,7 +229,6 @@ def _summarise(variant, fid, fp, task: PreparedTask, protocol, options: RunOptio
                           failures=failures)
     if options.out_dir is not None:
         notes = Counter(n for s in stored.values() for n in s.notes)
-        device = model.device if model else options.device
         record = results.record(
             label=variant.label, fingerprint_id=fid, fingerprint=fp, card_source=variant.card.source,
             task=task.spec, data_root=str(options.data_root) if task.spec.files else None,

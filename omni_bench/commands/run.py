@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .. import executors
 from ..errors import OmniBenchError
 
 HELP = "evaluate models on tasks; cached and resumable"
@@ -31,18 +32,20 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--item-timeout", type=float, metavar="SECONDS",
                      help="record an item as failed when it takes longer than this")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    executors.add_arguments(run)
 
 
 def run(args) -> int:
     from .. import data, task_registry
     from ..models.registry import resolve_models
-    from ..runner import RunOptions, run_benchmarks
+    from ..runner import RunOptions
     from ..store import ResultStore
 
     if not args.suite and not args.task:
         raise OmniBenchError("choose what to run with --suite or --task (see: omni-bench list suites)")
     if args.limit is not None and args.limit < 1:
         raise OmniBenchError("--limit must be at least 1")
+    settings = executors.settings_from_args(args)
     tasks = task_registry.select(args.task, args.suite, args.tasks_dir)
     variants = resolve_models(args.model, args.channel, args.model_arg)
     root, origin = data.resolve_data_root(args.data_dir)
@@ -51,7 +54,7 @@ def run(args) -> int:
                          limit=args.limit, rerun=args.rerun, progress=not args.no_progress,
                          item_timeout=args.item_timeout)
     try:
-        outcomes = run_benchmarks(variants, tasks, options)
+        outcomes = executors.run(variants, tasks, options, settings)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished items are saved in {store.path}; run the same command to resume",
               file=sys.stderr)
