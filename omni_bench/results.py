@@ -26,7 +26,7 @@ def environment(device: str) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "device": device,
         "device_name": _device_name(device),
@@ -34,7 +34,7 @@ def environment(device: str) -> dict[str, Any]:
     }
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -49,7 +49,7 @@ def _device_name(device: str) -> str:
         import torch
 
         return torch.cuda.get_device_name(torch.device(device))
-    return _cpu_name()
+    return cpu_name()
 
 
 def task_file_sha256(task: TaskSpec) -> str | None:

@@ -24,6 +24,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from omni_bench.results import cpu_name
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -295,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = task_registry.select([], [args.suite])
     root = data.resolve_data_root(args.data_dir)[0] if any(t.files for t in tasks) else None
     config = {"argv": " ".join(sys.argv[1:] if argv is None else argv), "date": datetime.now(timezone.utc)
-              .strftime("%Y-%m-%d %H:%M UTC"), "machine": f"{platform.machine()} {_cpu_name()}",
+              .strftime("%Y-%m-%d %H:%M UTC"), "machine": f"{platform.machine()} {cpu_name()}",
               "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(), "models": models,
               "tasks": [t.name for t in tasks], "limit": args.limit, "device": args.device}
     # The serial reference runs first, before any cluster start changes this process's environment.
@@ -313,16 +315,6 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(render(config, serial, runs, overheads))
     print(f"written: {args.out}", file=sys.stderr)
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":
