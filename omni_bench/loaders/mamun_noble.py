@@ -24,6 +24,7 @@ from ase.io import read
 
 from ..errors import OmniBenchError
 from ..items import Item, Quantity
+from . import find_file
 
 PARAMS: dict = {}
 REF_ENERGY_KEY = "ref_energy:BEEF-vdW"
@@ -32,7 +33,8 @@ _STRUCTURES_FILE = "mamun_noble_subset_structures.extxyz"
 
 
 def load(files: dict[str, Path], params: dict) -> list[Item]:
-    reactions_path, structures_path = _find(files, _REACTIONS_FILE), _find(files, _STRUCTURES_FILE)
+    reactions_path = find_file(files, _REACTIONS_FILE, "mamun_noble")
+    structures_path = find_file(files, _STRUCTURES_FILE, "mamun_noble")
     data = json.loads(reactions_path.read_text())
     if "_structures" not in data:
         raise OmniBenchError(f"{reactions_path}: no '_structures' field")
@@ -87,11 +89,6 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
     return items
 
 
-def _find(files: dict[str, Path], name: str) -> Path:
-    for rel, path in files.items():
-        if Path(rel).name == name:
-            return path
-    raise OmniBenchError(f"loader mamun_noble needs {name} in dataset.files")
 
 
 def _structure(db_texts: dict, digest: str, extxyz: dict[str, Atoms], energy: float, where: str) -> Atoms:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..errors import OmniBenchError
 from ..items import Item, Quantity
+from . import find_file
 from ._structure_dicts import atoms_from_structure_dict, read_json_gz
 
 PARAMS: dict = {}
@@ -31,7 +32,7 @@ _ELEMENTS_FILE = "MP-PBE-Element-Refs.json.gz"
 
 
 def load(files: dict[str, Path], params: dict) -> list[Item]:
-    wbm_path, refs_path = _find(files, _WBM_FILE), _find(files, _ELEMENTS_FILE)
+    wbm_path, refs_path = find_file(files, _WBM_FILE, "wbm"), find_file(files, _ELEMENTS_FILE, "wbm")
     element_items = _element_items(refs_path)
     records = read_json_gz(wbm_path)
     items: list[Item] = []
@@ -67,11 +68,6 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
     return items
 
 
-def _find(files: dict[str, Path], name: str) -> Path:
-    for rel, path in files.items():
-        if Path(rel).name == name:
-            return path
-    raise OmniBenchError(f"loader wbm needs {name} in dataset.files")
 
 
 def _element_items(path: Path) -> dict[str, Item]:
