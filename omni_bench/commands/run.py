@@ -53,16 +53,21 @@ def run(args) -> int:
     options = RunOptions(store=store, out_dir=args.out, data_root=root, data_origin=origin, device=args.device,
                          limit=args.limit, rerun=args.rerun, progress=not args.no_progress,
                          item_timeout=args.item_timeout)
+    return execute(variants, tasks, options, settings, "command")
+
+
+def execute(variants, tasks, options, settings, what: str) -> int:
+    """Run, close the store whatever happens, and print the results table; 130 when interrupted."""
     try:
         outcomes = executors.run(variants, tasks, options, settings)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished items are saved in {store.path}; run the same command to resume",
+        print(f"\ninterrupted: finished items are saved in {options.store.path}; run the same {what} to resume",
               file=sys.stderr)
         return 130
     finally:
-        store.close()
+        options.store.close()
     print(format_table(outcomes))
-    print(f"\nresults: {args.out.resolve()}   store: {store.path}")
+    print(f"\nresults: {options.out_dir.resolve()}   store: {options.store.path}")
     return 0
 
 

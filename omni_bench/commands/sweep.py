@@ -141,7 +141,7 @@ def run(args) -> int:
     from ..models.registry import resolve_models
     from ..runner import RunOptions
     from ..store import ResultStore
-    from .run import format_table
+    from .run import execute
 
     sweep = load_sweep(args.sweep)
     settings = _executor_settings(args, sweep.executor)
@@ -164,18 +164,9 @@ def run(args) -> int:
                          item_timeout=args.item_timeout if args.item_timeout is not None else sweep.item_timeout)
     print(f"sweep {args.sweep}: {len(variants)} model variants x {len(tasks)} tasks on {settings.name}",
           file=sys.stderr)
-    try:
-        outcomes = executors.run(variants, tasks, options, settings)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: finished items are saved in {store.path}; run the same sweep to resume",
-              file=sys.stderr)
-        return 130
-    finally:
-        store.close()
-    print(format_table(outcomes))
-    print(f"\nresults: {out.resolve()}   store: {store.path}")
-    if args.no_leaderboard:
-        return 0
+    code = execute(variants, tasks, options, settings, "sweep")
+    if code or args.no_leaderboard:
+        return code
     return rebuild_leaderboard(out, args.leaderboard or sweep.leaderboard or out / "leaderboard", args.tasks_dir)
 
 
