@@ -1,0 +1,175 @@
+"""Build the reference model's labelled training set: ``python -m reference_model.training_set``.
+
+Pools (all seeded, see :func:`pools`):
+
+- ``pbe0``: molecules and dimers labelled with PBE0/def2-SVP (PySCF), the new hybrid-DFT channel;
+- ``gfn2``: more molecules and dimers labelled with GFN2-xTB (tblite), the new semi-empirical channel;
+- ``dbs``: the domain-bridging set, a subset of the ``pbe0`` geometries labelled at *both* PBE0 and GFN2;
+- ``replay``: crystals and molecules labelled by the starting model (7net-mf-0) on its PBE and R2SCAN
+  channels, so that training the new channels does not erase the old ones.
+
+Labelling runs in chunks written atomically under ``data/.chunks/``; an interrupted run resumes where it
+stopped (``--jobs`` only limits what one call does).  ``assemble`` writes ``data/training_set.extxyz``
+and its header ``data/training_set.yaml`` (levels, settings, code versions, counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import read, write
+
+from . import structures
+from .labelling import labellers
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+TRAINING_SET = DATA_DIR / "training_set.extxyz"
+HEADER = DATA_DIR / "training_set.yaml"
+SEED = 20261121
+CHUNK = 8
+#: which labellers label which pool
+POOL_LABELLERS = {"pbe0": ["pbe0"], "dbs": ["pbe0", "gfn2"], "gfn2": ["gfn2"],
+                  "replay": ["replay_pbe", "replay_r2scan"]}
+DBS_EVERY = 4  # every 4th pbe0-pool geometry is labelled at both levels
+
+
+def _dimers(monomers: list[Atoms], rng: np.random.Generator, count: int, max_atoms: int) -> list[Atoms]:
+    small = [m for m in monomers if len(m) <= max_atoms // 2]
+    out = []
+    for _ in range(count):
+        i, j = rng.choice(len(small), size=2)
+        out.append(structures.dimer(small[i], small[j], rng, contact=float(rng.uniform(1.9, 3.2))))
+    return out
+
+
+def pools() -> dict[str, list[Atoms]]:
+    """Every training geometry by pool, each with a unique ``info['id']``."""
+    rng = np.random.default_rng(SEED)
+    relaxed = {name: structures.embed(name, smiles, 3, SEED) for name, smiles in structures.MOLECULES.items()}
+    hybrid: list[Atoms] = []
+    semi: list[Atoms] = []
+    replay: list[Atoms] = []
+    for conformers in relaxed.values():
+        hybrid.append(conformers[0])
+        hybrid.append(structures.perturb(conformers[0], rng, sigma=0.08, stretch=float(rng.uniform(-0.03, 0.03))))
+        semi.extend(conformers[1:])
+        for sigma in (0.03, 0.06, 0.1):
+            semi.append(structures.perturb(conformers[-1], rng, sigma, stretch=float(rng.uniform(-0.04, 0.04))))
+        replay.append(structures.perturb(conformers[0], rng, sigma=0.06, stretch=0.0))
+    monomers = [c[0] for c in relaxed.values()]
+    hybrid += _dimers(monomers, rng, count=16, max_atoms=14)
+    semi += _dimers(monomers, rng, count=50, max_atoms=20)
+    for name in structures.CRYSTALS:
+        for strain in (-0.06, -0.02, 0.02, 0.06):
+            replay.append(structures.crystal(name, rng, strain=strain, sigma=0.05))
+    dbs = hybrid[::DBS_EVERY]
+    hybrid = [a for k, a in enumerate(hybrid) if k % DBS_EVERY]
+    out = {"pbe0": hybrid, "dbs": dbs, "gfn2": semi, "replay": replay}
+    for pool, frames in out.items():
+        for k, atoms in enumerate(frames):
+            atoms.info["id"] = f"{pool}-{k:04d}"
+            atoms.info["pool"] = pool
+    return out
+
+
+def _chunk_path(labeller: str, pool: str, index: int) -> Path:
+    return DATA_DIR / ".chunks" / labeller / pool / f"{index:04d}.extxyz"
+
+
+def _labelled(atoms: Atoms, labeller_name: str) -> Atoms | None:
+    labeller = labellers()[labeller_name]
+    try:
+        energy, forces, stress = labeller.compute(atoms)
+    except Exception as error:  # a failed SCF drops one structure, not the run
+        print(f"  {atoms.info['id']} ({labeller_name}): failed: {error}", file=sys.stderr)
+        return None
+    out = atoms.copy()
+    out.info.update(channel=labeller.channel, labeller=labeller_name, dbs=atoms.info["pool"] == "dbs")
+    results = {"energy": energy, "forces": forces}
+    if stress is not None:
+        results["stress"] = stress
+    out.calc = SinglePointCalculator(out, **results)
+    return out
+
+
+def label(labeller_names: list[str], max_chunks: int | None) -> None:
+    """Label the pools that ``labeller_names`` cover, skipping chunks already on disk."""
+    done = 0
+    for pool, frames in pools().items():
+        for name in POOL_LABELLERS[pool]:
+            if name not in labeller_names:
+                continue
+            for index in range(0, len(frames), CHUNK):
+                path = _chunk_path(name, pool, index // CHUNK)
+                if path.exists():
+                    continue
+                if max_chunks is not None and done >= max_chunks:
+                    return
+                start = time.perf_counter()
+                labelled = [lab for atoms in frames[index:index + CHUNK] if (lab := _labelled(atoms, name))]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_suffix(".part")
+                write(partial, labelled, format="extxyz")
+                os.replace(partial, path)
+                done += 1
+                print(f"{name} {pool} {index + len(frames[index:index + CHUNK])}/{len(frames)} "
+                      f"({time.perf_counter() - start:.1f} s)", flush=True)
+
+
+def assemble() -> dict:
+    """Concatenate the chunks in a fixed order into the training set and write its header."""
+    frames: list[Atoms] = []
+    for pool, names in POOL_LABELLERS.items():
+        for name in names:
+            for path in sorted(_chunk_path(name, pool, 0).parent.glob("*.extxyz")):
+                frames.extend(read(path, index=":", format="extxyz"))
+    expected = {(a.info["id"], name) for pool, a_list in pools().items()
+                for a in a_list for name in POOL_LABELLERS[pool]}
+    present = {(a.info["id"], a.info["labeller"]) for a in frames}
+    write(TRAINING_SET, frames, format="extxyz")
+    all_labellers = labellers()
+    header = {
+        "command": "python -m reference_model.training_set label && python -m reference_model.training_set assemble",
+        "seed": SEED,
+        "units": {"energy": "eV", "forces": "eV/A", "stress": "eV/A^3 (ASE sign convention, Voigt order)"},
+        "labellers": {name: {"channel": lab.channel, "level_of_theory": lab.level_of_theory, "settings": lab.settings}
+                      for name, lab in all_labellers.items()},
+        "counts": {name: sum(a.info["labeller"] == name for a in frames) for name in all_labellers},
+        "dbs_structures": len({a.info["id"] for a in frames if a.info["dbs"]}),
+        "missing_labels": sorted(f"{i}:{n}" for i, n in expected - present),
+        "frames": len(frames),
+    }
+    HEADER.write_text(yaml.safe_dump(header, sort_keys=False))
+    return header
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m reference_model.training_set", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    lab = sub.add_parser("label", help="label the pools (resumes; run it again after an interruption)")
+    lab.add_argument("--labeller", action="append", choices=sorted(labellers()),
+                     help="only these labellers (default: all)")
+    lab.add_argument("--max-chunks", type=int, help=f"stop after this many chunks of {CHUNK} structures")
+    sub.add_parser("assemble", help="write data/training_set.extxyz and its header from the labelled chunks")
+    sub.add_parser("summary", help="print the pool sizes")
+    args = parser.parse_args(argv)
+    if args.command == "label":
+        label(args.labeller or sorted(labellers()), args.max_chunks)
+    elif args.command == "assemble":
+        print(yaml.safe_dump(assemble(), sort_keys=False))
+    else:
+        for pool, frames in pools().items():
+            print(f"{pool:8s} {len(frames):4d} structures, {sum(len(a) for a in frames)} atoms, "
+                  f"labellers {', '.join(POOL_LABELLERS[pool])}")
+
+
+if __name__ == "__main__":
+    main()

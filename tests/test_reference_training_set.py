@@ -1,0 +1,103 @@
+"""The reference model's committed training set: regenerable, correctly labelled, and disjoint from every task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from ase.io import read
+
+from omni_bench.runner import RunOptions, prepare
+from omni_bench.task_registry import all_tasks
+from reference_model import labelling, overlap, training_set
+
+
+@pytest.fixture(scope="module")
+def frames():
+    if not training_set.TRAINING_SET.is_file():
+        pytest.fail(f"{training_set.TRAINING_SET} is missing: run python -m reference_model.training_set label, "
+                    "then assemble")
+    return read(training_set.TRAINING_SET, index=":", format="extxyz")
+
+
+@pytest.fixture(scope="module")
+def benchmark_structures(data_root: Path):
+    options = RunOptions(store=None, out_dir=Path("unused"), data_root=data_root, data_origin="test")
+    prepared = prepare(list(all_tasks().values()), options)
+    assert {p.spec.name for p in prepared} == set(all_tasks())
+    return [atoms for task in prepared for item in task.items for atoms in item.structures.values()]
+
+
+@pytest.fixture(scope="module")
+def benchmark_fingerprints(benchmark_structures):
+    return overlap.collect(benchmark_structures)
+
+
+def test_no_training_structure_is_a_benchmark_structure(frames, benchmark_fingerprints):
+    assert overlap.overlaps(frames, benchmark_fingerprints) == []
+
+
+def test_overlap_check_catches_a_perturbed_benchmark_molecule_and_a_strained_crystal(benchmark_structures,
+                                                                                    benchmark_fingerprints):
+    from ase.build import bulk
+
+    rng = np.random.default_rng(0)
+    s22_complex = next(a for a in benchmark_structures if not a.pbc.any() and a.get_chemical_formula() == "H4O2")
+    water = s22_complex[:3].copy()
+    water.positions += rng.normal(0, 0.03, water.positions.shape)
+    assert any(line.startswith("molecule H2O") for line in overlap.overlaps([water], benchmark_fingerprints))
+    copper = bulk("Cu", "fcc", a=3.7).repeat(2)  # a strained copper crystal: dcdft has Cu
+    assert overlap.overlaps([copper], benchmark_fingerprints) == ["crystal Cu"]
+
+
+def test_header_matches_the_frames(frames):
+    header = yaml.safe_load(training_set.HEADER.read_text())
+    assert header["frames"] == len(frames)
+    assert header["missing_labels"] == []
+    for name, count in header["counts"].items():
+        assert count == sum(a.info["labeller"] == name for a in frames) > 0
+    assert header["labellers"]["pbe0"]["settings"]["basis"] == "def2-SVP"
+    by_id: dict[str, set[str]] = {}
+    for atoms in frames:
+        by_id.setdefault(atoms.info["id"], set()).add(atoms.info["channel"])
+        assert np.isfinite(atoms.get_potential_energy())
+        assert atoms.get_forces().shape == (len(atoms), 3)
+    dbs_ids = {a.info["id"] for a in frames if a.info["dbs"]}
+    assert len(dbs_ids) == header["dbs_structures"] > 0
+    assert all(by_id[i] == {"PBE0", "GFN2"} for i in dbs_ids)
+    assert {c for a in frames for c in [a.info["channel"]]} == {"PBE0", "GFN2", "PBE", "R2SCAN"}
+
+
+def test_regenerated_geometries_equal_the_committed_ones(frames):
+    regenerated = {a.info["id"]: a for pool in training_set.pools().values() for a in pool}
+    for atoms in frames:
+        again = regenerated[atoms.info["id"]]
+        assert again.get_chemical_symbols() == atoms.get_chemical_symbols()
+        np.testing.assert_allclose(again.positions, atoms.positions, atol=1e-6)
+
+
+def test_labels_reproduce(frames):
+    """Relabel the smallest frame of each quantum-chemistry channel and compare with the committed label."""
+    for name in ("gfn2", "pbe0"):
+        smallest = min((a for a in frames if a.info["labeller"] == name), key=len)
+        energy, forces, _ = labelling.labellers()[name].compute(smallest)
+        assert energy == pytest.approx(smallest.get_potential_energy(), abs=1e-5)
+        np.testing.assert_allclose(forces, smallest.get_forces(), atol=1e-4)
+
+
+def test_labelling_resumes_from_its_chunks(tmp_path, monkeypatch):
+    small = {"gfn2": [a for a in training_set.pools()["gfn2"][:3]]}
+    monkeypatch.setattr(training_set, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(training_set, "pools", lambda: small)
+    monkeypatch.setattr(training_set, "CHUNK", 2)
+    training_set.label(["gfn2"], max_chunks=1)
+    first = sorted(tmp_path.rglob("*.extxyz"))
+    assert len(first) == 1
+    stamp = first[0].stat().st_mtime_ns
+    training_set.label(["gfn2"], max_chunks=None)
+    chunks = sorted(tmp_path.rglob("*.extxyz"))
+    assert len(chunks) == 2 and chunks[0].stat().st_mtime_ns == stamp
+    labelled = [a for path in chunks for a in read(path, index=":")]
+    assert [a.info["id"] for a in labelled] == [a.info["id"] for a in small["gfn2"]]
