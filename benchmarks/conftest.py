@@ -89,7 +89,8 @@ class RunnerRounds:
         store = ResultStore(folder / "store.sqlite")
         self.stores.append(store)
         return RunOptions(store=store, out_dir=folder / "out", device="cpu", limit=self.limit,
-                          progress=self.progress, model_cache={self.model.fingerprint_id: self.model.loaded})
+                          progress=self.progress, model_cache={self.model.fingerprint_id: self.model.loaded},
+                          batch_atoms=0)  # the bare loop calls the calculator per structure: so does the runner here
 
     def run(self, options: RunOptions) -> list[TaskOutcome]:
         return run_benchmarks([self.model.variant], [self.task], options)

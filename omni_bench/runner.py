@@ -23,6 +23,7 @@ from tqdm import tqdm
 from . import data, plugins, results, scoring, units
 from .errors import OmniBenchError, StopTask
 from .items import Item
+from .models.batched import default_batch_atoms
 from .models.factories import resolve_device
 from .models.fingerprint import fingerprint, fingerprint_id
 from .models.loaded import LoadedModel
@@ -45,6 +46,9 @@ class RunOptions:
     item_timeout: float | None = None
     #: loaded models by fingerprint id, kept across ``run`` calls (tests and long-lived workers reuse them)
     model_cache: dict[str, LoadedModel] = field(default_factory=dict)
+    #: atoms per batch for single points of models with a batched evaluator (None: the default for the model's
+    #: device, see models/batched.py); 0: every energy through the ASE calculator
+    batch_atoms: int | None = None
 
 
 @dataclass
@@ -123,8 +127,16 @@ def run_benchmarks(variants: list[ModelVariant], tasks: list[TaskSpec], options:
                 model = options.model_cache[fid] = LoadedModel(variant, options.device)
             bar = tqdm(total=len(task.items), initial=len(task.items) - len(pending), unit="item",
                        desc=f"{variant.label} {task.spec.name}", disable=not options.progress, file=sys.stderr)
+            counted = Counter(model.evaluations) if model else Counter()
+            batch_atoms = options.batch_atoms
+            if batch_atoms is None and model is not None:
+                batch_atoms = default_batch_atoms(model.device)
             with bar:
+                prefetched_until = 0
                 for position, item in enumerate(pending):
+                    if position == prefetched_until:
+                        prefetched_until = prefetch_single_points(model, protocol, pending, position, task.params,
+                                                                  batch_atoms)
                     stop = _compute_one(model, protocol, task, item, options.store, key, variant.label,
                                         options.item_timeout)
                     bar.update(1)
@@ -133,9 +145,50 @@ def run_benchmarks(variants: list[ModelVariant], tasks: list[TaskSpec], options:
                             options.store.put(key, variant.label, skipped.id, "failed", error=f"skipped: {stop}")
                         bar.update(len(pending) - position - 1)
                         break
+            single_points = None
+            if model is not None:
+                model.prefetch([], 0)  # let go of the last chunk's energies
+                single_points = _single_point_record(model, model.evaluations - counted, batch_atoms)
             outcomes.append(_summarise(variant, fid, fp, task, protocol, options, key, len(pending),
-                                       time.perf_counter() - start, model.device if model else options.device))
+                                       time.perf_counter() - start, model.device if model else options.device,
+                                       single_points))
     return outcomes
+
+
+#: single points prefetched at once, in batches' worth of atoms: enough for full batches, few enough that the
+#: progress bar moves and memory stays bounded
+PREFETCH_BATCHES = 8
+
+
+def prefetch_single_points(model: LoadedModel, protocol, items: list[Item], start: int, params: dict[str, Any],
+                           batch_atoms: int) -> int:
+    """Hand the model the single points of the items from ``start`` on (protocols that name them with
+    ``single_points(item, params)``), for it to compute in batches before the items ask for them one by
+    one. Returns the position of the first item not covered; the caller prefetches again there."""
+    single_points = getattr(protocol, "single_points", None)
+    if single_points is None or batch_atoms < 1 or model.batched_path is None:
+        model.prefetch([], 0)
+        return len(items)
+    structures, end, n_atoms = [], start, 0
+    while end < len(items) and (end == start or n_atoms < PREFETCH_BATCHES * batch_atoms):
+        try:
+            wanted = list(single_points(items[end], params))
+        except Exception:  # a malformed item: its compute() raises and the failure is recorded there
+            wanted = []
+        structures += wanted
+        n_atoms += sum(len(atoms) for atoms in wanted)
+        end += 1
+    model.prefetch(structures, batch_atoms)
+    return end
+
+
+def _single_point_record(model: LoadedModel, counts: Counter, batch_atoms: int) -> dict[str, Any]:
+    """Which path computed this task's energies (``model.energy`` calls), for the results file: ``batched``,
+    ``ase``, or ``batched+ase`` when some went through the calculator (fallbacks, or not single points)."""
+    path = "+".join(name for name in ("batched", "ase") if counts[name]) or "none"
+    return {"path": path, "batched_evaluator": model.batched_path, "batch_atoms": batch_atoms,
+            "batched": counts["batched"], "ase": counts["ase"], "batch_failed": counts["batch_failed"],
+            "batched_error": model.batched_error}
 
 
 class ItemTimeout(Exception):
@@ -218,7 +271,7 @@ def _compute_one(model: LoadedModel, protocol, task: PreparedTask, item: Item, s
 
 
 def _summarise(variant, fid, fp, task: PreparedTask, protocol, options: RunOptions, key, computed: int,
-               wall_s: float, device: str) -> TaskOutcome:
+               wall_s: float, device: str, single_points: dict[str, Any] | None = None) -> TaskOutcome:
     stored = options.store.get(key)
     ids = {i.id for i in task.items}
     stored = {k: v for k, v in stored.items() if k in ids}
@@ -234,7 +287,7 @@ def _summarise(variant, fid, fp, task: PreparedTask, protocol, options: RunOptio
             task=task.spec, data_root=str(options.data_root) if task.spec.files else None,
             config={"device": options.device, "limit": options.limit, "rerun": options.rerun,
                     "store": str(options.store.path), "protocol_params": task.params,
-                    "loader_params": task.spec.loader_params},
+                    "loader_params": task.spec.loader_params, "single_points": single_points},
             device=device, wall_s=wall_s, computed=computed, cached=len(task.items) - computed,
             n_items=len(task.items), failures=failures, notes=dict(notes), metrics=metrics)
         outcome.results_file = results.write(options.out_dir, variant.label, task.spec, record, entries)

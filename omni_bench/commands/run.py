@@ -32,7 +32,34 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--item-timeout", type=float, metavar="SECONDS",
                      help="record an item as failed when it takes longer than this")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_batch_arguments(run)
     executors.add_arguments(run)
+
+
+def add_batch_arguments(parser: argparse.ArgumentParser, default_text: str = "") -> None:
+    """The batched single-point options shared by ``run`` and ``sweep``."""
+    from ..models.batched import CPU_BATCH_ATOMS, GPU_BATCH_ATOMS
+
+    group = parser.add_argument_group("batched single points")
+    group.add_argument("--batch-atoms", type=int, metavar="N",
+                       help="atoms per batch when a model computes many single points at once (sevenn, CHGNet; "
+                            f"others use their ASE calculator); 0: off (default: {default_text}{CPU_BATCH_ATOMS} "
+                            f"on CPU, {GPU_BATCH_ATOMS} on GPU)")
+    group.add_argument("--no-batch", action="store_true",
+                       help="every energy through the model's ASE calculator, one structure at a time")
+
+
+def batch_atoms_from_args(args: argparse.Namespace, from_file: int | None = None) -> int | None:
+    """The batch budget: ``--no-batch`` (0), else ``--batch-atoms``, else the sweep file's, else None (the
+    default for the model's device)."""
+    if args.no_batch:
+        if args.batch_atoms:
+            raise OmniBenchError("--no-batch turns batching off; drop --batch-atoms or --no-batch")
+        return 0
+    value = args.batch_atoms if args.batch_atoms is not None else from_file
+    if value is not None and value < 0:
+        raise OmniBenchError(f"--batch-atoms must be 0 (off) or a positive number of atoms, not {value}")
+    return value
 
 
 def run(args) -> int:
@@ -52,7 +79,7 @@ def run(args) -> int:
     store = ResultStore(args.store)
     options = RunOptions(store=store, out_dir=args.out, data_root=root, data_origin=origin, device=args.device,
                          limit=args.limit, rerun=args.rerun, progress=not args.no_progress,
-                         item_timeout=args.item_timeout)
+                         item_timeout=args.item_timeout, batch_atoms=batch_atoms_from_args(args))
     return execute(variants, tasks, options, settings, "command")
 
 

@@ -9,6 +9,7 @@ A sweep file (see examples/sweep.yaml)::
       - {model: chgnet, args: {model_name: "0.3.0"}}
     suites: [quick]               # and/or tasks: [s22, ...]
     limit: 10                     # optional, as --limit
+    batch_atoms: 2048             # optional, as --batch-atoms (0: off)
     executor: {name: dask, workers: 4}   # optional; also scheduler, cluster_config, chunk_size
     store: results.sqlite         # optional; paths are relative to the sweep file
     out: results
@@ -27,12 +28,13 @@ from typing import Any
 
 from .. import executors
 from ..errors import OmniBenchError
+from .run import add_batch_arguments, batch_atoms_from_args
 
 HELP = "run a sweep file (models x channels x suites) on Dask and rebuild the leaderboard"
 
 _FIELDS = {"models": True, "channels": False, "suites": False, "tasks": False, "limit": False, "device": False,
-           "item_timeout": False, "store": False, "out": False, "data_dir": False, "leaderboard": False,
-           "executor": False}
+           "item_timeout": False, "batch_atoms": False, "store": False, "out": False, "data_dir": False,
+           "leaderboard": False, "executor": False}
 _MODEL_FIELDS = {"model": True, "channels": False, "args": False}
 _EXECUTOR_FIELDS = {"name": False, "scheduler": False, "workers": False, "cluster_config": False, "chunk_size": False}
 DEFAULT_OUT = Path("omni-bench-results")
@@ -54,6 +56,7 @@ class Sweep:
     limit: int | None = None
     device: str | None = None
     item_timeout: float | None = None
+    batch_atoms: int | None = None
     store: Path | None = None
     out: Path | None = None
     data_dir: Path | None = None
@@ -75,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leaderboard output stem (default: the file's, else OUT/leaderboard)")
     parser.add_argument("--no-leaderboard", action="store_true", help="do not rebuild the leaderboard")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_batch_arguments(parser, default_text="the file's, else ")
     executors.add_arguments(parser, default=None, default_text="the file's, else dask")
 
 
@@ -101,6 +105,9 @@ def load_sweep(path: Path) -> Sweep:
     limit = fields.get("limit", int)
     if limit is not None and limit < 1:
         fields.fail("limit", "must be at least 1")
+    batch_atoms = fields.get("batch_atoms", int)
+    if batch_atoms is not None and batch_atoms < 0:
+        fields.fail("batch_atoms", "must be 0 (off) or a positive number of atoms")
     executor = Fields(path, "executor", fields.get("executor", dict, {}), _EXECUTOR_FIELDS)
     for key, kind in (("name", str), ("scheduler", str), ("workers", int), ("cluster_config", str),
                       ("chunk_size", int)):
@@ -111,7 +118,7 @@ def load_sweep(path: Path) -> Sweep:
     if "cluster_config" in settings:
         settings["cluster_config"] = _relative(path, settings["cluster_config"])
     return Sweep(path, models, suites, tasks, limit, fields.text("device"),
-                 fields.get("item_timeout", (int, float)), _relative(path, fields.text("store")),
+                 fields.get("item_timeout", (int, float)), batch_atoms, _relative(path, fields.text("store")),
                  _relative(path, fields.text("out")), _relative(path, fields.text("data_dir")),
                  _relative(path, fields.text("leaderboard")), settings)
 
@@ -161,7 +168,8 @@ def run(args) -> int:
     options = RunOptions(store=store, out_dir=out, data_root=root, data_origin=origin,
                          device=args.device or sweep.device or "auto", limit=limit, rerun=args.rerun,
                          progress=not args.no_progress,
-                         item_timeout=args.item_timeout if args.item_timeout is not None else sweep.item_timeout)
+                         item_timeout=args.item_timeout if args.item_timeout is not None else sweep.item_timeout,
+                         batch_atoms=batch_atoms_from_args(args, sweep.batch_atoms))
     print(f"sweep {args.sweep}: {len(variants)} model variants x {len(tasks)} tasks on {settings.name}",
           file=sys.stderr)
     code = execute(variants, tasks, options, settings, "sweep")

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from .. import plugins
 from ..errors import OmniBenchError
 from ..items import Item
+from ..models.batched import default_batch_atoms
 from ..models.factories import resolve_device
 from ..models.fingerprint import fingerprint, fingerprint_id, package_versions
 from ..models.loaded import LoadedModel
@@ -43,6 +44,7 @@ from ..runner import (
     _store_fingerprint,
     _summarise,
     compute_item,
+    prefetch_single_points,
     prepare,
     time_limit,
 )
@@ -177,7 +179,7 @@ def _check_packages(variant: ModelVariant, expected: dict[str, str]) -> None:
 
 def compute_chunk(variant: ModelVariant, fid: str, device: str, protocol_name: str, params: dict[str, Any],
                   items: list[Item], timeout: float | None, skip: dict[str, set[str]] | None = None,
-                  packages: dict[str, str] | None = None) -> ChunkResult:
+                  packages: dict[str, str] | None = None, batch_atoms: int | None = None) -> ChunkResult:
     """Compute ``items`` in order on this worker, stopping where the protocol raises StopTask.
 
     ``skip`` (device-specific tasks only) maps store fingerprints to finished item ids: the key of such a
@@ -188,14 +190,18 @@ def compute_chunk(variant: ModelVariant, fid: str, device: str, protocol_name: s
     if all(item.id in done for item in items):
         return ChunkResult(store_fp, resolve_device(device), socket.gethostname(), [])
     model, lock = worker_model(variant, fid, device, packages)
+    todo = [item for item in items if item.id not in done]
+    batch_atoms = default_batch_atoms(model.device) if batch_atoms is None else batch_atoms
     results = []
     with lock:
-        for item in items:
-            if item.id in done:
-                continue
+        prefetched_until = 0
+        for position, item in enumerate(todo):
+            if position == prefetched_until:
+                prefetched_until = prefetch_single_points(model, protocol, todo, position, params, batch_atoms)
             results.append(compute_item(model, protocol, item, params, timeout, limit=thread_time_limit))
             if results[-1].stop:
                 break  # the client records the remaining items as skipped
+        model.prefetch([], 0)
     return ChunkResult(store_fp, model.device, socket.gethostname(), results)
 
 
@@ -279,7 +285,7 @@ def run_on_cluster(client, variants: list[ModelVariant], tasks, options: RunOpti
         for chunk in _chunks(plan, chunk_size or _auto_chunk(len(plan.pending), threads)):
             future = client.submit(compute_chunk, plan.variant, plan.fid, options.device, plan.task.spec.protocol,
                                    plan.task.params, chunk, options.item_timeout, skip, plan.fp["packages"],
-                                   pure=False,
+                                   options.batch_atoms, pure=False,
                                    priority=-order, key=chunk_key(plan.task.spec.name, plan.position[chunk[0].id]))
             futures[future] = (plan, chunk)
             plan.open_chunks += 1

@@ -3,19 +3,28 @@
 Protocols ask for energies of structures; this adapter puts charge and spin from ``Atoms.info`` where the
 model takes them (and notes where it cannot), boxes molecules for models that need a cell, adds D3, and
 turns non-finite output into an error so that the runner records a failure instead of a number.
+
+For models with a batched evaluator (models/batched.py) the runner first hands over the single points of
+the next items (``prefetch``); ``energy`` then answers from those, keyed by everything the model sees, and
+falls back to the ASE calculator for anything not prefetched.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import math
+from collections import Counter
+from collections.abc import Iterable
 
+import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.calculators.mixing import SumCalculator
 
 from ..errors import OmniBenchError
+from .batched import BatchedEvaluator, evaluate, evaluator_for
 from .factories import dftd3_bj, resolve_device
 from .registry import ModelVariant
 
@@ -46,10 +55,26 @@ class LoadedModel:
         self.device = resolve_device(device)
         self.base_calc = self._build()
         self.calc: Calculator = self.base_calc
+        self.d3_calc: Calculator | None = None
         if variant.d3:
-            functional = variant.card.channel_info(variant.channel).d3_functional
-            self.calc = SumCalculator([self.base_calc, dftd3_bj(functional)])
+            self.d3_calc = dftd3_bj(variant.card.channel_info(variant.channel).d3_functional)
+            self.calc = SumCalculator([self.base_calc, self.d3_calc])
         self.notes: set[str] = set()
+        #: energies served by each path ("batched", "ase") and structures the batched evaluator could not do
+        #: ("batch_failed", then computed by the ASE path): the runner records them with the results
+        self.evaluations: Counter[str] = Counter()
+        #: model energies (eV, without D3) of prefetched structures, by ``structure_key``
+        self._prefetched: dict[bytes, float] = {}
+        self._evaluator: BatchedEvaluator | None = None
+        if variant.card.charge_spin is None:  # batched evaluators do not pass charge and spin
+            self._evaluator = evaluator_for(self.base_calc)
+        #: why the batched evaluator was switched off (every structure of a prefetch failed in it)
+        self.batched_error: str | None = None
+
+    @property
+    def batched_path(self) -> str | None:
+        """The batched evaluator's name, or None when every energy goes through the ASE calculator."""
+        return self._evaluator.name if self._evaluator else None
 
     def _build(self) -> Calculator:
         card, variant = self.variant.card, self.variant
@@ -72,20 +97,58 @@ class LoadedModel:
 
     def attach(self, atoms: Atoms) -> Atoms:
         """A copy of ``atoms`` ready for this model, with the calculator attached."""
+        atoms = self._prepare(atoms)
+        atoms.calc = self.calc
+        return atoms
+
+    def _prepare(self, atoms: Atoms) -> Atoms:
+        """A copy of ``atoms`` as the model sees it: charge and spin applied, molecules boxed."""
         atoms = atoms.copy()
         self._apply_charge_spin(atoms)
         box = self.variant.card.molecule_box
         if box and not atoms.pbc.any():
             atoms.center(vacuum=box)
-        atoms.calc = self.calc
         return atoms
 
     def energy(self, atoms: Atoms) -> float:
         """Potential energy in eV; raises ``NonFiniteResult`` for NaN or infinity."""
-        value = float(self.attach(atoms).get_potential_energy())
+        prepared = self._prepare(atoms)
+        value = self._prefetched.get(structure_key(prepared)) if self._prefetched else None
+        if value is None:
+            prepared.calc = self.calc
+            value = float(prepared.get_potential_energy())
+            self.evaluations["ase"] += 1
+        else:
+            if self.d3_calc is not None:  # D3 is cheap and per structure: added as SumCalculator would
+                prepared.calc = self.d3_calc
+                value += float(prepared.get_potential_energy())
+            self.evaluations["batched"] += 1
         if not math.isfinite(value):
             raise NonFiniteResult(f"model returned a non-finite energy ({value})")
         return value
+
+    def prefetch(self, structures: Iterable[Atoms], max_atoms: int) -> None:
+        """Compute the energies of ``structures`` in batches of at most ``max_atoms`` atoms, for ``energy`` to
+        return. Replaces what an earlier call prefetched (memory stays bounded); an empty list, a budget below
+        one atom or a model without a batched evaluator only clears it. Structures the evaluator cannot take,
+        or that fail even alone, are left to the ASE calculator."""
+        self._prefetched = {}
+        if self._evaluator is None or max_atoms < 1:
+            return
+        unique: dict[bytes, Atoms] = {}
+        for atoms in structures:
+            prepared = self._prepare(atoms)
+            if self._evaluator.supports(prepared):
+                unique.setdefault(structure_key(prepared), prepared)
+        if not unique:
+            return
+        outcome = evaluate(self._evaluator, list(unique.values()), max_atoms)
+        keys = list(unique)
+        self._prefetched = {keys[position]: float(value) for position, value in outcome.energies.items()}
+        self.evaluations["batch_failed"] += len(outcome.errors)
+        if outcome.errors and not outcome.energies:  # the evaluator does not work for this model at all
+            self.batched_error = f"{self._evaluator.name}: {next(iter(outcome.errors.values()))}"
+            self._evaluator = None
 
     def _apply_charge_spin(self, atoms: Atoms) -> None:
         charge = int(atoms.info.get("charge", 0))
@@ -97,3 +160,13 @@ class LoadedModel:
             return
         spin = multiplicity if routes.get("spin_convention", "multiplicity") == "multiplicity" else multiplicity - 1
         self.base_calc.set(**{routes["charge"]: charge, routes["spin"]: spin})
+
+
+def structure_key(atoms: Atoms) -> bytes:
+    """A digest of everything a model sees of a structure: the same structure gives the same key, bit for bit."""
+    digest = hashlib.blake2b(digest_size=20)
+    for array in (atoms.numbers.astype(np.int64), atoms.positions.astype(np.float64),
+                  atoms.cell.array.astype(np.float64), atoms.pbc.astype(np.bool_)):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(repr((atoms.info.get("charge", 0), atoms.info.get("spin", 1))).encode())
+    return digest.digest()

@@ -61,6 +61,12 @@ _OPTIMIZERS = {"FIRE": FIRE, "BFGS": BFGS, "LBFGS": LBFGS}
 _BOND_FACTOR = 1.25  # pairs closer than 1.25 x the covalent radii sum count as bonded in the DFT geometry
 
 
+def single_points(item: Item, params: dict) -> list[Atoms]:
+    """The structure ``compute`` takes a single point of; none when it relaxes (the runner batches single
+    points for models that can)."""
+    return [] if params["relax"] else [item.structures[item.meta["kind"]]]
+
+
 def compute(item: Item, model, params: dict) -> dict[str, float]:
     kind = item.meta["kind"]
     initial = item.structures[kind]

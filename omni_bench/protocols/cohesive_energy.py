@@ -9,10 +9,17 @@ the model must describe an isolated atom, which models trained only on crystals 
 
 from __future__ import annotations
 
+from ase import Atoms
+
 from ..items import Item
 
 PARAMS = {"bulk_role": "bulk", "atom_role": "atom"}
 QUANTITIES = {"cohesive_energy": "eV/atom", "bulk_energy_per_atom": "eV/atom", "atom_energy": "eV/atom"}
+
+
+def single_points(item: Item, params: dict) -> list[Atoms]:
+    """The structures ``compute`` takes single points of (the runner batches them for models that can)."""
+    return [item.structures[params["bulk_role"]], item.structures[params["atom_role"]]]
 
 
 def compute(item: Item, model, params: dict) -> dict[str, float]:

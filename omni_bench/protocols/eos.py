@@ -8,6 +8,7 @@ grid is a failure, because extrapolated V0 and B0 are not measurements.
 from __future__ import annotations
 
 import numpy as np
+from ase import Atoms
 from ase.eos import EquationOfState
 
 from ..items import Item
@@ -17,14 +18,26 @@ QUANTITIES = {"volume": "A^3/atom", "bulk_modulus": "eV/A^3", "bulk_modulus_deri
               "energy_per_atom": "eV/atom"}
 
 
+def strained_cells(crystal: Atoms, params: dict) -> list[Atoms]:
+    """The volume grid: the crystal scaled isotropically, atoms kept at their fractional positions."""
+    cells = []
+    for scale in np.linspace(1 - params["volume_strain"], 1 + params["volume_strain"], params["points"]):
+        strained = crystal.copy()
+        strained.set_cell(crystal.cell * scale ** (1 / 3), scale_atoms=True)
+        cells.append(strained)
+    return cells
+
+
+def single_points(item: Item, params: dict) -> list[Atoms]:
+    """The structures ``compute`` takes single points of (the runner batches them for models that can)."""
+    return strained_cells(item.structures[params["structure_role"]], params)
+
+
 def compute(item: Item, model, params: dict) -> dict[str, float]:
     crystal = item.structures[params["structure_role"]]
     n_atoms = len(crystal)
-    scales = np.linspace(1 - params["volume_strain"], 1 + params["volume_strain"], params["points"])
     volumes, energies = [], []
-    for scale in scales:
-        strained = crystal.copy()
-        strained.set_cell(crystal.cell * scale ** (1 / 3), scale_atoms=True)
+    for strained in strained_cells(crystal, params):
         volumes.append(strained.get_volume() / n_atoms)
         energies.append(model.energy(strained) / n_atoms)
     eos = EquationOfState(volumes, energies, eos=params["eos"])

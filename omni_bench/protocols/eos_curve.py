@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from ase import Atoms
 from ase.eos import EquationOfState
 
 from ..items import Item, Prediction
@@ -32,6 +33,12 @@ NO_FORCES_NOTE = "eos_curve: the model gives no forces, so the cells were not re
 #: scored quantities; ``compute`` stores the raw curve as ``energy:V0``, ``energy:V1``... in eV
 QUANTITIES = {"bulk_modulus": "eV/A^3", "relative_energy": "eV/atom"}
 _ROLE = re.compile(r"^V(\d+)$")
+
+
+def single_points(item: Item, params: dict) -> list[Atoms]:
+    """The cells ``compute`` takes single points of; none when it relaxes positions (the runner batches
+    single points for models that can)."""
+    return [] if params["relax_positions"] else [item.structures[role] for role in _roles(item)]
 
 
 def compute(item: Item, model, params: dict) -> dict[str, float]:

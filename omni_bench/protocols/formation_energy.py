@@ -11,10 +11,17 @@ formation energy: which one a model should match depends on the energies it was 
 
 from __future__ import annotations
 
+from ase import Atoms
+
 from ..items import Item, Prediction
 
 PARAMS = {"structure_role": "crystal"}
 QUANTITIES = {"formation_energy": "eV/atom", "formation_energy_mp2020": "eV/atom", "energy_per_atom": "eV/atom"}
+
+
+def single_points(item: Item, params: dict) -> list[Atoms]:
+    """The structures ``compute`` takes single points of (the runner batches them for models that can)."""
+    return [item.structures[params["structure_role"]]]
 
 
 def compute(item: Item, model, params: dict) -> dict[str, float]:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from ase import Atoms
+
 from ..items import Item
 
 PARAMS = {"complex_role": "complex"}
 QUANTITIES = {"interaction_energy": "eV"}
+
+
+def single_points(item: Item, params: dict) -> list[Atoms]:
+    """The structures ``compute`` takes single points of (the runner batches them for models that can)."""
+    return list(item.structures.values())
 
 
 def compute(item: Item, model, params: dict) -> dict[str, float]:

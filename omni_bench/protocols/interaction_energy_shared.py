@@ -9,11 +9,18 @@ an ``interaction_energy`` reference is a complex, and ``meta['fragments']`` name
 
 from __future__ import annotations
 
+from ase import Atoms
+
 from ..items import Item, Prediction
 from ..store import StoredItem
 
 PARAMS = {"structure_role": "structure"}
 QUANTITIES = {"interaction_energy": "eV", "energy": "eV"}
+
+
+def single_points(item: Item, params: dict) -> list[Atoms]:
+    """The structures ``compute`` takes single points of (the runner batches them for models that can)."""
+    return [item.structures[params["structure_role"]]]
 
 
 def compute(item: Item, model, params: dict) -> dict[str, float]:

@@ -6,10 +6,17 @@ against the compositions), so a cell with Z molecules is never confused with the
 
 from __future__ import annotations
 
+from ase import Atoms
+
 from ..items import Item
 
 PARAMS = {"solid_role": "solid", "molecule_role": "molecule"}
 QUANTITIES = {"lattice_energy": "eV/molecule"}
+
+
+def single_points(item: Item, params: dict) -> list[Atoms]:
+    """The structures ``compute`` takes single points of (the runner batches them for models that can)."""
+    return [item.structures[params["solid_role"]], item.structures[params["molecule_role"]]]
 
 
 def compute(item: Item, model, params: dict) -> dict[str, float]:

@@ -33,6 +33,11 @@ class Reaction:
     groups: dict[str, str] = field(default_factory=dict)
 
 
+def single_points(item: Item, params: dict) -> list[Atoms]:
+    """The structures ``compute`` takes single points of (the runner batches them for models that can)."""
+    return [item.structures["molecule"]]
+
+
 def compute(item: Item, model, params: dict) -> dict[str, float]:
     return {"energy": model.energy(item.structures["molecule"])}
 

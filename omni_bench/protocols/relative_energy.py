@@ -11,11 +11,18 @@ normalisation cannot be converted to another; a set of other polymorphs would ad
 
 from __future__ import annotations
 
+from ase import Atoms
+
 from ..items import Item, Prediction
 from ..store import StoredItem
 
 PARAMS = {"structure_role": "crystal"}
 QUANTITIES = {"energy_per_h2o": "eV/H2O", "relative_energy": "eV/H2O"}
+
+
+def single_points(item: Item, params: dict) -> list[Atoms]:
+    """The structures ``compute`` takes single points of (the runner batches them for models that can)."""
+    return [item.structures[params["structure_role"]]]
 
 
 def compute(item: Item, model, params: dict) -> dict[str, float]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from itertools import pairwise
 
 import numpy as np
+from ase import Atoms
 
 from ..items import Item, Prediction, Quantity
 from ..store import StoredItem
@@ -25,6 +26,11 @@ PARAMS = {"barrier": "max_minus_min"}
 QUANTITIES = {"relative_energy": "eV", "barrier_height": "eV"}
 BARRIER_DEFINITIONS = ("max_minus_min", "adjacent_extrema")
 _PREFIX = "energy@"
+
+
+def single_points(item: Item, params: dict) -> list[Atoms]:
+    """The structures ``compute`` takes single points of (the runner batches them for models that can)."""
+    return list(item.structures.values())
 
 
 def compute(item: Item, model, params: dict) -> dict[str, float]:
