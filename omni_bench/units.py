@@ -25,7 +25,7 @@ _UNITS: dict[str, dict[str, float]] = {
     "pressure": {"GPa": 1.0, "eV/A^3": 1.0 / _ase.GPa},
     "length": {"A": 1.0, "bohr": _ase.Bohr},
     # Forces (training labels of the reference model): quantum chemistry codes give Hartree/bohr gradients.
-    "force": {"eV/A": 1.0, "Hartree/bohr": _ase.Hartree / _ase.Bohr},
+    "force": {"eV/A": 1.0, "meV/A": 1e-3, "Hartree/bohr": _ase.Hartree / _ase.Bohr},
     "angle": {"deg": 1.0},
     "dimensionless": {"1": 1.0},
     # Simulated time per wall-clock time (MD speed); fs/s is what a timestep times steps per second gives.

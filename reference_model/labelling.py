@@ -7,10 +7,10 @@ settings record that goes into the training set's header.  All unit conversions 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import version
-from typing import Callable
 
 import numpy as np
 from ase import Atoms
@@ -39,7 +39,7 @@ PYSCF_SETTINGS = {
 def pyscf_pbe0(atoms: Atoms) -> Label:
     from pyscf import dft, gto
 
-    mol = gto.M(atom=[(s, tuple(p)) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions)],
+    mol = gto.M(atom=[(s, tuple(p)) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions, strict=True)],
                 unit="Angstrom", basis=PYSCF_SETTINGS["basis"], charge=int(atoms.info.get("charge", 0)),
                 spin=int(atoms.info.get("spin", 1)) - 1, verbose=0)
     mf = dft.RKS(mol).density_fit(auxbasis=PYSCF_SETTINGS["density_fitting"])

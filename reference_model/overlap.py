@@ -26,7 +26,7 @@ def _components(atoms: Atoms) -> tuple[list[list[int]], nx.Graph]:
     i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=BOND_TOLERANCE))
     graph = nx.Graph()
     graph.add_nodes_from(range(len(atoms)))
-    graph.add_edges_from(zip(i.tolist(), j.tolist()))
+    graph.add_edges_from(zip(i.tolist(), j.tolist(), strict=True))
     return [sorted(c) for c in nx.connected_components(graph)], graph
 
 

@@ -79,7 +79,7 @@ def perturb(atoms: Atoms, rng: np.random.Generator, sigma: float, stretch: float
 
 def bond_set(atoms: Atoms) -> set[tuple[int, int]]:
     i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=BOND_TOLERANCE))
-    return {(a, b) for a, b in zip(i.tolist(), j.tolist()) if a < b}
+    return {(a, b) for a, b in zip(i.tolist(), j.tolist(), strict=True) if a < b}
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:

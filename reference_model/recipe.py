@@ -1,0 +1,161 @@
+"""The SevenNet-Omni training recipe: its settings, the multi-task loss and the per-channel validation.
+
+Loss per batch (Huber on each term, as sevenn trains its multi-fidelity models):
+  sum_f w_c(f) * [energy_weight * l(E_f / N_f) + force_weight * mean_atoms l(F) + stress_weight * l(sigma)]
+averaged over the batch's frames (forces: over its atoms' components; stress, in GPa: summed over the
+periodic frames' six components and divided by six times the frame count, so molecules add nothing), where
+``w_c`` is the loss weight of the frame's channel.  The replay channels (PBE, R2SCAN: the starting model's
+own predictions) thus come in with their own weights.  Selective regularisation adds
+``lambda * sum(theta_T ** 2)`` (see :mod:`reference_model.channels`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from ase import Atoms
+
+from omni_bench.units import convert
+
+REPO = Path(__file__).resolve().parent.parent
+GPA_PER_EV_A3 = convert(1.0, "eV/A^3", "GPa")
+MEV_PER_EV = convert(1.0, "eV", "meV")
+MEV_PER_A_PER_EV_PER_A = convert(1.0, "eV/A", "meV/A")
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """One training run.  The four ablation variants differ only in ``regularisation`` and ``dbs_fraction``."""
+
+    name: str
+    training_set: str  # extxyz; relative paths are relative to the repository root
+    base_model: str = "7net-mf-0"
+    new_channels: tuple[str, ...] = ("PBE0", "GFN2")
+    seed: int = 20261121
+    validation_fraction: float = 0.1
+    max_structures_per_pool: int | None = None  # smoke runs: the first N structure ids of every pool
+    epochs: int = 10
+    batch_size: int = 8
+    learning_rate: float = 5e-4
+    lr_decay_per_epoch: float = 0.95
+    channel_weights: dict[str, float] = field(default_factory=lambda: {"PBE0": 1.0, "GFN2": 1.0, "PBE": 1.0,
+                                                                        "R2SCAN": 1.0})
+    energy_weight: float = 1.0
+    force_weight: float = 1.0
+    stress_weight: float = 0.01
+    huber_delta: float = 0.01
+    regularisation: float = 0.0  # lambda of the selective L2 penalty on theta_T; 0 turns it off
+    regularised_channels: tuple[str, ...] | None = None  # whose theta_T rows are penalised; None: all
+    dbs_fraction: float = 0.0  # share of DBS frames in every batch; 0: DBS geometries keep one label only
+    dbs_keep_channel: str = "PBE0"  # the label a DBS geometry keeps when the DBS is not mixed in
+    device: str = "auto"
+    threads: int | None = 1
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RecipeConfig:
+        raw = yaml.safe_load(Path(path).read_text())
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
+        for key in ("new_channels", "regularised_channels"):
+            if raw.get(key) is not None:
+                raw[key] = tuple(raw[key])
+        return cls(**raw)
+
+    @property
+    def training_set_path(self) -> Path:
+        path = Path(self.training_set)
+        return path if path.is_absolute() else REPO / path
+
+    def as_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def read_frames(path: Path, max_structures_per_pool: int | None = None) -> list[Atoms]:
+    """The labelled frames; with a limit, only the first structure ids of every pool (all their labels)."""
+    from ase.io import read
+
+    if not path.is_file():
+        raise FileNotFoundError(f"training set {path} not found (python -m reference_model.training_set assemble)")
+    frames = read(path, index=":", format="extxyz")
+    if max_structures_per_pool is None:
+        return frames
+    ids_by_pool: dict[str, set[str]] = {}
+    for atoms in frames:
+        ids_by_pool.setdefault(atoms.info["pool"], set()).add(atoms.info["id"])
+    kept = {i for ids in ids_by_pool.values() for i in sorted(ids)[:max_structures_per_pool]}
+    return [a for a in frames if a.info["id"] in kept]
+
+
+def to_graph(atoms: Atoms, cutoff: float):
+    """A sevenn graph with the frame's labels and its channel (``data_modality``) attached."""
+    import sevenn._keys as KEY
+    from sevenn.atom_graph_data import AtomGraphData
+    from sevenn.train.dataload import atoms_to_graph
+
+    graph = AtomGraphData.from_numpy_dict(atoms_to_graph(atoms, cutoff, transfer_info=False, y_from_calc=True))
+    graph[KEY.DATA_MODALITY] = atoms.info["channel"]
+    return graph
+
+
+def collate(graphs: list):
+    from torch_geometric.data import Batch
+
+    return Batch.from_data_list(graphs)
+
+
+def batch_loss(output, config: RecipeConfig) -> torch.Tensor:
+    """The weighted multi-task loss of one evaluated batch (see the module docstring)."""
+    import sevenn._keys as KEY
+
+    channels = list(output[KEY.DATA_MODALITY])
+    weights = torch.tensor([config.channel_weights[c] for c in channels], dtype=output[KEY.ENERGY].dtype,
+                           device=output[KEY.ENERGY].device)
+    huber = torch.nn.functional.huber_loss
+    n_atoms = output[KEY.NUM_ATOMS]
+    energy = huber(output[KEY.PRED_TOTAL_ENERGY] / n_atoms, output[KEY.ENERGY] / n_atoms, reduction="none",
+                   delta=config.huber_delta)
+    total = config.energy_weight * (weights * energy).mean()
+    atom_weights = weights[output[KEY.BATCH]].unsqueeze(-1)
+    force = huber(output[KEY.PRED_FORCE], output[KEY.FORCE], reduction="none", delta=config.huber_delta)
+    total = total + config.force_weight * (atom_weights * force).mean()
+    periodic = ~torch.isnan(output[KEY.STRESS]).any(dim=-1)
+    if config.stress_weight and periodic.any():
+        stress = huber(output[KEY.PRED_STRESS][periodic] * GPA_PER_EV_A3, output[KEY.STRESS][periodic] * GPA_PER_EV_A3,
+                       reduction="none", delta=config.huber_delta)
+        total = total + config.stress_weight * (weights[periodic].unsqueeze(-1) * stress).sum() / (6 * len(channels))
+    return total
+
+
+def validation_errors(model: torch.nn.Module, graphs: list, batch_size: int, device: torch.device) -> dict:
+    """Per channel: energy MAE (meV/atom), force MAE (meV/A, over components) and the frame count."""
+    import sevenn._keys as KEY
+
+    model.eval()
+    sums: dict[str, dict[str, float]] = {}
+    for start in range(0, len(graphs), batch_size):
+        output = model(collate(graphs[start:start + batch_size]).to(device))
+        energy_error = ((output[KEY.PRED_TOTAL_ENERGY] - output[KEY.ENERGY]) / output[KEY.NUM_ATOMS]).abs().detach()
+        force_error = (output[KEY.PRED_FORCE] - output[KEY.FORCE]).abs().mean(dim=-1).detach()
+        per_frame_force = torch.zeros(len(energy_error), dtype=force_error.dtype, device=force_error.device)
+        per_frame_force.index_add_(0, output[KEY.BATCH], force_error)
+        for k, channel in enumerate(output[KEY.DATA_MODALITY]):
+            entry = sums.setdefault(channel, {"energy": 0.0, "force": 0.0, "atoms": 0, "frames": 0})
+            entry["energy"] += float(energy_error[k])
+            entry["force"] += float(per_frame_force[k])
+            entry["atoms"] += int(output[KEY.NUM_ATOMS][k])
+            entry["frames"] += 1
+    return {channel: {"energy_mae_meV_per_atom": MEV_PER_EV * s["energy"] / s["frames"],
+                      "force_mae_meV_per_A": MEV_PER_A_PER_EV_PER_A * s["force"] / s["atoms"], "frames": s["frames"]}
+            for channel, s in sorted(sums.items())}
+
+
+def count_frames(frames: list[Atoms]) -> dict[str, int]:
+    channels, counts = np.unique([a.info["channel"] for a in frames], return_counts=True)
+    return {str(c): int(n) for c, n in zip(channels, counts, strict=True)}
