@@ -28,6 +28,8 @@ def environment(device: str) -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
+        # threads the model's torch used (None when the model does not use torch): timings depend on it
+        "torch_threads": sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None,
         "device": device,
         "device_name": _device_name(device),
         "packages": package_versions(["omni-bench", "numpy", "scipy", "ase", "torch"]),

@@ -34,12 +34,13 @@ def one_line_error(done: subprocess.CompletedProcess) -> str:
 @pytest.mark.slow
 def test_end_to_end_7net0_on_three_s22_dimers(tmp_path):
     done = omni("run", "--model", "7net-0", "--task", "s22", "--limit", "3", "--store", str(tmp_path / "s.db"),
-                "--out", str(tmp_path / "out"), "--device", "cpu")
+                "--out", str(tmp_path / "out"), "--device", "cpu", "--threads", "1")
     assert done.returncode == 0, done.stderr
     header, rule, row = done.stdout.splitlines()[:3]
     assert header.split()[:4] == ["model", "task", "n", "failed"]
     assert row.split()[:4] == ["7net-0", "s22", "3", "0"]
     record = json.loads((tmp_path / "out" / "7net-0" / "s22.json").read_text())
+    assert record["environment"]["torch_threads"] == 1
     mae = record["metrics"]["mae"]
     assert mae["n"] == 3 and 0 < mae["value"] < 10  # kcal/mol; 7net-0 is about 2-3 kcal/mol on S22
     assert f"mae={mae['value']:.4g} kcal/mol" in row
@@ -52,6 +53,7 @@ def test_end_to_end_7net0_on_three_s22_dimers(tmp_path):
     (["run", "--model", "emt", "--suite", "quik"], "unknown suite 'quik' (did you mean 'quick'?)"),
     (["run", "--model", "7net-mf-0", "--channel", "r2scan", "--suite", "quick"], "valid channels: PBE, R2SCAN"),
     (["run", "--model", "emt"], "choose what to run with --suite or --task"),
+    (["run", "--model", "emt", "--task", "s22", "--threads", "0"], "--threads must be at least 1"),
 ])
 def test_user_errors_exit_2_with_one_line(args, expected):
     assert expected in one_line_error(omni(*args))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,9 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--item-timeout", type=float, metavar="SECONDS",
                      help="record an item as failed when it takes longer than this")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="CPU threads for the model (torch and OpenMP); default: the libraries' choice, usually "
+                          "every core, which is slower than 1 on a machine that is busy with other work")
     add_batch_arguments(run)
     executors.add_arguments(run)
 
@@ -73,6 +77,8 @@ def run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise OmniBenchError("--limit must be at least 1")
     settings = executors.settings_from_args(args)
+    if args.threads is not None:
+        limit_threads(args.threads)
     tasks = task_registry.select(args.task, args.suite, args.tasks_dir)
     variants = resolve_models(args.model, args.channel, args.model_arg)
     root, origin = data.resolve_data_root(args.data_dir)
@@ -81,6 +87,16 @@ def run(args) -> int:
                          limit=args.limit, rerun=args.rerun, progress=not args.no_progress,
                          item_timeout=args.item_timeout, batch_atoms=batch_atoms_from_args(args))
     return execute(variants, tasks, options, settings, "command")
+
+
+def limit_threads(threads: int) -> None:
+    """Cap the model's CPU threads: OpenMP reads the variable when a library starts it, torch is told now."""
+    if threads < 1:
+        raise OmniBenchError(f"--threads must be at least 1, not {threads}")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def execute(variants, tasks, options, settings, what: str) -> int:
