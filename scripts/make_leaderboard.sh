@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 SUITES=${SUITES:-$(python -c "from omni_bench.task_registry import suites
 print(' '.join(s for s in suites() if s not in ('all', 'quick', 'speed')))")}
-MODELS=${MODELS:-"7net-0 7net-mf-0@PBE 7net-mf-0@R2SCAN 7net-l3i5 chgnet chgnet-r2scan"}
+MODELS=${MODELS:-"7net-0 7net-mf-0@PBE 7net-mf-0@R2SCAN 7net-l3i5 chgnet chgnet-r2scan omni@PBE omni@R2SCAN omni@PBE0 omni@GFN2"}
 XTB_SUITES=${XTB_SUITES-"molecules organometallics"}
 DEVICE=${DEVICE:-auto}
 RESULTS=${RESULTS:-omni-bench-results/leaderboard}

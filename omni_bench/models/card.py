@@ -19,7 +19,7 @@ _CARD_FIELDS = {
     "default_channel": False, "channel_arg": False, "level_of_theory": False, "d3_functional": False,
     "trained_with_dispersion": True, "training_data": False, "provenance": False, "checkpoint": False,
     "checkpoint_env": False, "checkpoint_help": False, "packages": False, "charge_spin": False,
-    "molecule_box": False, "architecture": False, "parameters": False, "notes": False,
+    "molecule_box": False, "architecture": False, "parameters": False, "notes": False, "training": False,
 }
 
 
@@ -115,7 +115,7 @@ def card_from_dict(data: Any, source: Path | str) -> ModelCard:
         Fields(Path(source), "charge_spin", charge_spin, {"charge": True, "spin": True, "spin_convention": False})
         if charge_spin.get("spin_convention", "multiplicity") not in ("multiplicity", "unpaired"):
             f.fail("charge_spin.spin_convention", "must be 'multiplicity' or 'unpaired'")
-    known = {k: v for k, v in f.data.items() if k in ("architecture", "parameters", "notes")}
+    known = {k: v for k, v in f.data.items() if k in ("architecture", "parameters", "notes", "training")}
     return ModelCard(
         name=f.text("name"), description=f.text("description"), factory=f.text("factory"),
         trained_with_dispersion=f.get("trained_with_dispersion", bool), args=f.get("args", dict, {}) or {},

@@ -3,6 +3,7 @@ name) into model variants: a card, a channel and the D3 flag. Nothing here impor
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from importlib.resources import files
@@ -15,6 +16,7 @@ from ..errors import OmniBenchError, unknown
 from .card import ModelCard, card_from_dict, load_card
 
 ENTRY_POINT_GROUP = "omni_bench.models"
+REFERENCE_MODEL = "omni"
 D3_SUFFIX = "+d3"
 
 
@@ -33,8 +35,14 @@ class ModelVariant:
 
 
 def builtin_cards() -> dict[str, Path]:
+    """Cards shipped in omni_bench/models/cards, plus the bundled reference model's card (``omni``)."""
     folder = files("omni_bench.models") / "cards"
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+    cards = {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+    if importlib.util.find_spec("reference_model") is not None:
+        reference_card = Path(str(files("reference_model") / "model_card.yaml"))
+        if reference_card.is_file():
+            cards[REFERENCE_MODEL] = reference_card
+    return cards
 
 
 def plugin_names() -> list[str]:
