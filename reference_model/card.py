@@ -60,7 +60,7 @@ def build_card(run_dir: Path, name: str, checkpoint: str) -> dict:
         "training_data": ["MPtrj and MP r2SCAN (through 7net-mf-0)",
                           f"reference_model/data/training_set.extxyz ({header['frames']} frames)"],
         "provenance": ("Trained by `python -m reference_model.train --config "
-                       f"reference_model/configs/{recipe['name']}.yaml` at git {_git_hash()}"),
+                       f"reference_model/configs/{recipe['name']}.yaml`; card generated at git {_git_hash()}"),
         "packages": ["sevenn", "torch", "e3nn"],
         "architecture": "SevenNet (NequIP-style, 5 interaction layers, lmax 2, 5 A cutoff) with modality one-hot",
         "parameters": metrics["parameters"]["trainable"],
@@ -80,7 +80,7 @@ def build_card(run_dir: Path, name: str, checkpoint: str) -> dict:
             "versions": metrics["versions"],
             "checkpoint_sha256": metrics["checkpoint"]["sha256"],
             "final_validation": metrics["final_validation"],
-            "git": _git_hash(),
+            "git_at_card": _git_hash(),
         },
     }
 

@@ -28,7 +28,7 @@ def test_card_describes_the_shipped_checkpoint(card):
     assert set(card.channels) == {"PBE", "R2SCAN", "PBE0", "GFN2"}
     assert training["dbs"]["structures_in_training"] > 0 and training["regularisation_lambda"] > 0
     assert card.extra["parameters"] > 800_000
-    for field in ("hardware", "wall_time_s", "epochs", "git", "frames_per_channel"):
+    for field in ("hardware", "wall_time_s", "epochs", "git_at_card", "frames_per_channel"):
         assert training[field], field
 
 
