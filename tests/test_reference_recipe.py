@@ -150,8 +150,9 @@ def test_a_channel_routes_to_its_own_rows(model):
             if channel == target:
                 assert energy_shift > 1e-3 and not np.array_equal(after[channel][1], before[channel][1])
             else:
-                assert after[channel][0] == before[channel][0], (target, channel)
-                assert np.array_equal(after[channel][1], before[channel][1]), (target, channel)
+                # equal up to float32 summation order (thread scheduling), far below the target's change
+                assert after[channel][0] == pytest.approx(before[channel][0], abs=1e-6), (target, channel)
+                np.testing.assert_allclose(after[channel][1], before[channel][1], rtol=0, atol=1e-5)
     # a shared weight (theta_C) moves every channel
     model.load_state_dict(saved)
     name, mask = next(iter(ch.task_specific_mask(model).items()))
@@ -295,7 +296,7 @@ def test_variants_see_the_same_validation_and_keep_one_dbs_label_without_mixing(
 
 def test_configs_differ_only_where_the_ablation_says():
     configs = {name: RecipeConfig.from_yaml(REPO / "reference_model" / "configs" / f"{name}.yaml").as_dict()
-               for name in ("plain", "selreg", "dbs", "both", "omni")}
+               for name in ("plain", "selreg", "dbs", "both")}
     varied = {"name", "regularisation", "dbs_fraction"}
     for name in ("selreg", "dbs", "both"):
         config = configs[name]
@@ -305,8 +306,6 @@ def test_configs_differ_only_where_the_ablation_says():
     assert configs["plain"]["dbs_fraction"] == configs["selreg"]["dbs_fraction"] == 0
     assert configs["selreg"]["regularisation"] == configs["both"]["regularisation"] > 0
     assert configs["dbs"]["dbs_fraction"] == configs["both"]["dbs_fraction"] > 0
-    assert {k: v for k, v in configs["omni"].items() if k not in ("name", "epochs")} == \
-        {k: v for k, v in configs["both"].items() if k not in ("name", "epochs")}
 
 
 @pytest.mark.slow
