@@ -298,3 +298,23 @@ def test_batch_options_on_the_command_line_and_in_a_sweep_file(tmp_path):
     sweep_file.write_text("models: [7net-0]\nsuites: [quick]\nbatch_atoms: -5\n")
     with pytest.raises(OmniBenchError, match="batch_atoms"):
         sweep_command.load_sweep(sweep_file)
+
+
+@pytest.mark.slow
+def test_dask_worker_chunks_batch_their_single_points(data_root):
+    """A Dask worker's chunk (run in-process here) prefetches like the serial runner and gets its metrics."""
+    from omni_bench.executors import dask as dask_executor
+
+    (variant,) = resolve_models(["7net-0"])
+    fid = fingerprint_id(fingerprint(variant))
+    spec = all_tasks()["s22"]
+    items = task_items("s22", data_root, limit=4)
+    result = dask_executor.compute_chunk(variant, fid, "cpu", spec.protocol, protocol_params(spec), items, None)
+    model, _ = dask_executor.worker_model(variant, fid, "cpu")
+    assert [r.status for r in result.results] == ["ok"] * 4
+    assert model.evaluations["batched"] == 12 and model.evaluations["ase"] == 0  # 4 dimers, 3 energies each
+    without = dask_executor.compute_chunk(variant, fid, "cpu", spec.protocol, protocol_params(spec), items, None,
+                                          batch_atoms=0)
+    assert model.evaluations["ase"] == 12
+    for a, b in zip(result.results, without.results, strict=True):
+        assert a.values["interaction_energy"] == pytest.approx(b.values["interaction_energy"], abs=1e-4)
