@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,11 +133,7 @@ def run_benchmarks(variants: list[ModelVariant], tasks: list[TaskSpec], options:
             if batch_atoms is None and model is not None:
                 batch_atoms = default_batch_atoms(model.device)
             with bar:
-                prefetched_until = 0
-                for position, item in enumerate(pending):
-                    if position == prefetched_until:
-                        prefetched_until = prefetch_single_points(model, protocol, pending, position, task.params,
-                                                                  batch_atoms)
+                for position, item in with_prefetch(model, protocol, pending, task.params, batch_atoms):
                     stop = _compute_one(model, protocol, task, item, options.store, key, variant.label,
                                         options.item_timeout)
                     bar.update(1)
@@ -158,6 +155,16 @@ def run_benchmarks(variants: list[ModelVariant], tasks: list[TaskSpec], options:
 #: single points prefetched at once, in batches' worth of atoms: enough for full batches, few enough that the
 #: progress bar moves and memory stays bounded
 PREFETCH_BATCHES = 8
+
+
+def with_prefetch(model: LoadedModel, protocol, items: list[Item], params: dict[str, Any],
+                  batch_atoms: int) -> Iterator[tuple[int, Item]]:
+    """``enumerate(items)``, prefetching the single points of the next chunk whenever the last one is used up."""
+    prefetched_until = 0
+    for position, item in enumerate(items):
+        if position == prefetched_until:
+            prefetched_until = prefetch_single_points(model, protocol, items, position, params, batch_atoms)
+        yield position, item
 
 
 def prefetch_single_points(model: LoadedModel, protocol, items: list[Item], start: int, params: dict[str, Any],

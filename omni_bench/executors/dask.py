@@ -44,9 +44,9 @@ from ..runner import (
     _store_fingerprint,
     _summarise,
     compute_item,
-    prefetch_single_points,
     prepare,
     time_limit,
+    with_prefetch,
 )
 from ..store import ResultStore
 from . import ExecutorSettings
@@ -194,10 +194,7 @@ def compute_chunk(variant: ModelVariant, fid: str, device: str, protocol_name: s
     batch_atoms = default_batch_atoms(model.device) if batch_atoms is None else batch_atoms
     results = []
     with lock:
-        prefetched_until = 0
-        for position, item in enumerate(todo):
-            if position == prefetched_until:
-                prefetched_until = prefetch_single_points(model, protocol, todo, position, params, batch_atoms)
+        for _, item in with_prefetch(model, protocol, todo, params, batch_atoms):
             results.append(compute_item(model, protocol, item, params, timeout, limit=thread_time_limit))
             if results[-1].stop:
                 break  # the client records the remaining items as skipped
