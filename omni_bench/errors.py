@@ -23,6 +23,10 @@ def unknown(kind: str, name: str, choices: Iterable[str]) -> OmniBenchError:
     )
 
 
+class ItemTimeout(Exception):
+    """An item (or the batch computing its single points) ran past ``--item-timeout``."""
+
+
 class StopTask(Exception):
     """Raised by a protocol when no later item of the task can succeed either (e.g. out of memory on a
     growing size ladder): the item is recorded as failed and the remaining ones as skipped, with the reason."""

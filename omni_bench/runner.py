@@ -22,7 +22,7 @@ from typing import Any
 from tqdm import tqdm
 
 from . import data, plugins, results, scoring, units
-from .errors import OmniBenchError, StopTask
+from .errors import ItemTimeout, OmniBenchError, StopTask
 from .items import Item
 from .models.batched import default_batch_atoms
 from .models.factories import resolve_device
@@ -30,7 +30,7 @@ from .models.fingerprint import fingerprint, fingerprint_id
 from .models.loaded import LoadedModel
 from .models.registry import ModelVariant
 from .store import ResultStore
-from .taskspec import TaskSpec, protocol_params
+from .taskspec import TaskSpec, inputs_hash, protocol_params
 
 
 @dataclass
@@ -109,19 +109,42 @@ def check_items(spec: TaskSpec, items: list[Item]) -> None:
                                          f"item {item.id!r}: {exc}") from None
 
 
+def claim_task_inputs(store: ResultStore, key: tuple, task: PreparedTask, label: str, rerun: bool) -> None:
+    """Make sure the items stored under ``key`` were computed from the task's current inputs (protocol,
+    parameters, data): record the hash on first use, and refuse a task file edited since without a version
+    bump, unless ``rerun`` asks to replace the stale items. Items stored before hashes were recorded are
+    taken to match the current task file of the same version."""
+    current = inputs_hash(task.spec, task.params)
+    stored = store.inputs_hash(key)
+    if stored == current:
+        return
+    if stored is not None:
+        if not rerun:
+            raise OmniBenchError(
+                f"{task.spec.path}: the protocol, parameters or data files of task {task.spec.name!r} changed "
+                f"since {label}'s results for its version {task.spec.version} were stored in {store.path} "
+                f"(inputs hash {stored}, now {current}). Raise the task's 'version' field to keep both, or run "
+                "again with --rerun to replace the stored items")
+        store.drop(key)
+    store.set_inputs_hash(key, current)
+
+
 def run_benchmarks(variants: list[ModelVariant], tasks: list[TaskSpec], options: RunOptions) -> list[TaskOutcome]:
     prepared = prepare(tasks, options)
+    fingerprints = [fingerprint(variant) for variant in variants]
+    for variant, fp in zip(variants, fingerprints, strict=True):  # every store key is checked before any model runs
+        for task in prepared:
+            key = _store_key(fingerprint_id(fp), variant, task, options.device)
+            claim_task_inputs(options.store, key, task, variant.label, options.rerun)
     outcomes = []
-    for variant in variants:
-        fp = fingerprint(variant)
+    for variant, fp in zip(variants, fingerprints, strict=True):
         fid = fingerprint_id(fp)
         options.store.register_fingerprint(fid, variant.label, fp)
         model = options.model_cache.get(fid)
         for task in prepared:
             start = time.perf_counter()
             protocol = plugins.load("protocol", task.spec.protocol)
-            key = (_store_fingerprint(fid, protocol, options.device), variant.channel or "", task.spec.name,
-                   task.spec.version)
+            key = _store_key(fid, variant, task, options.device)
             done = options.store.get(key)
             pending = [i for i in task.items if options.rerun or i.id not in done]
             if pending and model is None:
@@ -133,7 +156,8 @@ def run_benchmarks(variants: list[ModelVariant], tasks: list[TaskSpec], options:
             if batch_atoms is None and model is not None:
                 batch_atoms = default_batch_atoms(model.device)
             with bar:
-                for position, item in with_prefetch(model, protocol, pending, task.params, batch_atoms):
+                for position, item in with_prefetch(model, protocol, pending, task.params, batch_atoms,
+                                                    options.item_timeout):
                     stop = _compute_one(model, protocol, task, item, options.store, key, variant.label,
                                         options.item_timeout)
                     bar.update(1)
@@ -157,21 +181,25 @@ def run_benchmarks(variants: list[ModelVariant], tasks: list[TaskSpec], options:
 PREFETCH_BATCHES = 8
 
 
-def with_prefetch(model: LoadedModel, protocol, items: list[Item], params: dict[str, Any],
-                  batch_atoms: int) -> Iterator[tuple[int, Item]]:
+def with_prefetch(model: LoadedModel, protocol, items: list[Item], params: dict[str, Any], batch_atoms: int,
+                  timeout: float | None = None, limit=None) -> Iterator[tuple[int, Item]]:
     """``enumerate(items)``, prefetching the single points of the next chunk whenever the last one is used up."""
     prefetched_until = 0
     for position, item in enumerate(items):
         if position == prefetched_until:
-            prefetched_until = prefetch_single_points(model, protocol, items, position, params, batch_atoms)
+            prefetched_until = prefetch_single_points(model, protocol, items, position, params, batch_atoms,
+                                                      timeout, limit)
         yield position, item
 
 
 def prefetch_single_points(model: LoadedModel, protocol, items: list[Item], start: int, params: dict[str, Any],
-                           batch_atoms: int) -> int:
+                           batch_atoms: int, timeout: float | None = None, limit=None) -> int:
     """Hand the model the single points of the items from ``start`` on (protocols that name them with
     ``single_points(item, params)``), for it to compute in batches before the items ask for them one by
-    one. Returns the position of the first item not covered; the caller prefetches again there."""
+    one. Returns the position of the first item not covered; the caller prefetches again there.
+
+    The batches may take ``timeout`` per item they cover; past that they are dropped, and each item computes
+    its own energies under its own ``timeout`` (``limit(seconds)`` enforces it, SIGALRM by default)."""
     single_points = getattr(protocol, "single_points", None)
     if single_points is None or batch_atoms < 1 or model.batched_path is None:
         model.prefetch([], 0)
@@ -185,7 +213,11 @@ def prefetch_single_points(model: LoadedModel, protocol, items: list[Item], star
         structures += wanted
         n_atoms += sum(len(atoms) for atoms in wanted)
         end += 1
-    model.prefetch(structures, batch_atoms)
+    try:
+        with (limit or time_limit)(timeout * (end - start) if timeout else None):
+            model.prefetch(structures, batch_atoms)
+    except ItemTimeout:
+        model.prefetch([], 0)
     return end
 
 
@@ -196,10 +228,6 @@ def _single_point_record(model: LoadedModel, counts: Counter, batch_atoms: int) 
     return {"path": path, "batched_evaluator": model.batched_path, "batch_atoms": batch_atoms,
             "batched": counts["batched"], "ase": counts["ase"], "batch_failed": counts["batch_failed"],
             "batched_error": model.batched_error}
-
-
-class ItemTimeout(Exception):
-    """An item ran past ``--item-timeout``."""
 
 
 @contextmanager
@@ -220,6 +248,11 @@ def time_limit(seconds: float | None):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def _store_key(fid: str, variant: ModelVariant, task: PreparedTask, device: str) -> tuple[str, str, str, int]:
+    protocol = plugins.load("protocol", task.spec.protocol)
+    return _store_fingerprint(fid, protocol, device), variant.channel or "", task.spec.name, task.spec.version
 
 
 def _store_fingerprint(fid: str, protocol, device: str) -> str:
@@ -293,7 +326,8 @@ def _summarise(variant, fid, fp, task: PreparedTask, protocol, options: RunOptio
             label=variant.label, fingerprint_id=fid, fingerprint=fp, card_source=variant.card.source,
             task=task.spec, data_root=str(options.data_root) if task.spec.files else None,
             config={"device": options.device, "limit": options.limit, "rerun": options.rerun,
-                    "store": str(options.store.path), "protocol_params": task.params,
+                    "store": str(options.store.path), "inputs_hash": inputs_hash(task.spec, task.params),
+                    "protocol_params": task.params,
                     "loader_params": task.spec.loader_params, "single_points": single_points},
             device=device, wall_s=wall_s, computed=computed, cached=len(task.items) - computed,
             n_items=len(task.items), failures=failures, notes=dict(notes), metrics=metrics)

@@ -1,7 +1,9 @@
 """The SQLite result store: one row per (model fingerprint, channel, task, task version, item).
 
 Each item is committed as soon as it finishes, so a run killed at any moment loses at most the item in
-flight, and a resumed run skips everything already stored.
+flight, and a resumed run skips everything already stored. Beside the items, each (fingerprint, channel,
+task, version) records the hash of the task inputs its items were computed from (protocol, parameters,
+data files), so that a task file edited without a version bump cannot reuse stale values.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ CREATE TABLE IF NOT EXISTS results (
     wall_s REAL,
     finished_at REAL NOT NULL,
     PRIMARY KEY (fingerprint, channel, task, task_version, item_id)
+);
+CREATE TABLE IF NOT EXISTS task_inputs (
+    fingerprint TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    task TEXT NOT NULL,
+    task_version INTEGER NOT NULL,
+    inputs_hash TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, channel, task, task_version)
 );
 CREATE TABLE IF NOT EXISTS fingerprints (
     fingerprint TEXT PRIMARY KEY,
@@ -96,6 +106,19 @@ class ResultStore:
                              json.loads(r[4]) if r[4] else [], r[5])
             for r in rows
         }
+
+    def inputs_hash(self, key: tuple[str, str, str, int]) -> str | None:
+        """The task-inputs hash the items under ``key`` were computed from (None: none recorded yet)."""
+        row = self.db.execute("SELECT inputs_hash FROM task_inputs WHERE fingerprint=? AND channel=? AND task=? "
+                              "AND task_version=?", key).fetchone()
+        return row[0] if row else None
+
+    def set_inputs_hash(self, key: tuple[str, str, str, int], inputs_hash: str) -> None:
+        self._write("INSERT OR REPLACE INTO task_inputs VALUES (?, ?, ?, ?, ?)", (*key, inputs_hash))
+
+    def drop(self, key: tuple[str, str, str, int]) -> None:
+        """Delete every item under ``key`` (their task inputs changed and the user asked to recompute)."""
+        self._write("DELETE FROM results WHERE fingerprint=? AND channel=? AND task=? AND task_version=?", key)
 
     def _write(self, sql: str, params: tuple) -> None:
         try:

@@ -6,6 +6,8 @@ error, because a typo silently ignored would change what a benchmark measures.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +185,15 @@ def _check_plugins(spec: TaskSpec, protocol: Fields, dataset: Fields) -> None:
                     raise OmniBenchError(
                         f"{spec.path}: field 'units.{quantity}' is not a quantity protocol {name!r} computes"
                         f"{did_you_mean(quantity, produced)}; it computes: {', '.join(produced)}")
+
+
+def inputs_hash(spec: TaskSpec, params: dict[str, Any]) -> str:
+    """Hash of what a task's stored values depend on besides the model: the protocol and its parameters
+    (``params``, defaults included), the loader and its parameters, and the data files' checksums. The
+    description, metrics, gate and units are left out: they are applied to stored values afresh each run."""
+    payload = {"protocol": spec.protocol, "protocol_params": params, "loader": spec.loader,
+               "loader_params": spec.loader_params, "files": [[f.path, f.sha256] for f in spec.files]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def protocol_params(spec: TaskSpec) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -112,12 +113,12 @@ def test_automatic_choice_batches_sevenn_and_chgnet_only():
 
 class EMTBatch:
     """A batched evaluator on top of EMT, with failures planted: it raises for any batch holding a structure
-    of ``raise_for`` (or every batch), and returns NaN for ``nan_for``."""
+    of ``raise_for`` (or every batch), returns NaN for ``nan_for``, and sleeps ``hang_s`` before each batch."""
 
     name = "emt-batch"
 
-    def __init__(self, raise_for: str = "", nan_for: str = "", raise_always: bool = False):
-        self.raise_for, self.nan_for, self.raise_always = raise_for, nan_for, raise_always
+    def __init__(self, raise_for: str = "", nan_for: str = "", raise_always: bool = False, hang_s: float = 0.0):
+        self.raise_for, self.nan_for, self.raise_always, self.hang_s = raise_for, nan_for, raise_always, hang_s
         self.batch_sizes: list[int] = []
 
     def supports(self, atoms) -> bool:
@@ -126,6 +127,7 @@ class EMTBatch:
     def energies(self, structures) -> list[float]:
         from ase.calculators.emt import EMT
 
+        time.sleep(self.hang_s)
         formulas = [atoms.get_chemical_formula() for atoms in structures]
         if self.raise_always or self.raise_for in formulas:
             raise RuntimeError("planted batch failure (out of memory)")
@@ -230,12 +232,14 @@ def test_every_single_point_protocol_names_exactly_the_structures_compute_asks_f
 
 
 def run_once(tmp_path: Path, model: str, task: str, batch_atoms: int, data_root: Path | None = None,
-             limit: int | None = None, model_args: list[str] | None = None, model_cache: dict | None = None):
+             limit: int | None = None, model_args: list[str] | None = None, model_cache: dict | None = None,
+             item_timeout: float | None = None):
     """One run through the real runner; real models come from the shared cache, planted ones need their own."""
     store = ResultStore(tmp_path / f"store-{batch_atoms}.sqlite")
     options = RunOptions(store=store, out_dir=tmp_path / f"out-{batch_atoms}", data_root=data_root,
                          data_origin="test", device="cpu", limit=limit, progress=False,
-                         model_cache=_MODEL_CACHE if model_cache is None else model_cache, batch_atoms=batch_atoms)
+                         model_cache=_MODEL_CACHE if model_cache is None else model_cache, batch_atoms=batch_atoms,
+                         item_timeout=item_timeout)
     try:
         (outcome,) = run_benchmarks(resolve_models([model], None, model_args), [all_tasks()[task]], options)
     finally:
@@ -260,6 +264,18 @@ def test_nan_from_a_batch_fails_the_item_as_the_ase_path_does(monkeypatch, tmp_p
     assert batch_run.metrics == ase_run.metrics
     assert single_point_record(batch_run)["path"] == "batched"
     assert single_point_record(ase_run)["path"] == "ase"
+
+
+def test_a_batch_stuck_past_the_item_timeout_is_dropped_and_its_items_compute_alone(monkeypatch, tmp_path):
+    """--item-timeout covers the batches too (the limit times the items they hold): a hung batch is given up
+    and every item computes through the calculator under its own limit, with the same results."""
+    ase_run = run_once(tmp_path / "ase", "emt", "s22", 0, limit=3, model_cache={})
+    monkeypatch.setattr(loaded, "evaluator_for", lambda calc: EMTBatch(hang_s=60))
+    start = time.perf_counter()
+    stuck = run_once(tmp_path / "stuck", "emt", "s22", 256, limit=3, model_cache={}, item_timeout=0.5)
+    assert time.perf_counter() - start < 30
+    assert stuck.n_failed == 0 and stuck.metrics == ase_run.metrics
+    assert single_point_record(stuck)["path"] == "ase"
 
 
 @pytest.mark.slow

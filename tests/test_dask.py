@@ -101,6 +101,25 @@ def test_two_models_over_the_quick_suite_give_the_serial_results(client, serial,
     assert all(o.computed == 0 for o in again) and [o.metrics for o in again] == [o.metrics for o in outcomes]
 
 
+def test_a_task_file_edited_since_the_stored_run_is_refused_before_any_chunk_is_sent(client, serial, tmp_path):
+    import shutil
+
+    import yaml
+
+    from omni_bench.taskspec import load_task
+
+    serial_folder, _ = serial
+    shutil.copy(serial_folder / "store.sqlite", tmp_path / "store.sqlite")
+    data = yaml.safe_load(task_registry.all_tasks()["dcdft"].path.read_text())
+    data["protocol"]["params"]["points"] = 5
+    (tmp_path / "dcdft.yaml").write_text(yaml.safe_dump(data))
+    before = rows(tmp_path / "store.sqlite")
+    with pytest.raises(OmniBenchError, match=r"dcdft\.yaml.*changed.*'version'"):
+        run_with(lambda v, t, o: dask_executor.run_on_cluster(client, v, t, o), tmp_path,
+                 [load_task(tmp_path / "dcdft.yaml")], None)
+    assert rows(tmp_path / "store.sqlite") == before
+
+
 def test_a_worker_killed_mid_chunk_has_its_chunk_recomputed_and_nothing_lost_or_duplicated(client, serial, tmp_path):
     store_path = tmp_path / "store.sqlite"
     s22 = task_registry.all_tasks()["s22"]

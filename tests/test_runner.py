@@ -82,3 +82,48 @@ def test_results_json_records_config_versions_hashes_and_predictions(tmp_path):
     assert (predictions["error"] - (predictions["predicted"] - predictions["reference"])).abs().max() < 1e-12
     assert (predictions["predicted"] - predictions["reference"]).abs().mean() == pytest.approx(
         record["metrics"]["mae"]["value"])
+
+
+def edited_task(folder, name, edit):
+    """A copy of a bundled task file, in ``folder``, with ``edit`` applied to its parsed YAML."""
+    import yaml
+
+    from omni_bench.taskspec import load_task
+
+    data = yaml.safe_load(all_tasks()[name].path.read_text())
+    edit(data)
+    folder.mkdir()
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_task(path)
+
+
+def test_a_task_file_edited_without_a_version_bump_does_not_reuse_stale_items(tmp_path):
+    from omni_bench.errors import OmniBenchError
+
+    def run(task, **kwargs):
+        store = ResultStore(tmp_path / "store.sqlite")
+        options = RunOptions(store=store, out_dir=tmp_path / "out", progress=False, device="cpu", limit=2, **kwargs)
+        try:
+            return run_benchmarks(resolve_models(["emt"]), [task], options)[0]
+        finally:
+            store.close()
+
+    first = run(all_tasks()["dcdft"])
+    reworded = edited_task(tmp_path / "reworded", "dcdft", lambda d: d.update(description="Same inputs, other words."))
+    assert run(reworded).computed == 0  # text, metrics and gates may change freely
+
+    wider = edited_task(tmp_path / "wider", "dcdft", lambda d: d["protocol"]["params"].update(volume_strain=0.10))
+    with pytest.raises(OmniBenchError, match=r"wider/dcdft\.yaml.*changed.*'version'.*--rerun"):
+        run(wider)
+    assert len(stored_rows(tmp_path)) == 2  # nothing stored is lost by the refusal
+
+    replaced = run(wider, rerun=True)
+    assert replaced.computed == 2 and replaced.metrics["v0_mae"]["value"] != first.metrics["v0_mae"]["value"]
+    assert len(stored_rows(tmp_path)) == 2
+    assert run(wider).computed == 0  # the new inputs are now the stored ones
+
+    bumped = edited_task(tmp_path / "bumped", "dcdft", lambda d: d.update(version=2))
+    assert run(bumped).computed == 2 and len(stored_rows(tmp_path)) == 4  # both versions kept side by side
+    record = json.loads(replaced.results_file.read_text())
+    assert len(record["config"]["inputs_hash"]) == 16

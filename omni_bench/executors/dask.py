@@ -28,7 +28,7 @@ from typing import Any
 from tqdm import tqdm
 
 from .. import plugins
-from ..errors import OmniBenchError
+from ..errors import ItemTimeout, OmniBenchError
 from ..items import Item
 from ..models.batched import default_batch_atoms
 from ..models.factories import resolve_device
@@ -37,12 +37,12 @@ from ..models.loaded import LoadedModel
 from ..models.registry import ModelVariant
 from ..runner import (
     ItemResult,
-    ItemTimeout,
     PreparedTask,
     RunOptions,
     TaskOutcome,
     _store_fingerprint,
     _summarise,
+    claim_task_inputs,
     compute_item,
     prepare,
     time_limit,
@@ -194,7 +194,7 @@ def compute_chunk(variant: ModelVariant, fid: str, device: str, protocol_name: s
     batch_atoms = default_batch_atoms(model.device) if batch_atoms is None else batch_atoms
     results = []
     with lock:
-        for _, item in with_prefetch(model, protocol, todo, params, batch_atoms):
+        for _, item in with_prefetch(model, protocol, todo, params, batch_atoms, timeout, thread_time_limit):
             results.append(compute_item(model, protocol, item, params, timeout, limit=thread_time_limit))
             if results[-1].stop:
                 break  # the client records the remaining items as skipped
@@ -202,7 +202,7 @@ def compute_chunk(variant: ModelVariant, fid: str, device: str, protocol_name: s
     return ChunkResult(store_fp, model.device, socket.gethostname(), results)
 
 
-class _AsyncTimeout(Exception):
+class _AsyncTimeout(ItemTimeout):
     """Raised inside a worker thread by the timer of ``thread_time_limit``."""
 
 
@@ -325,8 +325,12 @@ def _plan(variant: ModelVariant, task: PreparedTask, options: RunOptions) -> _Pl
     plan = _Plan(variant, fid, fp, task, protocol, None, [], options.device)
     if plan.device_specific:  # the key names the worker's device and host: known when a result comes back
         plan.pending = list(task.items)
+        for store_fp in _done_by_fingerprint(options.store, plan):  # every device and host stored so far
+            key = (store_fp, variant.channel or "", task.spec.name, task.spec.version)
+            claim_task_inputs(options.store, key, task, variant.label, options.rerun)
     else:
         plan.key = (fid, variant.channel or "", task.spec.name, task.spec.version)
+        claim_task_inputs(options.store, plan.key, task, variant.label, options.rerun)
         done = options.store.get(plan.key)
         plan.pending = [i for i in task.items if options.rerun or i.id not in done]
     plan.position = {item.id: n for n, item in enumerate(plan.pending)}
@@ -359,6 +363,7 @@ def _done_by_fingerprint(store: ResultStore, plan: _Plan) -> dict[str, set[str]]
 def _store_chunk(plan: _Plan, chunk: ChunkResult, options: RunOptions, futures: dict, client) -> None:
     if plan.key is None or plan.device_specific:
         plan.key = (chunk.store_fingerprint, plan.variant.channel or "", plan.task.spec.name, plan.task.spec.version)
+        claim_task_inputs(options.store, plan.key, plan.task, plan.variant.label, options.rerun)
     plan.device = chunk.device
     for result in chunk.results:
         if plan.stop and plan.position[result.item_id] > plan.stop[0]:

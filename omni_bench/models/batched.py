@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from ..errors import ItemTimeout
+
 if TYPE_CHECKING:  # importing this module (the CLI does, for the default) must not import ase or torch
     from ase import Atoms
     from ase.calculators.calculator import Calculator
@@ -162,6 +164,8 @@ def _evaluate_batch(evaluator: BatchedEvaluator, structures: Sequence[Atoms], po
         energies = evaluator.energies([structures[p] for p in positions])
         if len(energies) != len(positions):
             raise RuntimeError(f"{evaluator.name} returned {len(energies)} energies for {len(positions)} structures")
+    except ItemTimeout:  # --item-timeout: the caller gives up on the batches, splitting them would not help
+        raise
     except Exception as exc:  # out of memory, or one structure the network cannot take: split and retry
         _release_accelerator_memory()
         if len(positions) == 1:
