@@ -8,7 +8,8 @@
 #
 # Settings (environment): SUITES (default: every suite but "all", "quick" and the timing suite "speed"),
 # MODELS (default: every bundled uMLIP and channel), XTB_SUITES (suites where gfn2-xtb applies; default:
-# molecules organometallics; empty: none), LIMIT (first N items of each task), DEVICE (default: auto),
+# molecules organometallics; empty: none), TASKS (single tasks to add to the suites, e.g. one task of a suite that
+# is too slow to run whole; default: none), LIMIT (first N items of each task), DEVICE (default: auto),
 # OMNI_BENCH_DATA (reference data root), STORE (result store, the cache that makes a rerun cheap; default:
 # omni-bench's own), RESULTS (results folder, rewritten each time; default: omni-bench-results/leaderboard),
 # OUT (default: reports/leaderboard).
@@ -34,6 +35,7 @@ run() { echo "+ $*" >&2; "$@"; }
 rm -rf "$RESULTS"
 suite_args=()
 for suite in $SUITES; do suite_args+=(--suite "$suite"); done
+for task in ${TASKS:-}; do suite_args+=(--task "$task"); done
 for model in $MODELS; do
     run omni-bench run --model "$model" "${suite_args[@]}" "${common[@]}"
 done
