@@ -158,3 +158,37 @@ def test_relative_tolerance_and_signed_errors():
     assert [c.status for c in signed if c.check == "score"] == [FAIL]
     extra = compare([], [snap(1.0)], gates)
     assert [(c.status, c.note) for c in extra] == [(INFO, "not in the baseline")]
+
+
+def test_gate_refuses_results_of_a_task_whose_inputs_changed_within_its_version(baseline_run, tmp_path, card,
+                                                                                 capsys):
+    """The same task name and version, but a wider EOS volume range: the numbers are not comparable."""
+    import yaml
+
+    from omni_bench.models.registry import resolve_models
+    from omni_bench.runner import RunOptions, run_benchmarks
+    from omni_bench.store import ResultStore
+    from omni_bench.task_registry import all_tasks
+    from omni_bench.taskspec import load_task
+
+    data = yaml.safe_load(all_tasks()["dcdft"].path.read_text())
+    data["protocol"]["params"]["volume_strain"] = 0.10
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "dcdft.yaml").write_text(yaml.safe_dump(data))
+    store = ResultStore(tmp_path / "store.sqlite")
+    options = RunOptions(store=store, out_dir=tmp_path / "out", device="cpu", limit=DCDFT_ITEMS, progress=False)
+    try:
+        run_benchmarks(resolve_models([card]), [load_task(tmp_path / "tasks" / "dcdft.yaml")], options)
+    finally:
+        store.close()
+    run_into(tmp_path, [card], ["s22"])
+    stem = tmp_path / "leaderboard"
+    assert cli.main(["leaderboard", "--results", str(baseline_run), "--out", str(stem), "--bootstrap", "50"]) == 0
+    capsys.readouterr()
+    for baseline in (str(baseline_run), f"{stem}.csv"):  # a results folder, and the leaderboard CSV
+        junit = tmp_path / "gate.xml"
+        code, out = gate("--baseline", baseline, "--results", str(tmp_path / "out"), "--junit", str(junit),
+                         capsys=capsys)
+        assert code == 1, out
+        assert failed_checks(junit) == [("omni-bench.emt-gate.dcdft", "task inputs")]
+        assert "raise the task's version" in out

@@ -45,6 +45,7 @@ class Snapshot:
     n_failed: int
     metrics: dict[str, dict] = field(default_factory=dict)
     fingerprint_id: str = ""
+    inputs_hash: str = ""  # '' when the baseline predates it: then only the task version is compared
 
 
 @dataclass
@@ -63,7 +64,7 @@ def snapshot(result: TaskResult) -> Snapshot:
     metrics = {name: {k: m.get(k) for k in ("value", "unit", "statistic", "direction", "n", "n_failed")}
                for name, m in result.metrics.items()}
     return Snapshot(result.label, result.model, result.channel or "", result.task, result.task_version,
-                    result.n_items, result.n_failed, metrics, result.fingerprint_id)
+                    result.n_items, result.n_failed, metrics, result.fingerprint_id, result.inputs_hash)
 
 
 def write_baseline(results: list[TaskResult], path: Path) -> Path:
@@ -110,7 +111,8 @@ def read_baseline(path: Path) -> list[Snapshot]:
 
 def _from_leaderboard_csv(path: Path) -> list[Snapshot]:
     try:
-        frame = pd.read_csv(path, dtype={"label": str, "task": str, "metric": str, "channel": str},
+        frame = pd.read_csv(path, dtype={"label": str, "task": str, "metric": str, "channel": str,
+                                          "fingerprint_id": str, "inputs_hash": str},
                             keep_default_na=False, na_values={"value": [""]})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise OmniBenchError(f"cannot read baseline {path}: {exc}") from None
@@ -127,7 +129,7 @@ def _from_leaderboard_csv(path: Path) -> list[Snapshot]:
                    for _, r in group.iterrows()}
         snapshots.append(Snapshot(label, str(first["model"]), str(first.get("channel", "")), task,
                                   int(first["task_version"]), int(first["task_n_items"]), int(first["task_n_failed"]),
-                                  metrics, str(first.get("fingerprint_id", ""))))
+                                  metrics, str(first.get("fingerprint_id", "")), str(first.get("inputs_hash", ""))))
     return snapshots
 
 
@@ -160,6 +162,11 @@ def compare(baseline: list[Snapshot], current: list[Snapshot], gates: dict[str, 
         if cur.task_version != base.task_version:
             checks.append(Check(FAIL, *where, "task version", str(base.task_version), str(cur.task_version),
                                 note="task changed: numbers not comparable; record a new baseline"))
+            continue
+        if base.inputs_hash and cur.inputs_hash and cur.inputs_hash != base.inputs_hash:
+            checks.append(Check(FAIL, *where, "task inputs", base.inputs_hash, cur.inputs_hash,
+                                note="protocol, parameters or data changed within the task version: not "
+                                     "comparable; raise the task's version and record a new baseline"))
             continue
         if cur.n_items != base.n_items:
             checks.append(Check(FAIL, *where, "items", str(base.n_items), str(cur.n_items),

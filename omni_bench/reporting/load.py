@@ -40,6 +40,8 @@ class TaskResult:
     record: dict[str, Any]
     path: Path
     gate: dict[str, GateSpec] = field(default_factory=dict)
+    #: hash of the task's protocol, parameters and data the values come from ('' in older results files)
+    inputs_hash: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -104,7 +106,7 @@ def read_result(json_path: Path) -> TaskResult:
         predictions=read_predictions(Path(json_path).parent / record["predictions_file"]),
         n_items=int(record["n_items"]), n_failed=int(record["n_failed"]),
         limit=(record.get("config") or {}).get("limit"), record=record, path=Path(json_path),
-        gate=gate_from_config(raw),
+        gate=gate_from_config(raw), inputs_hash=(record.get("config") or {}).get("inputs_hash") or "",
     )
 
 

@@ -14,7 +14,7 @@ from .load import TaskResult, metric_rows
 
 COLUMNS = ["label", "model", "channel", "d3", "task", "task_version", "metric", "quantity", "statistic",
            "direction", "unit", "value", "ci_low", "ci_high", "n", "n_failed", "primary", "task_n_items",
-           "task_n_failed", "fingerprint_id"]
+           "task_n_failed", "fingerprint_id", "inputs_hash"]
 Replicates = dict[tuple[str, str, str], np.ndarray]
 
 
@@ -47,7 +47,7 @@ def metric_table(results: list[TaskResult], n_resamples: int = N_RESAMPLES,
                     "unit": unit, "value": interval.value, "ci_low": interval.low, "ci_high": interval.high,
                     "n": len(scored), "n_failed": stored.get("n_failed", 0), "primary": label == headline,
                     "task_n_items": result.n_items, "task_n_failed": result.n_failed,
-                    "fingerprint_id": result.fingerprint_id,
+                    "fingerprint_id": result.fingerprint_id, "inputs_hash": result.inputs_hash,
                 })
     return pd.DataFrame(rows, columns=COLUMNS), replicates
 
