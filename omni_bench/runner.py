@@ -97,6 +97,9 @@ def check_items(spec: TaskSpec, items: list[Item]) -> None:
         if item.id in seen:
             raise OmniBenchError(f"task {spec.name!r}: item id {item.id!r} appears twice in the dataset")
         seen.add(item.id)
+        if spec.resample_by and item.reference and spec.resample_by not in item.groups:
+            raise OmniBenchError(f"{spec.path}: field 'resample_by' names group {spec.resample_by!r}, which item "
+                                 f"{item.id!r} does not have (its groups: {', '.join(item.groups) or 'none'})")
         for quantity, reference in item.reference.items():
             if not math.isfinite(reference.value):
                 raise OmniBenchError(f"task {spec.name!r}: item {item.id!r} has no valid reference {quantity} "

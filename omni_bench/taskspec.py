@@ -66,6 +66,9 @@ class TaskSpec:
     metrics: list[MetricSpec]
     gate: dict[str, GateSpec] = field(default_factory=dict)
     notes: str = ""
+    #: the item group that bootstrap intervals resample as a whole (items that share a computed fragment,
+    #: such as the complexes of one framework, are not independent); None: items, or ``<unit>@`` id prefixes
+    resample_by: str | None = None
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -84,6 +87,7 @@ def load_task(path: Path) -> TaskSpec:
     top = Fields(path, "", raw, {
         "name": True, "version": True, "description": True, "suites": True, "dataset": True,
         "reference": True, "protocol": True, "units": True, "metrics": True, "gate": False, "notes": False,
+        "resample_by": False,
     })
     name = top.text("name")
     if name != path.stem:
@@ -157,7 +161,8 @@ def load_task(path: Path) -> TaskSpec:
         loader_params=dataset.get("params", dict, {}) or {},
         level_of_theory=reference.text("level_of_theory"), citation=reference.text("citation"),
         protocol=protocol.text("name"), protocol_params=protocol.get("params", dict, {}) or {},
-        units=task_units, metrics=metrics, gate=gate, notes=top.get("notes", str, ""), path=path, raw=raw,
+        units=task_units, metrics=metrics, gate=gate, notes=top.get("notes", str, ""),
+        resample_by=top.text("resample_by"), path=path, raw=raw,
     )
     _check_plugins(spec, protocol, dataset)
     return spec

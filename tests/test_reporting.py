@@ -148,6 +148,27 @@ def test_points_of_one_profile_are_resampled_together():
     assert np.allclose(np.round(wide.replicates * 4), wide.replicates * 4)
 
 
+def test_a_task_can_resample_whole_groups_such_as_the_complexes_of_one_framework(data_root):
+    """GoldDAC's complexes share their framework's computed energy: with ``resample_by: mof`` the interval
+    resamples frameworks, and every scored item carries that group."""
+    from omni_bench import data
+
+    errors = np.repeat([1.0, 2.0, 3.0, 4.0], 12)
+    rows = pd.DataFrame({"id": [f"c{i}" for i in range(48)], "predicted": errors, "reference": 0.0,
+                         "group_mof": np.repeat(["A", "B", "C", "D"], 12)})
+    by_mof = bootstrap(rows, "mae", key=("t", "mae"), resample_by="mof")
+    by_item = bootstrap(rows, "mae", key=("t", "mae"))
+    assert by_mof.value == by_item.value == 2.5
+    assert (by_mof.high - by_mof.low) > 2 * (by_item.high - by_item.low)
+    assert np.allclose(np.round(by_mof.replicates * 4), by_mof.replicates * 4)
+
+    spec = all_tasks()["golddac"]
+    assert spec.resample_by == "mof"
+    items = plugins.load("loader", spec.loader).load(data.task_files(spec, data_root, "test"), spec.loader_params)
+    scored = [item for item in items if item.reference]
+    assert len(scored) == 240 and len({item.groups["mof"] for item in scored}) == 20
+
+
 def test_torsion_profile_ids_leave_at_sign_for_the_angle(data_root):
     """The convention the resampling relies on: item ids have no '@'; the protocol adds '@<angle>'."""
     from omni_bench import data

@@ -98,6 +98,18 @@ def edited_task(folder, name, edit):
     return load_task(path)
 
 
+def test_resample_by_must_name_a_group_every_scored_item_has(tmp_path):
+    from omni_bench.errors import OmniBenchError
+
+    task = edited_task(tmp_path / "s22", "s22", lambda d: d.update(resample_by="mof"))
+    store = ResultStore(tmp_path / "store.sqlite")
+    try:
+        with pytest.raises(OmniBenchError, match=r"s22\.yaml: field 'resample_by' names group 'mof'"):
+            run_benchmarks(resolve_models(["emt"]), [task], RunOptions(store=store, progress=False))
+    finally:
+        store.close()
+
+
 def test_a_task_file_edited_without_a_version_bump_does_not_reuse_stale_items(tmp_path):
     from omni_bench.errors import OmniBenchError
 

@@ -54,6 +54,7 @@ def test_builtin_tasks_load_and_form_the_quick_suite():
     (lambda d: d["gate"].update(mea={"abs": 1}), "'gate.mea'", "did you mean 'mae'"),
     (lambda d: d["gate"]["mae"].update(abs=-1), "'gate.mae.abs'", "negative"),
     (lambda d: d.update(suites=[]), "'suites'", "non-empty"),
+    (lambda d: d.update(resample_by=["mof"]), "'resample_by'", "must be str"),
 ])
 def test_mistakes_name_file_and_field(tmp_path, change, field, hint):
     path = write_variant(tmp_path, change)

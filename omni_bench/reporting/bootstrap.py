@@ -4,7 +4,9 @@ Rows of a predictions CSV are resampled with replacement, except that rows whose
 ``<unit>@<point>`` (the angles of one torsion profile, the volumes of one equation of state) are drawn as
 a whole unit: the points of one profile share one molecule and one reference minimum, so they are not
 independent. Reaction and lattice-energy tasks already have one row per reaction or system (the protocol's
-``derive`` builds them), so resampling rows resamples reactions and systems.
+``derive`` builds them), so resampling rows resamples reactions and systems. A task file's ``resample_by``
+names a group whose rows are drawn together instead (GoldDAC: the complexes of one framework share its
+computed energy).
 
 A resample is a vector of counts per unit (multinomial), applied as weights; with all weights one every
 statistic equals ``omni_bench.scoring.statistic``. The generator is seeded from the seed, the task and the
@@ -86,8 +88,9 @@ def seed_for(*parts: str, seed: int = SEED) -> int:
 
 
 def bootstrap(rows: pd.DataFrame, statistic: str, *, key: tuple[str, ...], n_resamples: int = N_RESAMPLES,
-              seed: int = SEED, level: float = LEVEL) -> Interval:
-    """The statistic of ``rows`` (columns id, predicted, reference) with a percentile interval."""
+              seed: int = SEED, level: float = LEVEL, resample_by: str | None = None) -> Interval:
+    """The statistic of ``rows`` (columns id, predicted, reference, and ``group_<resample_by>`` when given) with
+    a percentile interval."""
     predicted = rows["predicted"].to_numpy(float)
     reference = rows["reference"].to_numpy(float)
     n = len(rows)
@@ -95,7 +98,9 @@ def bootstrap(rows: pd.DataFrame, statistic: str, *, key: tuple[str, ...], n_res
         nan = float("nan")
         return Interval(nan, nan, nan, np.full(n_resamples, np.nan))
     value = float(weighted_statistic(statistic, predicted, reference, np.ones((1, n)))[0])
-    units, unit_index = np.unique([unit_of(i) for i in rows["id"]], return_inverse=True)
+    column = f"group_{resample_by}"
+    labels = rows[column] if resample_by and column in rows else [unit_of(i) for i in rows["id"]]
+    units, unit_index = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
     rng = np.random.default_rng(seed_for(*key, seed=seed))
     k = len(units)
     counts = rng.multinomial(k, np.full(k, 1.0 / k), size=n_resamples)

@@ -42,6 +42,8 @@ class TaskResult:
     gate: dict[str, GateSpec] = field(default_factory=dict)
     #: hash of the task's protocol, parameters and data the values come from ('' in older results files)
     inputs_hash: str = ""
+    #: the group resampled as a whole in bootstrap intervals (the task file's ``resample_by``)
+    resample_by: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -107,6 +109,7 @@ def read_result(json_path: Path) -> TaskResult:
         n_items=int(record["n_items"]), n_failed=int(record["n_failed"]),
         limit=(record.get("config") or {}).get("limit"), record=record, path=Path(json_path),
         gate=gate_from_config(raw), inputs_hash=(record.get("config") or {}).get("inputs_hash") or "",
+        resample_by=raw.get("resample_by"),
     )
 
 

@@ -49,7 +49,8 @@ def _parity(task: str, quantity: str, results: list[TaskResult], n_resamples: in
     panels = []
     for r in results:
         ok, failed = _scored(r, quantity)
-        stats = {s: bootstrap(ok, s, key=(task, quantity, s), n_resamples=n_resamples, seed=seed)
+        stats = {s: bootstrap(ok, s, key=(task, quantity, s), n_resamples=n_resamples, seed=seed,
+                              resample_by=r.resample_by)
                  for s in ("mae", "rmse", "r2")}
         panels.append(plots.ParityPanel(r.label, ok, failed, stats["mae"], stats["rmse"], stats["r2"]))
     unit = str(results[0].predictions.loc[results[0].predictions["quantity"] == quantity, "unit"].iloc[0])

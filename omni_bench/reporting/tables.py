@@ -35,7 +35,7 @@ def metric_table(results: list[TaskResult], n_resamples: int = N_RESAMPLES,
         for spec in result.metric_specs:
             for label, scored in metric_rows(result, spec):
                 interval = bootstrap(scored, spec.statistic, key=(result.task, label), n_resamples=n_resamples,
-                                     seed=seed)
+                                     seed=seed, resample_by=result.resample_by)
                 stored = result.metrics.get(label, {})
                 _check_consistent(result, label, interval.value, stored.get("value"))
                 replicates[(result.label, result.task, label)] = interval.replicates
