@@ -137,7 +137,7 @@ def run_benchmarks(variants: list[ModelVariant], tasks: list[TaskSpec], options:
     fingerprints = [fingerprint(variant) for variant in variants]
     for variant, fp in zip(variants, fingerprints, strict=True):  # every store key is checked before any model runs
         for task in prepared:
-            key = _store_key(fingerprint_id(fp), variant, task, options.device)
+            key = local_store_key(fingerprint_id(fp), variant, task, options.device)
             claim_task_inputs(options.store, key, task, variant.label, options.rerun)
     outcomes = []
     for variant, fp in zip(variants, fingerprints, strict=True):
@@ -147,7 +147,7 @@ def run_benchmarks(variants: list[ModelVariant], tasks: list[TaskSpec], options:
         for task in prepared:
             start = time.perf_counter()
             protocol = plugins.load("protocol", task.spec.protocol)
-            key = _store_key(fid, variant, task, options.device)
+            key = local_store_key(fid, variant, task, options.device)
             done = options.store.get(key)
             pending = [i for i in task.items if options.rerun or i.id not in done]
             if pending and model is None:
@@ -253,9 +253,15 @@ def time_limit(seconds: float | None):
         signal.signal(signal.SIGALRM, previous)
 
 
-def _store_key(fid: str, variant: ModelVariant, task: PreparedTask, device: str) -> tuple[str, str, str, int]:
+def store_key(store_fp: str, variant: ModelVariant, task: PreparedTask) -> tuple[str, str, str, int]:
+    """The result store's key of a variant's items of a task, under a store fingerprint (``_store_fingerprint``)."""
+    return store_fp, variant.channel or "", task.spec.name, task.spec.version
+
+
+def local_store_key(fid: str, variant: ModelVariant, task: PreparedTask, device: str) -> tuple[str, str, str, int]:
+    """The key of items computed in this process, on ``device``."""
     protocol = plugins.load("protocol", task.spec.protocol)
-    return _store_fingerprint(fid, protocol, device), variant.channel or "", task.spec.name, task.spec.version
+    return store_key(_store_fingerprint(fid, protocol, device), variant, task)
 
 
 def _store_fingerprint(fid: str, protocol, device: str) -> str:

@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from omni_bench.reporting.text import markdown_table
+
 VARIANTS = {
     "plain": "plain multi-task",
     "selreg": "+ selective regularisation",
@@ -32,8 +34,6 @@ def report(runs: Path) -> str:
     header = ["model", "variant", "lambda", "DBS fraction", "epochs", "train min", "PBE0", "GFN2",
               "PBE (replay)", "R2SCAN (replay)"]
     rows = [_row(name, json.loads((runs / name / "metrics.json").read_text())) for name in VARIANTS]
-    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    table += ["| " + " | ".join(row) + " |" for row in rows]
     board = (runs / "leaderboard.md").read_text().split("\n", 1)[1]  # drop its title
     board = board.replace("\n#", "\n##")  # its headings go one level under ours
     return "\n".join([
@@ -45,7 +45,7 @@ def report(runs: Path) -> str:
         "Validation errors after the last epoch: energy MAE in meV/atom / force MAE in meV/A, on the held-out "
         "10% of structures of each channel. PBE and R2SCAN frames are the replay of 7net-mf-0's own "
         "predictions, so their error measures how far training moved the old channels.", "",
-        *table, "",
+        markdown_table(header, rows), "",
         "## Benchmarks", "",
         "The new molecular channels (PBE0, GFN2) run the molecules suite; the replayed channels (PBE, R2SCAN) "
         "run the r2scan suite; 7net-mf-0 (the starting model) runs both for comparison. The leaderboard below "

@@ -64,8 +64,7 @@ def append_channels(base_model: str, channel_frames: dict[str, list[Atoms]]) -> 
     # from_config derives the new channels' modal map from the data; append_modal then puts it after the
     # old one, so the old channels keep their indices.
     config.pop(KEY.MODAL_MAP, None)
-    for key in [k for k in config if k.startswith("load_") and k.endswith(_DATA_PATH_SUFFIX)]:
-        config.pop(key)
+    _drop_data_paths(config)
     config[KEY.SHIFT] = "elemwise_reference_energies"
     config[KEY.DATA_FORMAT_ARGS] = {}
     config[KEY.PREPROCESS_NUM_CORES] = 1
@@ -81,8 +80,7 @@ def append_channels(base_model: str, channel_frames: dict[str, list[Atoms]]) -> 
         with warnings.catch_warnings():  # torch_geometric retries its own cache file without weights_only
             warnings.filterwarnings("ignore", message="Weights only load failed")
             state = checkpoint.append_modal(config, working_dir=work)
-    for key in [k for k in config if k.startswith("load_") and k.endswith(_DATA_PATH_SUFFIX)]:
-        config.pop(key)
+    _drop_data_paths(config)
     config["omni_base_model"] = base_model
     state = {key: value.detach().clone() for key, value in state.items()}
     for channel, frames in channel_frames.items():
@@ -95,6 +93,12 @@ def append_channels(base_model: str, channel_frames: dict[str, list[Atoms]]) -> 
             univ[z] = energy
         config[KEY.SHIFT][channel] = univ
     return sanitize(config), state
+
+
+def _drop_data_paths(config: dict) -> None:
+    """Remove the keys that name data files (``load_*_path``): the base model's, or our temporary ones."""
+    for key in [k for k in config if k.startswith("load_") and k.endswith(_DATA_PATH_SUFFIX)]:
+        config.pop(key)
 
 
 def element_reference_energies(frames: list[Atoms]) -> dict[int, float]:

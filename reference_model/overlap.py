@@ -22,11 +22,17 @@ BOND_TOLERANCE = 1.3
 MAX_MOLECULE_ATOMS = 60
 
 
-def _components(atoms: Atoms) -> tuple[list[list[int]], nx.Graph]:
+def bond_set(atoms: Atoms) -> set[tuple[int, int]]:
+    """Bonded pairs (i <= j; i == j: an atom bonded to its own periodic image): closer than
+    ``BOND_TOLERANCE`` times their summed covalent radii."""
     i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=BOND_TOLERANCE))
+    return {(a, b) for a, b in zip(i.tolist(), j.tolist(), strict=True) if a <= b}
+
+
+def _components(atoms: Atoms) -> tuple[list[list[int]], nx.Graph]:
     graph = nx.Graph()
     graph.add_nodes_from(range(len(atoms)))
-    graph.add_edges_from(zip(i.tolist(), j.tolist(), strict=True))
+    graph.add_edges_from(bond_set(atoms))
     return [sorted(c) for c in nx.connected_components(graph)], graph
 
 

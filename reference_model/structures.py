@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 from ase.build import bulk
-from ase.neighborlist import natural_cutoffs, neighbor_list
 
-from .overlap import BOND_TOLERANCE
+from .overlap import bond_set
 
 #: name -> SMILES.  Closed-shell, neutral, H C N O F S Cl; none of them is a benchmark molecule.
 MOLECULES: dict[str, str] = {
@@ -75,11 +74,6 @@ def perturb(atoms: Atoms, rng: np.random.Generator, sigma: float, stretch: float
         if bond_set(out) == bonds:
             return out
     raise RuntimeError(f"no perturbation of {atoms.info.get('molecule')} with sigma {sigma} keeps its bonds")
-
-
-def bond_set(atoms: Atoms) -> set[tuple[int, int]]:
-    i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=BOND_TOLERANCE))
-    return {(a, b) for a, b in zip(i.tolist(), j.tolist(), strict=True) if a < b}
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:

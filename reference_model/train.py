@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import platform
@@ -21,6 +20,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import torch
+
+from omni_bench.data import sha256_file
 
 from . import channels as ch
 from .recipe import RecipeConfig, batch_loss, collate, count_frames, read_frames, to_graph, validation_errors
@@ -63,10 +64,6 @@ def _flat_validation(errors: dict) -> dict:
             for metric, value in entry.items() if metric != "frames"}
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def train(config: RecipeConfig, out: Path, resume: bool = False) -> dict:
     """Run (or continue) one training; returns the metrics written to ``metrics.json``."""
     setup_start = time.perf_counter()
@@ -75,6 +72,7 @@ def train(config: RecipeConfig, out: Path, resume: bool = False) -> dict:
     device = _device(config.device)
     out.mkdir(parents=True, exist_ok=True)
     frames = read_frames(config.training_set_path, config.max_structures_per_pool)
+    training_set_sha256 = sha256_file(config.training_set_path)
     held_out = validation_ids(frames, config.validation_fraction, config.seed)
     split = partition(frames, held_out, mix_dbs=config.dbs_fraction > 0, keep_channel=config.dbs_keep_channel)
     training = split.main + split.dbs
@@ -83,7 +81,7 @@ def train(config: RecipeConfig, out: Path, resume: bool = False) -> dict:
     if state is not None:
         if {**state["recipe"], "epochs": config.epochs} != config.as_dict():
             raise ValueError(f"{out / RESUME_FILE} was written by another recipe; only 'epochs' may change on resume")
-        if state["training_set_sha256"] != _sha256(config.training_set_path):
+        if state["training_set_sha256"] != training_set_sha256:
             raise ValueError(f"{config.training_set_path} changed since {out / RESUME_FILE} was written")
         sevenn_config = state["sevenn_config"]
     else:
@@ -137,7 +135,7 @@ def train(config: RecipeConfig, out: Path, resume: bool = False) -> dict:
                         "theta_T_sq_sum": penalties[-1], "batches": len(losses),
                         "epoch_s": round(time.perf_counter() - epoch_start, 2), **_flat_validation(errors)})
         wall = wall_before + time.perf_counter() - start
-        _save_atomically({"recipe": config.as_dict(), "training_set_sha256": _sha256(config.training_set_path),
+        _save_atomically({"recipe": config.as_dict(), "training_set_sha256": training_set_sha256,
                           "sevenn_config": sevenn_config,
                           "model_state_dict": model.state_dict(), "optimizer_state_dict": optimizer.state_dict(),
                           "scheduler_state_dict": scheduler.state_dict(), "history": history, "wall_s": wall},
@@ -149,14 +147,14 @@ def train(config: RecipeConfig, out: Path, resume: bool = False) -> dict:
                   f"{c}: {e['energy_mae_meV_per_atom']:.1f} meV/atom {e['force_mae_meV_per_A']:.0f} meV/A"
                   for c, e in errors.items()), flush=True)
 
-    metrics = _metrics(config, model, masks, split, held_out, history, device, out, wall)
+    metrics = _metrics(config, training_set_sha256, model, masks, split, held_out, history, device, out, wall)
     metrics["setup_s_last_call"] = round(setup_s, 1)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
-def _metrics(config: RecipeConfig, model: torch.nn.Module, masks: dict, split, held_out: set[str],
-             history: list[dict], device: torch.device, out: Path, wall: float) -> dict:
+def _metrics(config: RecipeConfig, training_set_sha256: str, model: torch.nn.Module, masks: dict, split,
+             held_out: set[str], history: list[dict], device: torch.device, out: Path, wall: float) -> dict:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     fixed = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     shipped = out / SHIPPED_FILE
@@ -165,7 +163,7 @@ def _metrics(config: RecipeConfig, model: torch.nn.Module, masks: dict, split, h
     final = {k: v for k, v in history[-1].items() if k.startswith("val_")} if history else {}
     return {
         "name": config.name, "recipe": config.as_dict(),
-        "training_set": {"path": str(config.training_set_path), "sha256": _sha256(config.training_set_path)},
+        "training_set": {"path": str(config.training_set_path), "sha256": training_set_sha256},
         "parameters": {"trainable": trainable, "fixed_shift_scale": fixed,
                        "theta_T_regularised": int(sum(int(m.sum()) for m in masks.values())),
                        "theta_T_per_channel": int(sum(int(m.sum()) for m in first_new_rows))},
@@ -183,7 +181,7 @@ def _metrics(config: RecipeConfig, model: torch.nn.Module, masks: dict, split, h
         "hardware": _hardware(device), "device": str(device), "platform": platform.platform(),
         "versions": {name: version(name) for name in ("torch", "sevenn", "e3nn", "ase")},
         "checkpoint": {"file": SHIPPED_FILE, "bytes": shipped.stat().st_size if shipped.exists() else None,
-                       "sha256": _sha256(shipped) if shipped.exists() else None},
+                       "sha256": sha256_file(shipped) if shipped.exists() else None},
         "final_validation": final,
     }
 

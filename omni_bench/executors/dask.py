@@ -44,7 +44,9 @@ from ..runner import (
     _summarise,
     claim_task_inputs,
     compute_item,
+    local_store_key,
     prepare,
+    store_key,
     time_limit,
     with_prefetch,
 )
@@ -326,10 +328,9 @@ def _plan(variant: ModelVariant, task: PreparedTask, options: RunOptions) -> _Pl
     if plan.device_specific:  # the key names the worker's device and host: known when a result comes back
         plan.pending = list(task.items)
         for store_fp in _done_by_fingerprint(options.store, plan):  # every device and host stored so far
-            key = (store_fp, variant.channel or "", task.spec.name, task.spec.version)
-            claim_task_inputs(options.store, key, task, variant.label, options.rerun)
+            claim_task_inputs(options.store, store_key(store_fp, variant, task), task, variant.label, options.rerun)
     else:
-        plan.key = (fid, variant.channel or "", task.spec.name, task.spec.version)
+        plan.key = store_key(fid, variant, task)
         claim_task_inputs(options.store, plan.key, task, variant.label, options.rerun)
         done = options.store.get(plan.key)
         plan.pending = [i for i in task.items if options.rerun or i.id not in done]
@@ -362,7 +363,7 @@ def _done_by_fingerprint(store: ResultStore, plan: _Plan) -> dict[str, set[str]]
 
 def _store_chunk(plan: _Plan, chunk: ChunkResult, options: RunOptions, futures: dict, client) -> None:
     if plan.key is None or plan.device_specific:
-        plan.key = (chunk.store_fingerprint, plan.variant.channel or "", plan.task.spec.name, plan.task.spec.version)
+        plan.key = store_key(chunk.store_fingerprint, plan.variant, plan.task)
         claim_task_inputs(options.store, plan.key, plan.task, plan.variant.label, options.rerun)
     plan.device = chunk.device
     for result in chunk.results:
@@ -404,8 +405,7 @@ def _chunk_failed(plan: _Plan, chunk: list[Item], future, options: RunOptions) -
     exc = future.exception()
     if isinstance(exc, KilledWorker):
         if plan.key is None:
-            plan.key = (_store_fingerprint(plan.fid, plan.protocol, options.device), plan.variant.channel or "",
-                        plan.task.spec.name, plan.task.spec.version)
+            plan.key = local_store_key(plan.fid, plan.variant, plan.task, options.device)
         for item in chunk:
             if item.id not in plan.written:
                 options.store.put(plan.key, label, item.id, "failed",
@@ -420,7 +420,6 @@ def _chunk_failed(plan: _Plan, chunk: list[Item], future, options: RunOptions) -
 
 
 def _finish(plan: _Plan, options: RunOptions) -> None:
-    key = plan.key or (_store_fingerprint(plan.fid, plan.protocol, options.device), plan.variant.channel or "",
-                       plan.task.spec.name, plan.task.spec.version)
+    key = plan.key or local_store_key(plan.fid, plan.variant, plan.task, options.device)
     plan.outcome = _summarise(plan.variant, plan.fid, plan.fp, plan.task, plan.protocol, options, key,
                               len(plan.written), time.perf_counter() - plan.started, plan.device)
