@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase.build import bulk, molecule
-from conftest import _MODEL_CACHE
+from conftest import _MODEL_CACHE, task_items
 
-from omni_bench import data, plugins
+from omni_bench import plugins
 from omni_bench.commands import run as run_command
 from omni_bench.commands import sweep as sweep_command
 from omni_bench.errors import OmniBenchError
-from omni_bench.items import Item
 from omni_bench.models import batched, loaded
 from omni_bench.models.fingerprint import fingerprint, fingerprint_id
 from omni_bench.models.loaded import LoadedModel, NonFiniteResult, structure_key
@@ -44,12 +43,6 @@ def loaded_model(name: str) -> LoadedModel:
     if fid not in _MODEL_CACHE:
         _MODEL_CACHE[fid] = LoadedModel(variant, "cpu")
     return _MODEL_CACHE[fid]
-
-
-def task_items(task: str, data_root: Path, limit: int | None = None) -> list[Item]:
-    spec = all_tasks()[task]
-    files = data.task_files(spec, data_root, "test") if spec.files else {}
-    return plugins.load("loader", spec.loader).load(files, spec.loader_params)[:limit]
 
 
 def single_points_of(task: str, data_root: Path, limit: int) -> list:

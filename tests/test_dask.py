@@ -19,6 +19,7 @@ import distributed  # the optional extra omni-bench[dask]: the test environment 
 import pytest
 from ase.calculators.calculator import all_changes
 from ase.calculators.emt import EMT
+from conftest import edited_task, task_items
 
 from omni_bench import task_registry
 from omni_bench.cli import main
@@ -104,19 +105,12 @@ def test_two_models_over_the_quick_suite_give_the_serial_results(client, serial,
 def test_a_task_file_edited_since_the_stored_run_is_refused_before_any_chunk_is_sent(client, serial, tmp_path):
     import shutil
 
-    import yaml
-
-    from omni_bench.taskspec import load_task
-
     serial_folder, _ = serial
     shutil.copy(serial_folder / "store.sqlite", tmp_path / "store.sqlite")
-    data = yaml.safe_load(task_registry.all_tasks()["dcdft"].path.read_text())
-    data["protocol"]["params"]["points"] = 5
-    (tmp_path / "dcdft.yaml").write_text(yaml.safe_dump(data))
+    fewer_points = edited_task(tmp_path / "edited", "dcdft", lambda d: d["protocol"]["params"].update(points=5))
     before = rows(tmp_path / "store.sqlite")
     with pytest.raises(OmniBenchError, match=r"dcdft\.yaml.*changed.*'version'"):
-        run_with(lambda v, t, o: dask_executor.run_on_cluster(client, v, t, o), tmp_path,
-                 [load_task(tmp_path / "dcdft.yaml")], None)
+        run_with(lambda v, t, o: dask_executor.run_on_cluster(client, v, t, o), tmp_path, [fewer_points], None)
     assert rows(tmp_path / "store.sqlite") == before
 
 
@@ -158,7 +152,7 @@ def test_a_worker_killed_mid_chunk_has_its_chunk_recomputed_and_nothing_lost_or_
         stored = dict(db.execute("SELECT item_id, finished_at FROM results").fetchall())
         assert db.execute("SELECT COUNT(*), COUNT(DISTINCT item_id) FROM results").fetchone() == (22, 22)
         assert db.execute("SELECT DISTINCT status FROM results").fetchall() == [("ok",)]
-    ids_in_order = [item.id for item in _s22_items()]
+    ids_in_order = [item.id for item in task_items("s22")]
     for key in killed["keys"]:  # every chunk lost with the worker was computed again, after the kill
         first = int(key.rsplit("-item", 1)[1].split("-")[0])
         for item_id in ids_in_order[first:first + 4]:
@@ -186,7 +180,7 @@ def stop_emt(stop_for: str) -> EMT:
 
 def test_stop_task_skips_the_same_items_as_the_serial_runner_although_chunks_run_at_once(client, tmp_path):
     s22 = task_registry.all_tasks()["s22"]
-    items = _s22_items()
+    items = task_items("s22")
     formula = items[12].structures["complex"].get_chemical_formula()
     first = next(n for n, item in enumerate(items)
                  if formula in {a.get_chemical_formula() for a in item.structures.values()})
@@ -339,9 +333,3 @@ def _count(store: Path) -> int:
     except sqlite3.OperationalError:
         return 0
 
-
-def _s22_items():
-    from omni_bench import plugins
-
-    spec = task_registry.all_tasks()["s22"]
-    return plugins.load("loader", spec.loader).load({}, spec.loader_params)

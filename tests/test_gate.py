@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from conftest import edited_task
 from test_reporting import run_into
 
 from omni_bench import cli
@@ -163,24 +164,8 @@ def test_relative_tolerance_and_signed_errors():
 def test_gate_refuses_results_of_a_task_whose_inputs_changed_within_its_version(baseline_run, tmp_path, card,
                                                                                  capsys):
     """The same task name and version, but a wider EOS volume range: the numbers are not comparable."""
-    import yaml
-
-    from omni_bench.models.registry import resolve_models
-    from omni_bench.runner import RunOptions, run_benchmarks
-    from omni_bench.store import ResultStore
-    from omni_bench.task_registry import all_tasks
-    from omni_bench.taskspec import load_task
-
-    data = yaml.safe_load(all_tasks()["dcdft"].path.read_text())
-    data["protocol"]["params"]["volume_strain"] = 0.10
-    (tmp_path / "tasks").mkdir()
-    (tmp_path / "tasks" / "dcdft.yaml").write_text(yaml.safe_dump(data))
-    store = ResultStore(tmp_path / "store.sqlite")
-    options = RunOptions(store=store, out_dir=tmp_path / "out", device="cpu", limit=DCDFT_ITEMS, progress=False)
-    try:
-        run_benchmarks(resolve_models([card]), [load_task(tmp_path / "tasks" / "dcdft.yaml")], options)
-    finally:
-        store.close()
+    wider = edited_task(tmp_path / "tasks", "dcdft", lambda d: d["protocol"]["params"].update(volume_strain=0.10))
+    run_into(tmp_path, [card], [wider], limit=DCDFT_ITEMS)
     run_into(tmp_path, [card], ["s22"])
     stem = tmp_path / "leaderboard"
     assert cli.main(["leaderboard", "--results", str(baseline_run), "--out", str(stem), "--bootstrap", "50"]) == 0

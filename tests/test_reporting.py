@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
-from conftest import run_task
+from conftest import run_task, task_items
 
-from omni_bench import cli, plugins
+from omni_bench import cli
 from omni_bench.models.registry import resolve_models
 from omni_bench.reporting.bootstrap import bootstrap, unit_of, weighted_statistic
 from omni_bench.reporting.leaderboard import build, interval_ranks
@@ -69,13 +69,15 @@ packages: [ase]
 """
 
 
-def run_into(folder: Path, models: list[str], tasks: list[str], *, channels: list[str] | None = None,
+def run_into(folder: Path, models: list[str], tasks: list, *, channels: list[str] | None = None,
              model_args: list[str] | None = None, limit: int | None = None) -> Path:
-    """Run tasks through the real runner, writing results JSON and predictions CSV under ``folder/out``."""
+    """Run tasks (bundled task names or loaded task files) through the real runner, writing results JSON and
+    predictions CSV under ``folder/out``."""
     store = ResultStore(folder / "store.sqlite")
     options = RunOptions(store=store, out_dir=folder / "out", device="cpu", limit=limit, progress=False)
     try:
-        run_benchmarks(resolve_models(models, channels, model_args), [all_tasks()[t] for t in tasks], options)
+        specs = [all_tasks()[t] if isinstance(t, str) else t for t in tasks]
+        run_benchmarks(resolve_models(models, channels, model_args), specs, options)
     finally:
         store.close()
     return folder / "out"
@@ -151,8 +153,6 @@ def test_points_of_one_profile_are_resampled_together():
 def test_a_task_can_resample_whole_groups_such_as_the_complexes_of_one_framework(data_root):
     """GoldDAC's complexes share their framework's computed energy: with ``resample_by: mof`` the interval
     resamples frameworks, and every scored item carries that group."""
-    from omni_bench import data
-
     errors = np.repeat([1.0, 2.0, 3.0, 4.0], 12)
     rows = pd.DataFrame({"id": [f"c{i}" for i in range(48)], "predicted": errors, "reference": 0.0,
                          "group_mof": np.repeat(["A", "B", "C", "D"], 12)})
@@ -162,19 +162,14 @@ def test_a_task_can_resample_whole_groups_such_as_the_complexes_of_one_framework
     assert (by_mof.high - by_mof.low) > 2 * (by_item.high - by_item.low)
     assert np.allclose(np.round(by_mof.replicates * 4), by_mof.replicates * 4)
 
-    spec = all_tasks()["golddac"]
-    assert spec.resample_by == "mof"
-    items = plugins.load("loader", spec.loader).load(data.task_files(spec, data_root, "test"), spec.loader_params)
-    scored = [item for item in items if item.reference]
+    assert all_tasks()["golddac"].resample_by == "mof"
+    scored = [item for item in task_items("golddac", data_root) if item.reference]
     assert len(scored) == 240 and len({item.groups["mof"] for item in scored}) == 20
 
 
 def test_torsion_profile_ids_leave_at_sign_for_the_angle(data_root):
     """The convention the resampling relies on: item ids have no '@'; the protocol adds '@<angle>'."""
-    from omni_bench import data
-
-    spec = all_tasks()["openff-torsions"]
-    items = plugins.load("loader", spec.loader).load(data.task_files(spec, data_root, "test"), spec.loader_params)
+    items = task_items("openff-torsions", data_root)
     assert items and all("@" not in item.id for item in items)
 
 

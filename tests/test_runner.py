@@ -7,6 +7,7 @@ import sqlite3
 
 import pandas as pd
 import pytest
+from conftest import edited_task
 
 from omni_bench.models.registry import resolve_models
 from omni_bench.runner import RunOptions, run_benchmarks
@@ -82,20 +83,6 @@ def test_results_json_records_config_versions_hashes_and_predictions(tmp_path):
     assert (predictions["error"] - (predictions["predicted"] - predictions["reference"])).abs().max() < 1e-12
     assert (predictions["predicted"] - predictions["reference"]).abs().mean() == pytest.approx(
         record["metrics"]["mae"]["value"])
-
-
-def edited_task(folder, name, edit):
-    """A copy of a bundled task file, in ``folder``, with ``edit`` applied to its parsed YAML."""
-    import yaml
-
-    from omni_bench.taskspec import load_task
-
-    data = yaml.safe_load(all_tasks()[name].path.read_text())
-    edit(data)
-    folder.mkdir()
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return load_task(path)
 
 
 def test_resample_by_must_name_a_group_every_scored_item_has(tmp_path):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from ase import Atoms
 from ase.io import read
-from conftest import run_task
+from conftest import run_task, task_items
 from scipy.optimize import linear_sum_assignment
 
 from omni_bench import units
@@ -29,12 +29,6 @@ from omni_bench.task_registry import all_tasks
 
 TABULATED = "omni_bench.models.factories:tabulated"
 KJ_PER_EV = units.convert(1.0, "eV", "kJ/mol")
-
-
-def load_items(task: str, data_root):
-    spec = all_tasks()[task]
-    return x23_loader.load(task_files(spec, data_root), spec.loader_params) if spec.loader == "x23" else \
-        ice13_loader.load(task_files(spec, data_root), spec.loader_params)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +60,7 @@ def ice13_tables(data_root) -> tuple[pd.DataFrame, pd.Series]:
 # --- loaders -----------------------------------------------------------------------------------------------
 
 def test_x23_loader_items_units_and_counts(data_root, dmc_x23):
-    items = load_items("x23", data_root)
+    items = task_items("x23", data_root)
     assert [i.id for i in items] == list(dmc_x23.system_id)
     for item, row in zip(items, dmc_x23.itertuples(), strict=True):
         solid, molecule = item.structures["solid"], item.structures["molecule"]
@@ -90,7 +84,7 @@ def test_x23_loader_rejects_a_wrong_molecule_count():
 
 
 def test_x23_r2scan_reference_is_the_vasp_r2scan_lattice_energy(data_root, vasp_x23):
-    items = load_items("x23-r2scan", data_root)
+    items = task_items("x23-r2scan", data_root)
     for item in items:
         assert item.reference["lattice_energy"].unit == "kJ/mol/molecule"
         assert item.reference["lattice_energy"].value == pytest.approx(vasp_x23.loc[item.id[:2], "R2SCAN"], abs=1e-9)
@@ -128,7 +122,7 @@ def test_x23_dft_single_points_are_on_the_dmc_geometries(data_root):
     """The energies attached by system number belong to these very structures, not just the same systems."""
     frames = read(data_root / "X23_DFT_functionals" / "x23_vasp_singlepoints.extxyz", index=":")
     pbe = {(f.info["system"][:2], f.info["phase"]): f for f in frames if f.info["functional"] == "PBE+D3"}
-    for item in load_items("x23", data_root):
+    for item in task_items("x23", data_root):
         number = item.id[:2]
         solid, gas = pbe[(number, "solid")], pbe[(number, "gas")]
         assert _worst_distance(item.structures["solid"], solid, periodic=True) < 1e-4, item.id
@@ -139,7 +133,7 @@ def test_x23_dft_single_points_are_on_the_dmc_geometries(data_root):
 
 def test_ice13_loader_items_units_and_counts(data_root, ice13_tables):
     absolute, dmc_relative = ice13_tables
-    items = load_items("ice13", data_root)
+    items = task_items("ice13", data_root)
     assert [i.id for i in items] == list(absolute.columns)  # Ih first, so a --limit slice keeps it
     assert items[0].id == "Ih" and items[0].reference == {}
     for item in items:

@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 from ase.data import covalent_radii
 from ase.units import Bohr, Hartree, kcal, mol
-from conftest import run_task
+from conftest import run_task, task_items
 
-from omni_bench import data, plugins, units
+from omni_bench import units
 from omni_bench.loaders.openff_torsions import elements_from_mapped_smiles
 from omni_bench.protocols import torsion_profile
 from omni_bench.store import StoredItem
-from omni_bench.task_registry import all_tasks
 
 TABULATED = "omni_bench.models.factories:tabulated"
 WB97M_KEY = "key=ref_energy:wB97M-D3BJ"
@@ -26,11 +25,6 @@ DIR = "OpenFF_QM_torsion_benchmark"
 REF_FILE = "ref_mp2_heavy-aug-cc-pvTQz_plus_dCCSDT_heavy-aug-cc-pvdz_single_points_data.json"
 WB97M_FILE = "wb97m-d3bj_dzvp_single_points_data.json"
 HARTREE_IN_KCAL_MOL = Hartree / (kcal / mol)
-
-
-def _items(task: str, data_root: Path):
-    spec = all_tasks()[task]
-    return plugins.load("loader", spec.loader).load(data.task_files(spec, data_root), spec.loader_params)
 
 
 def _raw(data_root: Path, name: str) -> dict:
@@ -53,7 +47,7 @@ def test_mapped_smiles_gives_elements_in_map_order():
 
 
 def test_loader_units_charges_and_geometry(data_root):
-    items = _items("openff-torsions", data_root)
+    items = task_items("openff-torsions", data_root)
     raw = _raw(data_root, "MP2_heavy-aug-cc-pVTZ_torsiondrive_data.json")
     assert len(items) == 59
     assert Counter(i.groups["charge"] for i in items) == {"neutral": 31, "anion": 16, "cation": 12}
@@ -97,7 +91,7 @@ def test_tabulated_wb97m_against_ccsdt_matches_direct_computation_and_paper(tmp_
 
 def test_adjacent_extrema_barrier_reproduces_published_barrier_mue(data_root):
     """The paper scores barriers as the largest gap between neighbouring stationary points; derive reproduces it."""
-    items = _items("openff-torsions", data_root)
+    items = task_items("openff-torsions", data_root)
     results = {i.id: StoredItem(i.id, "ok", {f"energy@{r}": a.info["ref_energy:wB97M-D3BJ"]
                                             for r, a in i.structures.items()}, None, [], None)
                for i in items}
@@ -128,13 +122,13 @@ def test_wb97m_reference_variant(tmp_path, data_root):
     assert outcome.metrics["relative_energy_mae"]["n"] == 59 * 24
     assert outcome.metrics["relative_energy_mae"]["value"] == pytest.approx(0.0, abs=1e-9)
     assert outcome.metrics["barrier_mae"]["value"] == pytest.approx(0.0, abs=1e-9)
-    ccsdt = {i.id: i.reference for i in _items("openff-torsions", data_root)}
-    wb97m = {i.id: i.reference for i in _items("openff-torsions-wb97m", data_root)}
+    ccsdt = {i.id: i.reference for i in task_items("openff-torsions", data_root)}
+    wb97m = {i.id: i.reference for i in task_items("openff-torsions-wb97m", data_root)}
     assert ccsdt.keys() == wb97m.keys() and ccsdt["0"] != wb97m["0"]
 
 
 def test_profile_not_computed_is_reported_failed(data_root):
-    items = _items("openff-torsions", data_root)[:2]
+    items = task_items("openff-torsions", data_root)[:2]
     done = StoredItem(items[0].id, "ok", {f"energy@{r}": 0.01 * n for n, r in enumerate(items[0].structures)},
                       None, [], None)
     predictions = torsion_profile.derive(items, {items[0].id: done}, {"barrier": "max_minus_min"})

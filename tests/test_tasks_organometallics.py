@@ -8,17 +8,11 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import run_task
+from conftest import run_task, task_items
 
-from omni_bench import data, plugins
 from omni_bench.protocols import reaction_energy
 from omni_bench.store import StoredItem
 from omni_bench.task_registry import all_tasks
-
-
-def _items(task: str, data_root: Path):
-    spec = all_tasks()[task]
-    return plugins.load("loader", spec.loader).load(data.task_files(spec, data_root), spec.loader_params)
 
 
 def _reactions(items) -> dict[str, reaction_energy.Reaction]:
@@ -36,7 +30,7 @@ def _species_in_csv(data_root: Path, task: str) -> set[str]:
 
 
 def test_rost61_charges_and_multiplicities_match_the_original_chrg_uhf_files(data_root):
-    items = _items("rost61", data_root)
+    items = task_items("rost61", data_root)
     assert len(items) == 150
     charges = set()
     for item in items:
@@ -52,7 +46,7 @@ def test_rost61_charges_and_multiplicities_match_the_original_chrg_uhf_files(dat
 
 
 def test_mor41_molecules_are_neutral_singlets_in_angstrom(data_root):
-    items = _items("mor41", data_root)
+    items = task_items("mor41", data_root)
     assert len(items) == 95
     assert all(i.structures["molecule"].info["charge"] == 0 and i.structures["molecule"].info["spin"] == 1
                for i in items)
@@ -62,7 +56,7 @@ def test_mor41_molecules_are_neutral_singlets_in_angstrom(data_root):
 
 @pytest.mark.parametrize("task, n_reactions", [("mor41", 41), ("rost61", 61)])
 def test_every_species_in_the_reactions_exists(task, n_reactions, data_root):
-    items = _items(task, data_root)
+    items = task_items(task, data_root)
     names = {i.id for i in items}
     aliases = all_tasks()[task].loader_params.get("species_aliases", {})
     assert {aliases.get(s, s) for s in _species_in_csv(data_root, task)} == names
@@ -72,21 +66,21 @@ def test_every_species_in_the_reactions_exists(task, n_reactions, data_root):
 
 
 def test_mor41_reaction_41_uses_edpr41(data_root):
-    reaction = _reactions(_items("mor41", data_root))["MOR41_41"]
+    reaction = _reactions(task_items("mor41", data_root))["MOR41_41"]
     assert reaction.stoichiometry == {"EDPR41": -1.0, "PR41": 1.0}
     assert reaction.reference.value == pytest.approx(-3.2) and reaction.reference.unit == "kcal/mol"
 
 
 @pytest.mark.parametrize("task", ["mor41", "rost61"])
 def test_first_molecules_complete_the_first_reactions(task, data_root):
-    items = _items(task, data_root)
+    items = task_items(task, data_root)
     first_reaction = min(_reactions(items).values(), key=lambda r: r.id)
     n = len(first_reaction.stoichiometry)
     assert {i.id for i in items[:n]} == set(first_reaction.stoichiometry)
 
 
 def test_derive_sums_stoichiometry_and_reports_missing_and_failed(data_root):
-    items = _items("rost61", data_root)
+    items = task_items("rost61", data_root)
     energy = {i.id: -float(k + 1) for k, i in enumerate(items)}
     ok = {name: StoredItem(name, "ok", {"energy": e}, None, [], None) for name, e in energy.items()}
     # Reaction 19 has a half coefficient: -1*m37 -0.5*m38 +1*m39.

@@ -8,21 +8,14 @@ import math
 
 import numpy as np
 import pytest
-from conftest import run_task
+from conftest import run_task, task_items
 
-from omni_bench import data, plugins
 from omni_bench.items import Item
 from omni_bench.loaders._structure_dicts import atoms_from_structure_dict, read_json_gz
 from omni_bench.protocols import adsorption_energy
 from omni_bench.store import StoredItem
-from omni_bench.task_registry import all_tasks
 
 TABULATED = "omni_bench.models.factories:tabulated"
-
-
-def _items(task: str, data_root) -> list[Item]:
-    spec = all_tasks()[task]
-    return plugins.load("loader", spec.loader).load(data.task_files(spec, data_root), spec.loader_params)
 
 
 def _by_id(items: list[Item]) -> dict[str, Item]:
@@ -57,7 +50,7 @@ def test_tabulated_dft_energies_reproduce_the_reference(task, key, metric, n_sco
 
 
 def test_adsorption_energy_derive_propagates_flags_and_failures(data_root):
-    items = _items("mamun-noble-relaxed", data_root)
+    items = task_items("mamun-noble-relaxed", data_root)
     adslab = _by_id(items)["Cu12/Hstar"]
     [reaction] = adslab.meta["reactions"]
     params = {**adsorption_energy.PARAMS, "relax": True}
@@ -85,7 +78,7 @@ def test_adsorption_energy_derive_propagates_flags_and_failures(data_root):
 # --- loaders ------------------------------------------------------------------------------------------------
 
 def test_mamun_items_are_shared_structures_ordered_before_their_reactions(data_root):
-    items = _items("mamun-noble", data_root)
+    items = task_items("mamun-noble", data_root)
     kinds = [i.meta["kind"] for i in items]
     assert (kinds.count("gas"), kinds.count("slab"), kinds.count("adslab")) == (3, 5, 31)
     seen: set[str] = set()
@@ -99,7 +92,7 @@ def test_mamun_items_are_shared_structures_ordered_before_their_reactions(data_r
 
 
 def test_mamun_fixed_atoms_are_the_bottom_two_layers_and_adsorbates_the_nonmetals(data_root):
-    for item in _items("mamun-noble", data_root):
+    for item in task_items("mamun-noble", data_root):
         atoms = item.structures[item.meta["kind"]]
         assert atoms.info["charge"] == 0 and atoms.info["spin"] == 1
         if item.meta["kind"] == "gas":
@@ -114,7 +107,7 @@ def test_mamun_fixed_atoms_are_the_bottom_two_layers_and_adsorbates_the_nonmetal
 
 
 def test_matpes_atoms_carry_a_spin_multiplicity_of_the_right_parity(data_root):
-    items = _by_id(_items("matpes-elements-pbe", data_root))
+    items = _by_id(task_items("matpes-elements-pbe", data_root))
     assert len(items) == 89
     for item in items.values():
         atom = item.structures["atom"]
@@ -125,7 +118,7 @@ def test_matpes_atoms_carry_a_spin_multiplicity_of_the_right_parity(data_root):
 
 
 def test_wbm_element_references_precede_the_compounds_that_use_them(data_root):
-    items = _items("wbm-formation", data_root)
+    items = task_items("wbm-formation", data_root)
     elements = [i for i in items if i.meta["kind"] == "element"]
     compounds = [i for i in items if i.meta["kind"] == "compound"]
     assert len(compounds) == 972 and len(elements) == len({i.meta["element"] for i in elements})
@@ -159,7 +152,7 @@ def test_structure_dicts_parse_like_pymatgen(data_root):
 
 @pytest.fixture(scope="module")
 def cu_items(data_root) -> dict[str, Item]:
-    return _by_id(_items("mamun-noble-relaxed", data_root))
+    return _by_id(task_items("mamun-noble-relaxed", data_root))
 
 
 def _flags(item: Item, final) -> dict[str, bool]:
