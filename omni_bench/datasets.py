@@ -103,10 +103,10 @@ def status(root: Path, dataset: Dataset) -> dict[str, list[str]]:
     """Paths of the dataset grouped by status."""
     grouped: dict[str, list[str]] = {"ok": [], "missing": [], "corrupted": []}
     for entry in dataset.files:
-        grouped[file_status(root, entry) if root.is_dir() else "missing"].append(entry.path)
+        grouped[file_status(root, entry)].append(entry.path)
     return grouped
 
 
 def missing_bytes(root: Path, dataset: Dataset) -> int:
     """Bytes still to download for ``dataset`` to be complete under ``root``."""
-    return sum(f.size for f in dataset.files if not root.is_dir() or file_status(root, f) != "ok")
+    return sum(f.size for f in dataset.files if file_status(root, f) != "ok")

@@ -23,6 +23,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import NoReturn
 
 from tqdm import tqdm
 
@@ -185,7 +186,7 @@ def _download(url: str, part: Path, size: int, settings: FetchSettings, progress
                              f"in {part.name}: run the same command to resume")
 
 
-def _reject_oversize(part: Path, url: str, size: int):
+def _reject_oversize(part: Path, url: str, size: int) -> NoReturn:
     part.unlink(missing_ok=True)
     raise OmniBenchError(f"{part.name.removesuffix('.part')}: {url} sends more than the registered {size} B; "
                          "cut off and rejected (the source changed, or the mirror serves a different file)")
@@ -233,7 +234,7 @@ def build_mirror(datasets: list[Dataset], root: Path, out: Path) -> tuple[int, l
     copied, bad = 0, []
     for dataset in datasets:
         for entry in dataset.files:
-            status = file_status(root, entry) if root.is_dir() else "missing"
+            status = file_status(root, entry)
             if status != "ok":
                 bad.append(f"{status}: {entry.path}")
                 continue
@@ -259,9 +260,10 @@ def ensure_task_data(tasks: list, root: Path, origin: str, fetch: bool, settings
     for spec in tasks:
         for listed in spec.files:
             dataset, entry = registered.get(listed.path, (None, None))
-            if dataset and (not root.is_dir() or file_status(root, entry) != "ok"):
+            if dataset and file_status(root, entry) != "ok":
                 users = needed.setdefault(dataset.name, [])
-                users += [spec.name] if spec.name not in users else []
+                if spec.name not in users:
+                    users.append(spec.name)
     if not needed:
         return
     total = sum(missing_bytes(root, get(name)) for name in needed)
@@ -269,7 +271,8 @@ def ensure_task_data(tasks: list, root: Path, origin: str, fetch: bool, settings
         command = " ".join(["omni-bench data fetch", *needed] + (["--data-dir", str(root)] * (origin == "--data-dir")))
         tasks_named = sorted({task for users in needed.values() for task in users})
         raise OmniBenchError(
-            f"task {', '.join(tasks_named)}: reference data missing or damaged under {root} ({origin}); "
+            f"task{'s' * (len(tasks_named) > 1)} {', '.join(tasks_named)}: reference data missing or damaged under "
+            f"{root} ({origin}); "
             f"{', '.join(needed)}: {total / 1e6:.1f} MB to download. Run: {command}   (or pass --fetch, or set "
             f"'fetch: auto' in {user_config.config_path()})")
     log(f"fetching {', '.join(needed)} ({total / 1e6:.1f} MB) into {root}")

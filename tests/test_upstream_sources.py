@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase.io import read
-from conftest import REPO, task_items
+from conftest import REPO, edited_task, task_items
 
+from omni_bench.data import task_tables
+from omni_bench.errors import OmniBenchError
 from omni_bench.task_registry import all_tasks
 from omni_bench.taskspec import inputs_hash, protocol_params
 
@@ -42,9 +44,19 @@ def test_shipped_table_holds_the_derived_rows_under_a_provenance_header(table, d
     assert using and all(spec.path.parent == REPO / "tasks" for spec in using)
 
 
-@pytest.mark.parametrize("task, derived, folder", [("mor41", "MOR41/mor41_molecules.extxyz", "MOR41/geometries"),
-                                                   ("rost61", "ROST61/rost61_molecules.extxyz", "ROST61")])
-def test_molecules_from_coord_files_are_bit_identical_to_the_derived_extxyz(task, derived, folder, data_root):
+def test_a_missing_or_edited_table_is_one_clear_error(tmp_path):
+    moved = edited_task(tmp_path / "moved", "mor41", lambda raw: None)
+    with pytest.raises(OmniBenchError, match="names mor41-reactions.csv, which is not beside the task file"):
+        task_tables(moved)
+    table = (REPO / "tasks" / "mor41-reactions.csv").read_text()
+    (tmp_path / "moved" / "mor41-reactions.csv").write_text(table.replace("MOR41_01,-43.1,", "MOR41_01,-43.2,"))
+    with pytest.raises(OmniBenchError, match="restore the table, or update its sha256"):
+        task_tables(moved)
+
+
+@pytest.mark.parametrize("task, derived", [("mor41", "MOR41/mor41_molecules.extxyz"),
+                                           ("rost61", "ROST61/rost61_molecules.extxyz")])
+def test_molecules_from_coord_files_are_bit_identical_to_the_derived_extxyz(task, derived, data_root):
     frames = read(data_root / derived, index=":")
     listed = [f.path.split("/")[-2] for f in all_tasks()[task].files if f.path.endswith("/coord")]
     assert listed == [a.info["name"] for a in frames]  # same order, so unused molecules come last as before

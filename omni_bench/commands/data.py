@@ -27,18 +27,14 @@ def add_arguments(data_cmd: argparse.ArgumentParser) -> None:
         p.add_argument("--data-dir", help="reference data root (default: $OMNI_BENCH_DATA, then the user cache)")
         if name == "fetch":
             p.add_argument("--all", action="store_true", help="fetch every dataset")
-            add_fetch_arguments(p)
+            p.add_argument("--mirror", help="base URL or folder laid out as OWNER/REPO/COMMIT/PATH (default: "
+                                            "$OMNI_BENCH_MIRROR, then GitHub's raw files)")
+            p.add_argument("--workers", type=int, default=8, help="concurrent downloads (default: %(default)s)")
+            p.add_argument("--retries", type=int, default=5, help="retries of a failed or interrupted transfer, "
+                                                                  "with doubling pauses (default: %(default)s)")
             p.add_argument("--no-progress", action="store_true", help="no progress bars")
         if name == "mirror":
             p.add_argument("--out", required=True, help="folder to write the mirror into")
-
-
-def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mirror", help="base URL or folder laid out as OWNER/REPO/COMMIT/PATH (default: "
-                                         "$OMNI_BENCH_MIRROR, then GitHub's raw files)")
-    parser.add_argument("--workers", type=int, default=8, help="concurrent downloads (default: %(default)s)")
-    parser.add_argument("--retries", type=int, default=5,
-                        help="retries of a failed or interrupted transfer, with doubling pauses (default: %(default)s)")
 
 
 def fetch_settings(args) -> FetchSettings:
@@ -47,7 +43,7 @@ def fetch_settings(args) -> FetchSettings:
     if args.workers < 1 or args.retries < 0:
         raise OmniBenchError("--workers must be at least 1 and --retries at least 0")
     return FetchSettings(source=resolve_source(args.mirror), retries=args.retries, workers=args.workers,
-                         progress=not getattr(args, "no_progress", False))
+                         progress=not args.no_progress)
 
 
 def run(args) -> int:
