@@ -52,14 +52,15 @@ def cached_sha256(path: Path) -> str:
 
 
 def task_files(spec: TaskSpec, data_root: Path, origin: str = "") -> dict[str, Path]:
-    """Verified absolute paths of every file a task needs, or one clear error about the first bad one."""
+    """Verified absolute paths of every file a task needs (data files, and the tables beside its task file),
+    or one clear error about the first bad one."""
+    found = task_tables(spec)
     if not spec.files:
-        return {}
+        return found
     if not data_root.is_dir():
         raise OmniBenchError(
             f"task {spec.name!r} needs reference data, but the data root {data_root} "
             f"({origin or 'data root'}) does not exist; pass --data-dir or set {DATA_ENV}")
-    found = {}
     for entry in spec.files:
         path = data_root / entry.path
         if not path.is_file():
@@ -72,5 +73,21 @@ def task_files(spec: TaskSpec, data_root: Path, origin: str = "") -> dict[str, P
                 f"task {spec.name!r}: {path} has sha256 {actual[:12]}..., but {spec.path} expects "
                 f"{entry.sha256[:12]}...; the file is corrupted or a different version: fetch it again "
                 f"(omni-bench data fetch {entry.path.split('/')[0]})")
+        found[entry.path] = path
+    return found
+
+
+def task_tables(spec: TaskSpec) -> dict[str, Path]:
+    """The small derived tables a task ships beside its task file, checked against the sha256 it lists."""
+    found = {}
+    for entry in spec.tables:
+        path = spec.path.parent / entry.path
+        if not path.is_file():
+            raise OmniBenchError(f"{spec.path}: field 'dataset.tables' names {entry.path}, which is not beside the "
+                                 "task file; copy it there (an installed omni-bench ships it in builtin_tasks)")
+        actual = cached_sha256(path)
+        if actual != entry.sha256:
+            raise OmniBenchError(f"{path} has sha256 {actual[:12]}..., but {spec.path} lists {entry.sha256[:12]}...; "
+                                 "restore the table, or update its sha256 (and the task's version if values change)")
         found[entry.path] = path
     return found

@@ -1,8 +1,12 @@
-"""Downloading datasets from a mirror: resumable, verified, atomic; and safe archive extraction.
+"""Downloading datasets from their upstream sources: resumable, size-capped, verified, atomic; and safe
+archive extraction.
 
-A file is written to ``<name>.part``; an interrupted transfer resumes from the bytes already there (HTTP
-Range); only a file whose size and sha256 match the registry is renamed into place, so a reader never sees
-a half-written or corrupted file. A mismatch deletes the partial file and says so.
+Every registered file has a place in an upstream-shaped tree, ``OWNER/REPO/COMMIT/PATH``: on GitHub's raw
+file server (the default source), or in a mirror (``OMNI_BENCH_MIRROR``: a URL or a folder laid out the same
+way, see ``omni-bench data mirror``). A file is written to ``<name>.part``; an interrupted transfer resumes
+from the bytes already there (HTTP Range) after a pause that doubles with each retry; a server that sends more
+than the registered size is cut off there and the file rejected; only a file whose size and sha256 match the
+registry is renamed into place, so a reader never sees a half-written or corrupted file.
 """
 
 from __future__ import annotations
@@ -11,19 +15,37 @@ import http.client
 import os
 import shutil
 import tarfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import NoReturn
 
+from tqdm import tqdm
+
+from . import __version__
 from .data import sha256_file
-from .datasets import Dataset, RegisteredFile, file_status
+from .datasets import Dataset, RegisteredFile, file_status, get, missing_bytes, registry
 from .errors import OmniBenchError
 
 MIRROR_ENV = "OMNI_BENCH_MIRROR"
+GITHUB_RAW = "https://raw.githubusercontent.com"
 _CHUNK = 1 << 16
+_RETRY_HTTP = {408, 425, 429, 500, 502, 503, 504}
+
+
+@dataclass
+class FetchSettings:
+    source: str = GITHUB_RAW  # base URL or folder of an upstream-shaped tree
+    retries: int = 5  # further attempts after a failed or interrupted transfer
+    backoff: float = 1.0  # seconds before the first retry, doubling for each further one
+    timeout: float = 60.0
+    workers: int = 8  # concurrent downloads (datasets of thousands of small files)
+    progress: bool = True
 
 
 @dataclass
@@ -32,33 +54,47 @@ class FetchReport:
     already_present: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     extracted: list[str] = field(default_factory=list)
+    bytes: int = 0
+    seconds: float = 0.0
 
 
-def resolve_mirror(cli_value: str | None) -> str:
-    mirror = cli_value or os.environ.get(MIRROR_ENV)
-    if not mirror:
-        raise OmniBenchError(f"no mirror configured: pass --mirror URL_OR_FOLDER or set {MIRROR_ENV}")
-    return mirror
+def resolve_source(cli_value: str | None) -> str:
+    """Where files come from: ``--mirror``, else ``OMNI_BENCH_MIRROR``, else GitHub itself."""
+    return cli_value or os.environ.get(MIRROR_ENV) or GITHUB_RAW
 
 
-def _is_url(mirror: str) -> bool:
-    return urllib.parse.urlparse(mirror).scheme in ("http", "https")
+def _is_url(source: str) -> bool:
+    return urllib.parse.urlparse(source).scheme in ("http", "https")
 
 
-def fetch_dataset(dataset: Dataset, root: Path, mirror: str, retries: int = 5, timeout: float = 60.0,
-                  log=print) -> FetchReport:
+def fetch_dataset(dataset: Dataset, root: Path, settings: FetchSettings, log=print) -> FetchReport:
     """Bring every file of ``dataset`` into ``root``, verified; files already intact are left alone."""
     report = FetchReport()
+    todo = []
     for entry in dataset.files:
         if file_status(root, entry) == "ok":
             report.already_present.append(entry.path)
-            continue
-        try:
-            _fetch_file(entry, root, mirror, retries, timeout)
-            report.fetched.append(entry.path)
-        except OmniBenchError as exc:
-            report.failed[entry.path] = str(exc)
-            log(f"  failed: {exc}")
+        else:
+            todo.append(entry)
+    started = time.perf_counter()
+    with tqdm(total=sum(e.size for e in todo), unit="B", unit_scale=True, unit_divisor=1024, desc=dataset.name,
+              disable=not settings.progress or not todo, leave=False) as bar:
+        def fetch_one(entry: RegisteredFile) -> tuple[RegisteredFile, str | None]:
+            try:
+                fetch_file(entry, root, settings, bar.update)
+                return entry, None
+            except OmniBenchError as exc:
+                return entry, str(exc)
+
+        with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
+            for entry, error in pool.map(fetch_one, todo):
+                if error is None:
+                    report.fetched.append(entry.path)
+                    report.bytes += entry.size
+                else:
+                    report.failed[entry.path] = error
+                    (bar.write if settings.progress else log)(f"  failed: {error}")
+    report.seconds = time.perf_counter() - started
     for archive in dataset.extract:
         if archive in report.failed:
             continue
@@ -68,54 +104,92 @@ def fetch_dataset(dataset: Dataset, root: Path, mirror: str, retries: int = 5, t
     return report
 
 
-def _fetch_file(entry: RegisteredFile, root: Path, mirror: str, retries: int, timeout: float) -> None:
+def fetch_file(entry: RegisteredFile, root: Path, settings: FetchSettings, progress=lambda n: None) -> None:
+    """Download (or copy from a mirror folder) one file, verify it and move it into place."""
+    if not entry.upstream_path:
+        raise OmniBenchError(f"{entry.path}: the registry records no source for it; regenerate "
+                             "omni_bench/datasets.sha256 with scripts/build_dataset_index.py")
     final = root / entry.path
     final.parent.mkdir(parents=True, exist_ok=True)
     part = final.with_name(final.name + ".part")
-    if _is_url(mirror):
-        url = mirror.rstrip("/") + "/" + urllib.parse.quote(entry.path)
-        _download(url, part, entry.size, retries, timeout)
+    if _is_url(settings.source):
+        where = entry.url(settings.source)
+        _download(where, part, entry.size, settings, progress)
     else:
-        source = Path(mirror.removeprefix("file://")) / entry.path
+        source = Path(settings.source.removeprefix("file://")) / entry.source
+        where = str(source)
         if not source.is_file():
-            raise OmniBenchError(f"{entry.path}: not in the mirror folder {mirror}")
+            raise OmniBenchError(f"{entry.path}: not in the mirror folder (looked for {source})")
+        if source.stat().st_size > entry.size:
+            raise OmniBenchError(f"{entry.path}: {source} is larger than the registered {entry.size} B; rejected")
         shutil.copyfile(source, part)
-    size = part.stat().st_size
-    digest = sha256_file(part) if size == entry.size else None
+        progress(entry.size)
+    digest = sha256_file(part)
     if digest != entry.sha256:
         part.unlink()
-        what = f"size {size} B, expected {entry.size} B" if digest is None else "sha256 mismatch"
-        raise OmniBenchError(f"{entry.path}: {what} from {mirror}; deleted the partial file {part.name}")
+        raise OmniBenchError(f"{entry.path}: sha256 mismatch from {where}: got {digest}, expected "
+                             f"{entry.sha256}; deleted the partial file {part.name}")
     os.replace(part, final)
 
 
-def _download(url: str, part: Path, size: int, retries: int, timeout: float) -> None:
-    """Download ``url`` into ``part``, resuming from what is there, up to ``retries`` interruptions."""
+def _download(url: str, part: Path, size: int, settings: FetchSettings, progress) -> None:
+    """Download ``url`` into ``part`` (exactly ``size`` bytes), resuming from what is there, retrying
+    interruptions, timeouts and server errors with exponential backoff."""
     last_error = "no attempt made"
-    for _ in range(retries + 1):
+    for attempt in range(settings.retries + 1):
+        if attempt:
+            time.sleep(min(settings.backoff * 2 ** (attempt - 1), 60.0))
         have = part.stat().st_size if part.exists() else 0
-        if have >= size:
-            if have > size:
-                part.unlink()
-                continue
+        if have == size:  # complete already (the sha256 check follows)
             return
-        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+        if have > size:
+            part.unlink()
+            have = 0
+        headers = {"User-Agent": f"omni-bench/{__version__}"}
+        if have:
+            headers["Range"] = f"bytes={have}-"
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                resumed = have > 0 and response.status == 206
-                with open(part, "ab" if resumed else "wb") as out:
-                    while chunk := response.read(_CHUNK):
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                        timeout=settings.timeout) as response:
+                if have and response.status != 206:  # the server ignored the range: start over
+                    progress(-have)
+                    have = 0
+                length = response.headers.get("Content-Length")
+                if length is not None and have + int(length) > size:
+                    _reject_oversize(part, url, size)
+                with open(part, "ab" if have else "wb") as out:
+                    remaining = size - have
+                    while remaining and (chunk := response.read(min(_CHUNK, remaining))):
                         out.write(chunk)
+                        remaining -= len(chunk)
+                        progress(len(chunk))
+                    if not remaining and response.read(1):  # no length announced, and more than registered
+                        out.close()
+                        _reject_oversize(part, url, size)
+                if not remaining:
+                    return
+                last_error = f"connection closed after {size - remaining} of {size} B"
         except urllib.error.HTTPError as exc:
+            last_error = f"HTTP {exc.code} {exc.reason}"
             if exc.code == 416:  # range beyond the end: what we have is wrong, start over
+                progress(-have)
                 part.unlink(missing_ok=True)
-                last_error = "HTTP 416"
-                continue
-            raise OmniBenchError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+            elif exc.code not in _RETRY_HTTP:
+                part.unlink(missing_ok=True)
+                raise OmniBenchError(f"{part.name.removesuffix('.part')}: {last_error} from {url}") from None
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             last_error = f"{type(exc).__name__}: {exc}"
-    if not part.exists() or part.stat().st_size != size:
-        raise OmniBenchError(f"{url}: transfer incomplete after {retries} resumes ({last_error})")
+    have = part.stat().st_size if part.exists() else 0
+    if have != size:
+        raise OmniBenchError(f"{part.name.removesuffix('.part')}: transfer incomplete after "
+                             f"{settings.retries + 1} attempts ({last_error}) from {url}; kept {have} of {size} B "
+                             f"in {part.name}: run the same command to resume")
+
+
+def _reject_oversize(part: Path, url: str, size: int) -> NoReturn:
+    part.unlink(missing_ok=True)
+    raise OmniBenchError(f"{part.name.removesuffix('.part')}: {url} sends more than the registered {size} B; "
+                         "cut off and rejected (the source changed, or the mirror serves a different file)")
 
 
 def _inside(target: Path, name: str) -> Path:
@@ -151,3 +225,59 @@ def safe_extract(archive: Path, target: Path) -> None:
             tf.extractall(target, filter="data")
         return
     raise OmniBenchError(f"{archive}: not a zip or tar archive")
+
+
+def build_mirror(datasets: list[Dataset], root: Path, out: Path) -> tuple[int, list[str]]:
+    """Copy every verified file of ``datasets`` from ``root`` into ``out`` laid out as OWNER/REPO/COMMIT/PATH,
+    for ``OMNI_BENCH_MIRROR``. Returns the number of files copied and the paths that were missing or corrupted
+    (not copied)."""
+    copied, bad = 0, []
+    for dataset in datasets:
+        for entry in dataset.files:
+            status = file_status(root, entry)
+            if status != "ok":
+                bad.append(f"{status}: {entry.path}")
+                continue
+            target = out / entry.source
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_file() and target.stat().st_size == entry.size and sha256_file(target) == entry.sha256:
+                continue
+            shutil.copyfile(root / entry.path, target)
+            copied += 1
+    return copied, bad
+
+
+def ensure_task_data(tasks: list, root: Path, origin: str, fetch: bool, settings: FetchSettings,
+                     log=print) -> None:
+    """Before a run: every registered file the tasks list must be intact under ``root``. If one is not, fetch
+    its dataset (``fetch``: ``run --fetch`` or ``fetch: auto`` in the user config), else stop with the exact
+    fetch command and the download size. Files the registry does not know (a user's own task data) are left
+    to the usual checks."""
+    from . import user_config
+
+    registered = {entry.path: (dataset, entry) for dataset in registry().values() for entry in dataset.files}
+    needed: dict[str, list[str]] = {}  # dataset -> tasks that lack one of its files
+    for spec in tasks:
+        for listed in spec.files:
+            dataset, entry = registered.get(listed.path, (None, None))
+            if dataset and file_status(root, entry) != "ok":
+                users = needed.setdefault(dataset.name, [])
+                if spec.name not in users:
+                    users.append(spec.name)
+    if not needed:
+        return
+    total = sum(missing_bytes(root, get(name)) for name in needed)
+    if not fetch:
+        command = " ".join(["omni-bench data fetch", *needed] + (["--data-dir", str(root)] * (origin == "--data-dir")))
+        tasks_named = sorted({task for users in needed.values() for task in users})
+        raise OmniBenchError(
+            f"task{'s' * (len(tasks_named) > 1)} {', '.join(tasks_named)}: reference data missing or damaged under "
+            f"{root} ({origin}); "
+            f"{', '.join(needed)}: {total / 1e6:.1f} MB to download. Run: {command}   (or pass --fetch, or set "
+            f"'fetch: auto' in {user_config.config_path()})")
+    log(f"fetching {', '.join(needed)} ({total / 1e6:.1f} MB) into {root}")
+    for name in needed:
+        report = fetch_dataset(get(name), root, settings, log)
+        if report.failed:
+            first = next(iter(report.failed.values()))
+            raise OmniBenchError(f"could not fetch {len(report.failed)} file(s) of {name}; first: {first}")

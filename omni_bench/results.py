@@ -104,6 +104,7 @@ def record(*, label: str, fingerprint_id: str, fingerprint: dict, card_source: s
             "level_of_theory": task.level_of_theory, "citation": task.citation, "units": task.units,
             "protocol": task.protocol, "config": task.raw, "data_root": data_root,
             "dataset_files": [{"path": f.path, "sha256": f.sha256} for f in task.files],
+            "dataset_tables": [{"path": f.path, "sha256": f.sha256} for f in task.tables],
         },
         "config": config,
         "environment": environment(device),

@@ -75,7 +75,7 @@ def prepare(tasks: list[TaskSpec], options: RunOptions) -> list[PreparedTask]:
     """Check data and load items for every task before any model runs, so bad input fails fast."""
     prepared = []
     for spec in tasks:
-        files = data.task_files(spec, options.data_root, options.data_origin) if spec.files else {}
+        files = data.task_files(spec, options.data_root, options.data_origin)
         try:
             items = plugins.load("loader", spec.loader).load(files, spec.loader_params)
         except OmniBenchError:

@@ -71,6 +71,10 @@ class TaskSpec:
     resample_by: str | None = None
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    #: small derived tables shipped beside the task file (paths relative to its folder), with their sha256
+    tables: list[DataFile] = field(default_factory=list)
+    #: (current inputs hash, the hash its stored results were computed under); see ``inputs_hash``
+    inputs_hash_alias: tuple[str, str] | None = None
 
     @property
     def needs_data(self) -> bool:
@@ -87,7 +91,7 @@ def load_task(path: Path) -> TaskSpec:
     top = Fields(path, "", raw, {
         "name": True, "version": True, "description": True, "suites": True, "dataset": True,
         "reference": True, "protocol": True, "units": True, "metrics": True, "gate": False, "notes": False,
-        "resample_by": False,
+        "resample_by": False, "inputs_hash_alias": False,
     })
     name = top.text("name")
     if name != path.stem:
@@ -100,16 +104,9 @@ def load_task(path: Path) -> TaskSpec:
         top.fail("suites", "must be a non-empty list of suite names")
 
     dataset = Fields(path, "dataset", raw["dataset"], {
-        "loader": True, "source": True, "files": False, "params": False})
-    files = []
-    for i, entry in enumerate(dataset.get("files", list, [])):
-        f = Fields(path, f"dataset.files[{i}]", entry, {"path": True, "sha256": True})
-        file_path, digest = f.text("path"), f.text("sha256")
-        if file_path.startswith("/") or ".." in Path(file_path).parts:
-            f.fail("path", "must be relative to the data root, without '..'")
-        if not _SHA256.match(digest):
-            f.fail("sha256", "must be 64 lowercase hex digits (run: sha256sum FILE)")
-        files.append(DataFile(file_path, digest))
+        "loader": True, "source": True, "files": False, "tables": False, "params": False})
+    files, tables = _data_files(path, dataset, "files", "the data root"), _data_files(path, dataset, "tables",
+                                                                                     "the task file's folder")
 
     reference = Fields(path, "reference", raw["reference"], {
         "level_of_theory": True, "citation": True, "notes": False})
@@ -162,10 +159,32 @@ def load_task(path: Path) -> TaskSpec:
         level_of_theory=reference.text("level_of_theory"), citation=reference.text("citation"),
         protocol=protocol.text("name"), protocol_params=protocol.get("params", dict, {}) or {},
         units=task_units, metrics=metrics, gate=gate, notes=top.get("notes", str, ""),
-        resample_by=top.text("resample_by"), path=path, raw=raw,
+        resample_by=top.text("resample_by"), path=path, raw=raw, tables=tables,
+        inputs_hash_alias=_alias(top),
     )
     _check_plugins(spec, protocol, dataset)
     return spec
+
+
+def _data_files(path: Path, dataset: Fields, key: str, relative_to: str) -> list[DataFile]:
+    found = []
+    for i, entry in enumerate(dataset.get(key, list, [])):
+        f = Fields(path, f"dataset.{key}[{i}]", entry, {"path": True, "sha256": True})
+        file_path, digest = f.text("path"), f.text("sha256")
+        if file_path.startswith("/") or ".." in Path(file_path).parts:
+            f.fail("path", f"must be relative to {relative_to}, without '..'")
+        if not _SHA256.match(digest):
+            f.fail("sha256", "must be 64 lowercase hex digits (run: sha256sum FILE)")
+        found.append(DataFile(file_path, digest))
+    return found
+
+
+def _alias(top: Fields) -> tuple[str, str] | None:
+    raw = top.get("inputs_hash_alias", dict)
+    if raw is None:
+        return None
+    alias = Fields(top.path, "inputs_hash_alias", raw, {"current": True, "stored_as": True})
+    return alias.text("current"), alias.text("stored_as")
 
 
 def _check_plugins(spec: TaskSpec, protocol: Fields, dataset: Fields) -> None:
@@ -195,10 +214,20 @@ def _check_plugins(spec: TaskSpec, protocol: Fields, dataset: Fields) -> None:
 def inputs_hash(spec: TaskSpec, params: dict[str, Any]) -> str:
     """Hash of what a task's stored values depend on besides the model: the protocol and its parameters
     (``params``, defaults included), the loader and its parameters, and the data files' checksums. The
-    description, metrics, gate and units are left out: they are applied to stored values afresh each run."""
+    description, metrics, gate and units are left out: they are applied to stored values afresh each run.
+
+    A task file's ``inputs_hash_alias: {current: H1, stored_as: H0}`` says that inputs hashing to H1 give
+    exactly the items that H0 gave (e.g. the same structures read from their upstream files instead of a
+    derived copy, proven item by item in a test), so results stored under H0 stay valid. It applies only while
+    the computed hash is H1: any later edit changes the hash and the store's check works as usual."""
     payload = {"protocol": spec.protocol, "protocol_params": params, "loader": spec.loader,
                "loader_params": spec.loader_params, "files": [[f.path, f.sha256] for f in spec.files]}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    if spec.tables:
+        payload["tables"] = [[f.path, f.sha256] for f in spec.tables]
+    computed = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    if spec.inputs_hash_alias and spec.inputs_hash_alias[0] == computed:
+        return spec.inputs_hash_alias[1]
+    return computed
 
 
 def protocol_params(spec: TaskSpec) -> dict[str, Any]:

@@ -40,26 +40,33 @@ def test_duplicate_item_ids_are_refused():
 
 
 def test_structure_file_that_does_not_parse_names_the_file(tmp_path, data_root, capsys):
-    """A corrupted extxyz whose hash the task file accepts: the loader's error names the file."""
+    """A user's copy of MOR41 with one corrupted coord file whose hash the task file accepts: the loader's
+    error names the file."""
+    import shutil
+
     import yaml
 
     from omni_bench.cli import main
     from omni_bench.data import sha256_file
 
     root = tmp_path / "data"
-    (root / "MOR41").mkdir(parents=True)
-    broken = root / "MOR41" / "mor41_molecules.extxyz"
-    lines = (data_root / "MOR41" / "mor41_molecules.extxyz").read_text().splitlines()
-    broken.write_text("\n".join(lines[:2] + ["C 0.0 zero 0.0"] + lines[3:]) + "\n")
-    (root / "MOR41" / "reactions.csv").write_bytes((data_root / "MOR41" / "reactions.csv").read_bytes())
-    task = yaml.safe_load(all_tasks()["mor41"].path.read_text())
-    task["dataset"]["files"][0]["sha256"] = sha256_file(broken)
+    shutil.copytree(data_root / "MOR41" / "geometries", root / "MyMOR41")
+    broken = root / "MyMOR41" / "AcCl" / "coord"
+    lines = broken.read_text().splitlines()
+    broken.write_text("\n".join(lines[:1] + ["  0.0 zero 0.0 c"] + lines[2:]) + "\n")
+    spec = all_tasks()["mor41"]
+    task = yaml.safe_load(spec.path.read_text())
+    for entry in task["dataset"]["files"]:
+        entry["path"] = entry["path"].replace("MOR41/geometries/", "MyMOR41/")
+        entry["sha256"] = sha256_file(root / entry["path"])
+    task["dataset"]["params"]["structures"] = "MyMOR41"
     tasks_dir = tmp_path / "tasks"
     tasks_dir.mkdir()
     (tasks_dir / "mor41.yaml").write_text(yaml.safe_dump(task))
+    shutil.copy(spec.path.parent / "mor41-reactions.csv", tasks_dir)
     code = main(["--tasks-dir", str(tasks_dir), "run", "--model", "emt", "--task", "mor41", "--data-dir", str(root),
                  "--store", str(tmp_path / "s.db"), "--out", str(tmp_path / "out"), "--no-progress"])
     assert code == 2
     error = capsys.readouterr().err
-    assert "MOR41/mor41_molecules.extxyz" in error and "could not convert string to float: 'zero'" in error
+    assert "MyMOR41/AcCl/coord: not a readable TURBOMOLE coord file" in error and "zero" in error
     assert not (tmp_path / "out").exists()  # nothing computed on bad input

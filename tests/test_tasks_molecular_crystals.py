@@ -32,14 +32,14 @@ KJ_PER_EV = units.convert(1.0, "eV", "kJ/mol")
 
 
 @pytest.fixture(scope="module")
-def dmc_x23(data_root) -> pd.DataFrame:
-    return pd.read_csv(data_root / "X23_DMC" / "lattice_energies_dmc.csv")
+def dmc_x23() -> pd.DataFrame:
+    return pd.read_csv(all_tasks()["x23"].path.parent / "x23-lattice-energies-dmc.csv", comment="#")
 
 
 @pytest.fixture(scope="module")
-def vasp_x23(data_root) -> pd.DataFrame:
-    """VASP lattice energies per functional (kJ/mol/molecule), indexed by system number, from the raw table."""
-    table = pd.read_csv(data_root / "X23_DFT_functionals" / "x23_vasp_energies.csv")
+def vasp_x23() -> pd.DataFrame:
+    """VASP lattice energies per functional (kJ/mol/molecule), indexed by system number, from the shipped table."""
+    table = pd.read_csv(all_tasks()["x23"].path.parent / "x23-vasp-energies.csv", comment="#")
     table["number"] = table.system.str[:2]
     wide = table.pivot_table(index=["number", "functional"], columns="phase",
                              values=["energy_sigma0_eV", "n_atoms"])

@@ -29,6 +29,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--out", type=Path, default=Path("omni-bench-results"),
                      help="folder for results JSON and predictions CSV (default: %(default)s)")
     run.add_argument("--data-dir", help="reference data root (default: $OMNI_BENCH_DATA, then the user cache)")
+    add_fetch_argument(run)
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     run.add_argument("--item-timeout", type=float, metavar="SECONDS",
                      help="record an item as failed when it takes longer than this")
@@ -38,6 +39,23 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
                           "every core, which is slower than 1 on a machine that is busy with other work")
     add_batch_arguments(run)
     executors.add_arguments(run)
+
+
+def add_fetch_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fetch", action="store_true",
+                        help="first download the reference data the tasks need and the data root lacks, from "
+                             "their upstream sources or $OMNI_BENCH_MIRROR (also: 'fetch: auto' in the user config)")
+
+
+def ensure_data(tasks, root: Path, origin: str, args: argparse.Namespace) -> None:
+    """Stop with the fetch command when data is missing, or fetch it first (``--fetch``, ``fetch: auto``)."""
+    from .. import user_config
+    from ..fetch import FetchSettings, ensure_task_data, resolve_source
+
+    fetch = args.fetch or user_config.load()["fetch"] == "auto"
+    ensure_task_data(tasks, root, origin, fetch,
+                     FetchSettings(source=resolve_source(None), progress=not args.no_progress),
+                     log=lambda text: print(text, file=sys.stderr))
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser, default_text: str = "") -> None:
@@ -82,6 +100,7 @@ def run(args) -> int:
     tasks = task_registry.select(args.task, args.suite, args.tasks_dir)
     variants = resolve_models(args.model, args.channel, args.model_arg)
     root, origin = data.resolve_data_root(args.data_dir)
+    ensure_data(tasks, root, origin, args)
     store = ResultStore(args.store)
     options = RunOptions(store=store, out_dir=args.out, data_root=root, data_origin=origin, device=args.device,
                          limit=args.limit, rerun=args.rerun, progress=not args.no_progress,

@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import executors
 from ..errors import OmniBenchError
-from .run import add_batch_arguments, batch_atoms_from_args
+from .run import add_batch_arguments, add_fetch_argument, batch_atoms_from_args, ensure_data
 
 HELP = "run a sweep file (models x channels x suites) on Dask and rebuild the leaderboard"
 
@@ -69,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", type=Path, help="SQLite result store (default: the file's, else the user cache)")
     parser.add_argument("--out", type=Path, help=f"results folder (default: the file's, else {DEFAULT_OUT})")
     parser.add_argument("--data-dir", help="reference data root (default: the file's, $OMNI_BENCH_DATA, cache)")
+    add_fetch_argument(parser)
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the file's, else auto)")
     parser.add_argument("--limit", type=int, help="run only the first N items of each task")
     parser.add_argument("--rerun", action="store_true", help="recompute items that are already stored")
@@ -163,6 +164,7 @@ def run(args) -> int:
             variants.append(variant)
     data_dir = args.data_dir or (str(sweep.data_dir) if sweep.data_dir else None)
     root, origin = data.resolve_data_root(data_dir)
+    ensure_data(tasks, root, origin, args)
     out = args.out or sweep.out or DEFAULT_OUT
     store = ResultStore(args.store or sweep.store)
     options = RunOptions(store=store, out_dir=out, data_root=root, data_origin=origin,

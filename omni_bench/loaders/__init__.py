@@ -5,6 +5,7 @@
 (``Quantity``) and puts charge and spin in ``Atoms.info``. ``PARAMS`` lists the parameters it accepts.
 """
 
+import csv
 from pathlib import Path
 
 from ..errors import OmniBenchError
@@ -16,3 +17,14 @@ def find_file(files: dict[str, Path], name: str, loader: str) -> Path:
         if Path(rel).name == name:
             return path
     raise OmniBenchError(f"loader {loader} needs {name} in dataset.files")
+
+
+
+def read_table(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV file; leading '#' lines (a shipped table's provenance header) are skipped."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        lines = fh.readlines()
+    header = 0
+    while header < len(lines) and lines[header].startswith("#"):
+        header += 1
+    return [(header + i + 2, row) for i, row in enumerate(csv.DictReader(lines[header:]))]

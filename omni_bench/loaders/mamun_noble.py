@@ -8,8 +8,9 @@ Reactions travel in ``meta['reactions']`` of their adsorbate+slab item, so a ``-
 reactions whose structures it computed: the items are ordered gases, then per metal the slab and its
 adsorbates.
 
-Each structure carries ``atoms.info['ref_energy:BEEF-vdW']`` (eV, absolute Quantum ESPRESSO energy) for
-validation with the tabulated model; fixed atoms (the bottom two layers) come from the data's FixAtoms.
+Structures come from the file's ``_structures`` (ASE-database JSON per hash), as upstream stores them. Each
+carries ``atoms.info['ref_energy:BEEF-vdW']`` (eV, absolute Quantum ESPRESSO energy) for validation with the
+tabulated model; fixed atoms (the bottom two layers) come from the data's FixAtoms.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import io
 import json
 from pathlib import Path
 
-import numpy as np
 from ase import Atoms
 from ase.io import read
 
@@ -29,16 +29,13 @@ from . import find_file
 PARAMS: dict = {}
 REF_ENERGY_KEY = "ref_energy:BEEF-vdW"
 _REACTIONS_FILE = "Mamun_noble_C1_subset_adsorption.json"
-_STRUCTURES_FILE = "mamun_noble_subset_structures.extxyz"
 
 
 def load(files: dict[str, Path], params: dict) -> list[Item]:
     reactions_path = find_file(files, _REACTIONS_FILE, "mamun_noble")
-    structures_path = find_file(files, _STRUCTURES_FILE, "mamun_noble")
     data = json.loads(reactions_path.read_text())
     if "_structures" not in data:
         raise OmniBenchError(f"{reactions_path}: no '_structures' field")
-    extxyz = {a.info["hash"]: a for a in read(structures_path, ":")}
 
     structures: dict[str, Item] = {}  # by hash, in the order items are returned
     gases: dict[str, Item] = {}
@@ -55,7 +52,7 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
             digest = term["ref"]
             item = structures.get(digest)
             if item is None:
-                atoms = _structure(data["_structures"], digest, extxyz, float(term["energy_ref"]), where)
+                atoms = _structure(data["_structures"], digest, float(term["energy_ref"]), where)
                 kind = "gas" if species.endswith("gas") else "slab" if species == "star" else "adslab"
                 item_id = f"gas/{species}" if kind == "gas" else f"{prefix}/{species}"
                 item = Item(id=item_id, structures={kind: atoms}, meta={"kind": kind, "hash": digest})
@@ -89,21 +86,12 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
     return items
 
 
-
-
-def _structure(db_texts: dict, digest: str, extxyz: dict[str, Atoms], energy: float, where: str) -> Atoms:
-    """The structure from the CatBench ASE-db JSON, checked against the extxyz copy (geometry, constraint,
-    energy), because the two files were written by different tools."""
-    if digest not in db_texts or digest not in extxyz:
-        raise OmniBenchError(f"{where}: structure {digest} missing from _structures or the extxyz file")
+def _structure(db_texts: dict, digest: str, energy: float, where: str) -> Atoms:
+    """The structure from the CatBench ASE-db JSON."""
+    if digest not in db_texts:
+        raise OmniBenchError(f"{where}: structure {digest} missing from _structures")
     atoms = read(io.StringIO(db_texts[digest]), format="json")
-    twin = extxyz[digest]
-    same = (len(atoms) == len(twin) and (atoms.numbers == twin.numbers).all()
-            and np.allclose(atoms.positions, twin.positions, atol=1e-6) and np.allclose(atoms.cell, twin.cell))
-    if not same or _fixed(atoms) != _fixed(twin):
-        raise OmniBenchError(f"{where}: structure {digest} differs between _structures and the extxyz file")
-    if abs(float(twin.info["REF_energy"]) - energy) > 1e-6:
-        raise OmniBenchError(f"{where}: energy_ref of {digest} differs from REF_energy in the extxyz file")
+    _fixed(atoms)  # only FixAtoms constraints are expected
     atoms.info = {REF_ENERGY_KEY: energy, "charge": 0, "spin": 1}
     return atoms
 

@@ -1,54 +1,54 @@
 """MOR41: 41 closed-shell reactions of transition-metal complexes (Dohm et al., JCTC 14, 2596 (2018)).
 
-Items are the 95 molecules of ``mor41_molecules.extxyz`` (Angstrom; all neutral singlets); the reactions of
-``reactions.csv`` (``n*NAME`` terms joined by `` + ``, E_rxn = products - reactants, kcal/mol) travel in
-``Item.meta`` for the ``reaction_energy`` protocol. ``species_aliases`` maps a name used in the reactions to
-the molecule's name in the structures file: reaction 41 lists ``ED41``, whose structure is ``EDPR41``.
+Items are the 95 molecules listed as ``<structures>/<name>/coord`` (TURBOMOLE coord files as upstream stores
+them, read into Angstrom; all neutral singlets); the reactions of the ``reactions`` table (shipped beside the
+task file: ``n*NAME`` terms joined by `` + ``, E_rxn = products - reactants, kcal/mol) travel in ``Item.meta``
+for the ``reaction_energy`` protocol. ``species_aliases`` maps a name used in the reactions to the molecule's
+name in the structures: reaction 41 lists ``ED41``, whose structure is ``EDPR41``.
 """
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
-
-from ase.io import read
 
 from ..errors import OmniBenchError
 from ..items import Item, Quantity
 from ..protocols.reaction_energy import Reaction, molecule_items
+from . import read_table
+from ._turbomole import listed_molecules, read_coord
 
 PARAMS = {
-    "structures": "MOR41/mor41_molecules.extxyz",
-    "reactions": "MOR41/reactions.csv",
+    "structures": "MOR41/geometries",
+    "reactions": "mor41-reactions.csv",
     "species_aliases": {"ED41": "EDPR41"},
 }
 
 
 def load(files: dict[str, Path], params: dict) -> list[Item]:
     params = {**PARAMS, **params}
-    structures, table = _file(files, params, "structures"), _file(files, params, "reactions")
+    if params["reactions"] not in files:
+        raise OmniBenchError(f"dataset.params.reactions: {params['reactions']} is not among the task's "
+                             "dataset.tables or dataset.files")
     molecules = {}
-    for atoms in read(structures, index=":", format="extxyz"):
-        name = str(atoms.info["name"])
-        atoms.info = {"name": name, "charge": int(atoms.info.get("charge", 0)),
-                      "spin": int(atoms.info.get("spin_multiplicity", 1))}
+    for name, path in listed_molecules(files, params["structures"], "mor41").items():
+        atoms = read_coord(path)
+        atoms.info = {"name": name, "charge": 0, "spin": 1}
         molecules[name] = atoms
     aliases = params["species_aliases"] or {}
     reactions = []
-    with open(table, newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            where = f"{params['reactions']}: reaction {row.get('reaction_id')}"
-            stoichiometry: dict[str, float] = {}
-            for side, sign in (("reactants", -1.0), ("products", 1.0)):
-                for name, coefficient in _terms(row.get(side) or "", where):
-                    name = aliases.get(name, name)
-                    stoichiometry[name] = stoichiometry.get(name, 0.0) + sign * coefficient
-            try:
-                reference = Quantity(float(row["ref_energy_kcal_mol"]), "kcal/mol")
-            except (KeyError, TypeError, ValueError):
-                raise OmniBenchError(f"{where}: field 'ref_energy_kcal_mol' is not a number") from None
-            reactions.append(Reaction(row["reaction_id"], stoichiometry, reference,
-                                      {"reaction_type": row.get("reaction_type", "")}))
+    for _, row in read_table(files[params["reactions"]]):
+        where = f"{params['reactions']}: reaction {row.get('reaction_id')}"
+        stoichiometry: dict[str, float] = {}
+        for side, sign in (("reactants", -1.0), ("products", 1.0)):
+            for name, coefficient in _terms(row.get(side) or "", where):
+                name = aliases.get(name, name)
+                stoichiometry[name] = stoichiometry.get(name, 0.0) + sign * coefficient
+        try:
+            reference = Quantity(float(row["ref_energy_kcal_mol"]), "kcal/mol")
+        except (KeyError, TypeError, ValueError):
+            raise OmniBenchError(f"{where}: field 'ref_energy_kcal_mol' is not a number") from None
+        reactions.append(Reaction(row["reaction_id"], stoichiometry, reference,
+                                  {"reaction_type": row.get("reaction_type", "")}))
     return molecule_items(molecules, reactions, params["reactions"])
 
 
@@ -65,9 +65,3 @@ def _terms(side: str, where: str) -> list[tuple[str, float]]:
             raise OmniBenchError(f"{where}: term {term.strip()!r} is not COEFFICIENT*NAME")
         terms.append((name.strip(), value))
     return terms
-
-
-def _file(files: dict[str, Path], params: dict, key: str) -> Path:
-    if params[key] not in files:
-        raise OmniBenchError(f"dataset.params.{key}: {params[key]} is not among the task's dataset.files")
-    return files[params[key]]

@@ -1,62 +1,63 @@
 """ROST61: 61 reactions of open-shell transition-metal complexes (Maurer et al., JCTC 17, 6134 (2021)).
 
-Items are the 150 molecules ``m1``..``m150`` of ``rost61_molecules.extxyz`` (Angstrom) with their charge
-(-2..+2) and spin multiplicity (number of unpaired electrons + 1) in ``Atoms.info``; the reactions of
-``reactions.csv`` (``coef*mN`` terms, reactants negative, E_rxn = sum(coef * E), kcal/mol) travel in
-``Item.meta`` for the ``reaction_energy`` protocol.
+Items are the 150 molecules ``m1``..``m150``, each listed as ``<structures>/mN/coord`` (TURBOMOLE coord, read
+into Angstrom) beside ``.CHRG`` (charge, -2..+2) and ``.UHF`` (number of unpaired electrons), as upstream
+stores them; charge and spin multiplicity (unpaired electrons + 1) go in ``Atoms.info``. The reactions of the
+``reactions`` table (shipped beside the task file: ``coef*mN`` terms, reactants negative, E_rxn =
+sum(coef * E), kcal/mol) travel in ``Item.meta`` for the ``reaction_energy`` protocol.
 """
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
-
-from ase.io import read
 
 from ..errors import OmniBenchError
 from ..items import Item, Quantity
 from ..protocols.reaction_energy import Reaction, molecule_items
+from . import read_table
+from ._turbomole import listed_molecules, read_coord
 
-PARAMS = {"structures": "ROST61/rost61_molecules.extxyz", "reactions": "ROST61/reactions.csv"}
+PARAMS = {"structures": "ROST61", "reactions": "rost61-reactions.csv"}
 
 
 def load(files: dict[str, Path], params: dict) -> list[Item]:
     params = {**PARAMS, **params}
-    for key in ("structures", "reactions"):
-        if params[key] not in files:
-            raise OmniBenchError(f"dataset.params.{key}: {params[key]} is not among the task's dataset.files")
+    if params["reactions"] not in files:
+        raise OmniBenchError(f"dataset.params.reactions: {params['reactions']} is not among the task's "
+                             "dataset.tables or dataset.files")
     molecules = {}
-    for atoms in read(files[params["structures"]], index=":", format="extxyz"):
-        name = str(atoms.info.get("name"))
-        try:
-            charge, n_unpaired = int(atoms.info["charge"]), int(atoms.info["n_unpaired"])
-        except (KeyError, TypeError, ValueError):
-            raise OmniBenchError(f"{params['structures']}: molecule {name} lacks integer 'charge' and "
-                                 f"'n_unpaired'") from None
-        multiplicity = n_unpaired + 1
-        if "spin_multiplicity" in atoms.info and int(atoms.info["spin_multiplicity"]) != multiplicity:
-            raise OmniBenchError(f"{params['structures']}: molecule {name} has spin_multiplicity "
-                                 f"{atoms.info['spin_multiplicity']} but n_unpaired {n_unpaired}")
+    for name, path in listed_molecules(files, params["structures"], "rost61").items():
+        atoms = read_coord(path)
+        charge, n_unpaired = (_integer(files, f"{params['structures']}/{name}/{kind}") for kind in (".CHRG", ".UHF"))
         if (sum(atoms.numbers) - charge - n_unpaired) % 2:
-            raise OmniBenchError(f"{params['structures']}: molecule {name}: {n_unpaired} unpaired electrons "
-                                 f"are impossible with charge {charge:+d}")
-        atoms.info = {"name": name, "charge": charge, "spin": multiplicity}
+            raise OmniBenchError(f"{params['structures']}/{name}: {n_unpaired} unpaired electrons are impossible "
+                                 f"with charge {charge:+d}")
+        atoms.info = {"name": name, "charge": charge, "spin": n_unpaired + 1}
         molecules[name] = atoms
     reactions = []
-    with open(files[params["reactions"]], newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            where = f"{params['reactions']}: reaction {row.get('reaction_id')}"
-            try:
-                stoichiometry: dict[str, float] = {}
-                for term in (row["stoichiometry"] or "").split():
-                    coefficient, name = term.split("*")
-                    stoichiometry[name] = stoichiometry.get(name, 0.0) + float(coefficient)
-                reference = Quantity(float(row["ref_energy_kcal_mol"]), "kcal/mol")
-                reaction_id = f"ROST61_{int(row['reaction_id']):02d}"
-            except (KeyError, TypeError, ValueError):
-                raise OmniBenchError(f"{where}: 'reaction_id' must be an integer, 'stoichiometry' "
-                                     f"coef*NAME terms and 'ref_energy_kcal_mol' a number") from None
-            if not stoichiometry:
-                raise OmniBenchError(f"{where}: empty stoichiometry")
-            reactions.append(Reaction(reaction_id, stoichiometry, reference))
+    for _, row in read_table(files[params["reactions"]]):
+        where = f"{params['reactions']}: reaction {row.get('reaction_id')}"
+        try:
+            stoichiometry: dict[str, float] = {}
+            for term in (row["stoichiometry"] or "").split():
+                coefficient, name = term.split("*")
+                stoichiometry[name] = stoichiometry.get(name, 0.0) + float(coefficient)
+            reference = Quantity(float(row["ref_energy_kcal_mol"]), "kcal/mol")
+            reaction_id = f"ROST61_{int(row['reaction_id']):02d}"
+        except (KeyError, TypeError, ValueError):
+            raise OmniBenchError(f"{where}: 'reaction_id' must be an integer, 'stoichiometry' "
+                                 f"coef*NAME terms and 'ref_energy_kcal_mol' a number") from None
+        if not stoichiometry:
+            raise OmniBenchError(f"{where}: empty stoichiometry")
+        reactions.append(Reaction(reaction_id, stoichiometry, reference))
     return molecule_items(molecules, reactions, params["reactions"])
+
+
+def _integer(files: dict[str, Path], rel: str) -> int:
+    """The integer in a listed one-number file (.CHRG, .UHF)."""
+    if rel not in files:
+        raise OmniBenchError(f"loader rost61: dataset.files must list {rel} beside its coord file")
+    try:
+        return int(files[rel].read_text().split()[0])
+    except (IndexError, ValueError):
+        raise OmniBenchError(f"{rel}: expected one integer, found {files[rel].read_text()[:40]!r}") from None

@@ -1,8 +1,9 @@
 """X23 molecular crystals (Della Pia et al. DMC geometries): a crystal and its isolated molecule per system.
 
-Files (relative to the data root): ``X23_DMC/lattice_energies_dmc.csv`` and the solid and molecule POSCARs
-it names; optionally ``X23_DFT_functionals/x23_vasp_energies.csv`` (VASP single points of 17 functionals on
-the same geometries). When that file is listed:
+Files: the table ``x23-lattice-energies-dmc.csv`` (shipped beside the task file) and the solid and molecule
+POSCARs it names, under ``params.structures`` in the data root (default ``X23_DMC``); optionally the table
+``x23-vasp-energies.csv`` (VASP single points of 17 functionals on the same geometries, parsed from the
+upstream OUTCARs by scripts/x23_vasp_table.py). When that table is listed:
 
 - every structure carries its DFT total energy as ``atoms.info['ref_energy:<functional>']`` (eV), so the
   tabulated model reproduces each functional's published lattice energies;
@@ -20,7 +21,6 @@ for succinic acid, but its POSCAR holds 8 molecules (the CSV has the corrected 8
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from pathlib import Path
 
@@ -30,11 +30,12 @@ from ase.io import read
 from .. import units
 from ..errors import OmniBenchError, did_you_mean
 from ..items import Item, Quantity
+from . import read_table
 
-PARAMS = {"reference": "DMC"}
+PARAMS = {"reference": "DMC", "structures": "X23_DMC"}
 
-DMC_TABLE = "lattice_energies_dmc.csv"
-DFT_TABLE = "x23_vasp_energies.csv"
+DMC_TABLE = "x23-lattice-energies-dmc.csv"
+DFT_TABLE = "x23-vasp-energies.csv"
 #: unit of the lattice energies in both tables' reference columns
 LATTICE_UNIT = "kJ/mol/molecule"
 
@@ -52,8 +53,8 @@ def find_file(files: dict[str, Path], name: str, required: bool = True) -> tuple
 
 
 def load(files: dict[str, Path], params: dict) -> list[Item]:
-    table_rel, table_path = find_file(files, DMC_TABLE)
-    folder = Path(table_rel).parent
+    _, table_path = find_file(files, DMC_TABLE)
+    folder = Path(params.get("structures", PARAMS["structures"]))
     dft = find_file(files, DFT_TABLE, required=False)
     dft_energies = read_dft_energies(dft[1]) if dft else {}
     reference = params.get("reference", "DMC")
@@ -66,28 +67,27 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
                                  f"{did_you_mean(reference, functionals)}; known: DMC, {', '.join(functionals)}")
 
     items = []
-    with open(table_path, newline="") as fh:
-        for line, row in enumerate(csv.DictReader(fh), start=2):
-            where = f"{table_path}:{line}"
-            solid = read_structure(files, folder / row["solid_poscar"], periodic=True)
-            molecule = read_structure(files, folder / row["molecule_poscar"], periodic=False)
-            n_molecules = check_molecule_count(solid, molecule, int(row["n_molecules_in_cell"]), where)
-            number = row["system_id"][:2]
-            if dft_energies:
-                attach_dft_energies(solid, molecule, dft_energies, number, where)
-            if reference == "DMC":
-                lattice_energy = Quantity(float(row["E_latt_DMC_kJ_mol"]), LATTICE_UNIT)
-            else:
-                per_molecule = (solid.info[f"ref_energy:{reference}"] / n_molecules
-                                - molecule.info[f"ref_energy:{reference}"])
-                lattice_energy = Quantity(units.convert(per_molecule, "eV/molecule", LATTICE_UNIT), LATTICE_UNIT)
-            items.append(Item(
-                id=row["system_id"],
-                structures={"solid": solid, "molecule": molecule},
-                reference={"lattice_energy": lattice_energy},
-                meta={"name": row["name"], "n_molecules": n_molecules,
-                      "dmc_error_bar": Quantity(float(row["E_latt_DMC_err_kJ_mol"]), LATTICE_UNIT)},
-            ))
+    for line, row in read_table(table_path):
+        where = f"{table_path}:{line}"
+        solid = read_structure(files, folder / row["solid_poscar"], periodic=True)
+        molecule = read_structure(files, folder / row["molecule_poscar"], periodic=False)
+        n_molecules = check_molecule_count(solid, molecule, int(row["n_molecules_in_cell"]), where)
+        number = row["system_id"][:2]
+        if dft_energies:
+            attach_dft_energies(solid, molecule, dft_energies, number, where)
+        if reference == "DMC":
+            lattice_energy = Quantity(float(row["E_latt_DMC_kJ_mol"]), LATTICE_UNIT)
+        else:
+            per_molecule = (solid.info[f"ref_energy:{reference}"] / n_molecules
+                            - molecule.info[f"ref_energy:{reference}"])
+            lattice_energy = Quantity(units.convert(per_molecule, "eV/molecule", LATTICE_UNIT), LATTICE_UNIT)
+        items.append(Item(
+            id=row["system_id"],
+            structures={"solid": solid, "molecule": molecule},
+            reference={"lattice_energy": lattice_energy},
+            meta={"name": row["name"], "n_molecules": n_molecules,
+                  "dmc_error_bar": Quantity(float(row["E_latt_DMC_err_kJ_mol"]), LATTICE_UNIT)},
+        ))
     return items
 
 
@@ -119,14 +119,13 @@ def check_molecule_count(solid: Atoms, molecule: Atoms, listed: int, where: str)
 def read_dft_energies(path: Path) -> dict[str, dict[str, dict[str, tuple[int, float]]]]:
     """{system number: {functional: {phase: (n_atoms, energy in eV)}}} from the VASP table."""
     table: dict[str, dict[str, dict[str, tuple[int, float]]]] = {}
-    with open(path, newline="") as fh:
-        for line, row in enumerate(csv.DictReader(fh), start=2):
-            phase = {"solid": "solid", "gas": "molecule"}.get(row["phase"])
-            if phase is None:
-                raise OmniBenchError(f"{path}:{line}: field 'phase' is {row['phase']!r}, expected solid or gas")
-            per_phase = table.setdefault(row["system"][:2], {}).setdefault(row["functional"], {})
-            # energy(sigma->0) is the total energy; for these insulators it equals TOTEN.
-            per_phase[phase] = (int(row["n_atoms"]), float(row["energy_sigma0_eV"]))
+    for line, row in read_table(path):
+        phase = {"solid": "solid", "gas": "molecule"}.get(row["phase"])
+        if phase is None:
+            raise OmniBenchError(f"{path}:{line}: field 'phase' is {row['phase']!r}, expected solid or gas")
+        per_phase = table.setdefault(row["system"][:2], {}).setdefault(row["functional"], {})
+        # energy(sigma->0) is the total energy; for these insulators it equals TOTEN.
+        per_phase[phase] = (int(row["n_atoms"]), float(row["energy_sigma0_eV"]))
     return table
 
 
