@@ -20,6 +20,9 @@ import sys
 import traceback
 from typing import Any
 
+import numpy as np
+from ase.calculators.calculator import all_properties
+
 from . import wire
 
 
@@ -84,6 +87,7 @@ class Worker:
     def calculate(self, request: dict[str, Any]) -> dict[str, Any]:
         atoms = wire.atoms_from_message(request["atoms"])
         self._set(request.get("parameters") or {})
+        self.calc.reset()  # every request is a new structure: omni-bench keeps the results of the last one itself
         for name in request.get("properties") or ["energy"]:
             self.calc.get_property(name, atoms)
         return {"results": exportable(self.calc.results)}
@@ -94,15 +98,15 @@ class Worker:
         if self.batch is not None:
             values = self.batch.energies(structures)
         else:
-            values = [self.calc.get_potential_energy(atoms) for atoms in structures]
+            values = []
+            for atoms in structures:
+                self.calc.reset()
+                values.append(self.calc.get_potential_energy(atoms))
         return {"energies": [float(v) for v in values]}
 
 
 def exportable(results: dict[str, Any]) -> dict[str, Any]:
     """The calculator's results that ASE knows by name, as floats and float arrays."""
-    import numpy as np
-    from ase.calculators.calculator import all_properties
-
     out = {}
     for name, value in results.items():
         if name not in all_properties:

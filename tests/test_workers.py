@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from ase.build import bulk, molecule
+from ase.build import bulk
 
 from omni_bench import cli
 from omni_bench.errors import OmniBenchError
@@ -68,7 +68,8 @@ def test_wire_round_trip_is_bit_exact_and_refuses_what_is_not_data():
                      "n": np.int32(7)})
     got = wire.receive(right)
     back = wire.atoms_from_message(got["atoms"])
-    assert back.positions.tobytes() == atoms.positions.tobytes() and back.cell.array.tobytes() == atoms.cell.array.tobytes()
+    assert back.positions.tobytes() == atoms.positions.tobytes()
+    assert back.cell.array.tobytes() == atoms.cell.array.tobytes()
     assert list(back.pbc) == [True] * 3 and back.info == {"charge": -1, "spin": 2, "name": "Cu2"}
     assert np.isnan(got["e"]) and got["f32"].dtype == np.float64 and got["n"] == 7
     with pytest.raises(TypeError):

@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..models import environments
     from ..models.registry import builtin_cards, find_card
+    from ..reporting.text import plain_table
 
     if args.env_command == "create":
         if args.model:
@@ -31,10 +32,9 @@ def run(args) -> int:
         python = environments.create(args.name, cards, args.python, args.quiet)
         print(f"environment {args.name!r} ready: {python}  (cards: {', '.join(c.name for c in cards)})")
         return 0
-    print(f"environments folder: {environments.envs_root()}  (${environments.ENVS_VARIABLE} to move it)")
-    for env in environments.environments():
-        state = "ready" if env["exists"] else "not created (omni-bench env create " + env["name"] + ")"
-        made_for = ", ".join(env["manifest"].get("cards", [])) or "-"
-        print(f"{env['name']:<12} {state:<40} made for: {made_for:<30} used by built-in cards: "
-              f"{', '.join(env['cards']) or '-'}")
+    print(f"environments folder: {environments.envs_root()}  (${environments.ENVS_VARIABLE} moves it)")
+    rows = [[env["name"], "ready" if env["exists"] else "missing: omni-bench env create " + env["name"],
+             ", ".join(env["manifest"].get("cards", [])) or "-", ", ".join(env["cards"]) or "-"]
+            for env in environments.environments()]
+    print(plain_table(["name", "state", "made for", "named by built-in cards"], rows))
     return 0
