@@ -144,7 +144,7 @@ def test_a_model_hanging_inside_its_worker_is_cut_by_the_item_timeout(tmp_path):
 
 
 def _card(tmp_path: Path, **fields) -> Path:
-    card = {"name": "emt-elsewhere", "description": "EMT in a worker", "factory": "ase.calculators.emt:EMT",
+    card = {"name": "emt-elsewhere", "description": "EMT in a worker", "factory": "omni_bench.models.factories:emt",
             "level_of_theory": "EMT", "trained_with_dispersion": False, "packages": ["ase"], **fields}
     path = tmp_path / "card.yaml"
     path.write_text(yaml.safe_dump(card))
@@ -215,3 +215,10 @@ def test_every_zoo_card_says_where_it_runs_and_how_to_get_its_weights():
         assert all(info.level_of_theory for info in card.channels.values())
     assert find_card("mace-dac-1").in_domain == ["golddac"] and find_card("7net-0").in_domain == []
     assert list(find_card("uma-s-1p1").channels) == ["omat", "omol", "oc20", "odac", "omc"]
+
+
+def test_a_model_that_cannot_be_built_in_its_worker_is_one_clear_error(tmp_path):
+    card = _card(tmp_path, python=sys.executable, args={"no_such_argument": 1})
+    with pytest.raises(OmniBenchError, match=r"model emt-elsewhere: omni_bench.models.factories:emt\(\*\*\{'no_such_"
+                                             r"argument': 1.*failed in python .*TypeError: .*no_such_argument"):
+        run_here(tmp_path, str(card), limit=1, isolate=False)
