@@ -74,11 +74,6 @@ class ModelCard:
     weights_packages: list[str] = field(default_factory=list)
 
     @property
-    def runs_in_worker(self) -> bool:
-        """Whether the model runs in its own interpreter rather than in omni-bench's."""
-        return bool(self.python or self.environment)
-
-    @property
     def package_names(self) -> list[str]:
         """The distribution names of ``packages`` (which may carry pins for ``env create``)."""
         return [requirement_name(p) for p in self.packages]
