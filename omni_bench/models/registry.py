@@ -118,7 +118,7 @@ def resolve_models(specs: list[str], channels: list[str] | None = None,
                     f"model {card.name}{'@' + channel if channel else ''}: +d3 needs a D3 functional in the card "
                     "(d3_functional); this level of theory either includes dispersion already or has no D3 "
                     "parameters")
-            variants.append(ModelVariant(card, channel, d3, {**card.args, **extra_args}, isolate))
+            variants.append(ModelVariant(card, channel, d3, {**card.args, **extra_args}, isolate=isolate))
     return variants
 
 
