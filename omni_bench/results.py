@@ -94,11 +94,12 @@ def write(out_dir: Path, label: str, task: TaskSpec, record: dict[str, Any], ent
 def record(*, label: str, fingerprint_id: str, fingerprint: dict, card_source: str, task: TaskSpec,
            data_root: str | None, config: dict, device: str,
            wall_s: float, computed: int, cached: int, n_items: int, failures: list[dict],
-           notes: dict[str, int], metrics: dict[str, dict]) -> dict[str, Any]:
+           notes: dict[str, int], metrics: dict[str, dict], card: dict | None = None) -> dict[str, Any]:
     return {
         "omni_bench_version": __version__,
         "model": {"label": label, "fingerprint_id": fingerprint_id, "fingerprint": fingerprint,
                   "card": card_source},
+        "card": card or {"source": card_source},
         "task": {
             "name": task.name, "version": task.version, "file_sha256": task_file_sha256(task),
             "level_of_theory": task.level_of_theory, "citation": task.citation, "units": task.units,

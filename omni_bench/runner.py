@@ -333,6 +333,7 @@ def _summarise(variant, fid, fp, task: PreparedTask, protocol, options: RunOptio
         notes = Counter(n for s in stored.values() for n in s.notes)
         record = results.record(
             label=variant.label, fingerprint_id=fid, fingerprint=fp, card_source=variant.card.source,
+            card=variant.card.summary(),
             task=task.spec, data_root=str(options.data_root) if task.spec.files else None,
             config={"device": options.device, "limit": options.limit, "rerun": options.rerun,
                     "store": str(options.store.path), "inputs_hash": inputs_hash(task.spec, task.params),

@@ -49,3 +49,42 @@ class _Hanging(_Wrapped):
 def hanging_emt(hang_for: str) -> Calculator:
     """EMT that never returns for one formula: the run must record a timeout and go on."""
     return _Hanging(hang_for)
+
+
+class _Logging(_Wrapped):
+    """EMT that appends a line per computed structure to a file: tests count how often each was computed."""
+
+    def __init__(self, log: str, delay: float):
+        super().__init__(delay=delay)
+        self.log = log
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        with open(self.log, "a") as out:
+            out.write(f"{self.atoms.get_chemical_formula()} {self.atoms.positions.sum():.10f}\n")
+
+
+def logging_emt(log: str, delay: float = 0.0) -> Calculator:
+    return _Logging(log, delay)
+
+
+class _Crashing(_Wrapped):
+    def __init__(self, crash_for: str, how: str):
+        super().__init__()
+        self.crash_for, self.how = crash_for, how
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        if atoms is not None and atoms.get_chemical_formula() == self.crash_for:
+            import ctypes
+            import os
+            import signal
+
+            if self.how == "segfault":
+                ctypes.string_at(0)  # reads address 0: SIGSEGV, the way a bug in compiled model code dies
+            os.kill(os.getpid(), signal.SIGABRT)
+        super().calculate(atoms, properties, system_changes)
+
+
+def crashing_emt(crash_for: str, how: str = "segfault") -> Calculator:
+    """EMT whose process dies (segfault or abort) on one formula: only a worker process survives that."""
+    return _Crashing(crash_for, how)

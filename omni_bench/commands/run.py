@@ -34,6 +34,9 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--item-timeout", type=float, metavar="SECONDS",
                      help="record an item as failed when it takes longer than this")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--isolate", action="store_true",
+                     help="run in-process models in a worker process: a segfault, abort or kill for memory fails "
+                          "the item in flight instead of the run (models with their own environment always are)")
     run.add_argument("--threads", type=int, metavar="N",
                      help="CPU threads for the model (torch and OpenMP); default: the libraries' choice, usually "
                           "every core, which is slower than 1 on a machine that is busy with other work")
@@ -98,7 +101,7 @@ def run(args) -> int:
     if args.threads is not None:
         limit_threads(args.threads)
     tasks = task_registry.select(args.task, args.suite, args.tasks_dir)
-    variants = resolve_models(args.model, args.channel, args.model_arg)
+    variants = resolve_models(args.model, args.channel, args.model_arg, isolate=args.isolate)
     root, origin = data.resolve_data_root(args.data_dir)
     ensure_data(tasks, root, origin, args)
     store = ResultStore(args.store)

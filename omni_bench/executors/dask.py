@@ -32,9 +32,10 @@ from ..errors import ItemTimeout, OmniBenchError
 from ..items import Item
 from ..models.batched import default_batch_atoms
 from ..models.factories import resolve_device
-from ..models.fingerprint import fingerprint, fingerprint_id, package_versions
+from ..models.fingerprint import fingerprint, fingerprint_id, model_packages
 from ..models.loaded import LoadedModel
 from ..models.registry import ModelVariant
+from ..models.worker import worker_environment
 from ..runner import (
     ItemResult,
     PreparedTask,
@@ -170,9 +171,9 @@ def worker_model(variant: ModelVariant, fid: str, device: str,
 
 
 def _check_packages(variant: ModelVariant, expected: dict[str, str]) -> None:
-    found = package_versions(list(expected))
+    found = model_packages(variant, worker_environment(variant.card))
     different = [f"{name} {found[name]} (client: {version})" for name, version in expected.items()
-                 if found[name] != version]
+                 if found.get(name) != version]
     if different:
         raise OmniBenchError(f"worker {socket.gethostname()} has {', '.join(different)} for {variant.label}: its "
                              "results would be stored under the client's model fingerprint; install the same "

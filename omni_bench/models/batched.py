@@ -32,6 +32,11 @@ CPU_BATCH_ATOMS = 128
 GPU_BATCH_ATOMS = 4096
 
 
+class AbandonBatches(Exception):
+    """The evaluator cannot go on (its worker process died): splitting the batch would only start new workers
+    to crash again, so every structure is left to the ASE path, where a crash fails only its own item."""
+
+
 def default_batch_atoms(device: str) -> int:
     return GPU_BATCH_ATOMS if device.startswith("cuda") else CPU_BATCH_ATOMS
 
@@ -49,6 +54,9 @@ class BatchedEvaluator(Protocol):
 def evaluator_for(calc: Calculator) -> BatchedEvaluator | None:
     """The batched evaluator for this calculator, or None for the ASE path. Looks only at packages that are
     already imported (building the calculator imported them), so it imports no model package itself."""
+    worker = sys.modules.get("omni_bench.models.worker")
+    if worker is not None and type(calc) is worker.WorkerCalculator:
+        return worker.WorkerBatch(calc)
     sevenn_calculator = sys.modules.get("sevenn.calculator")
     if sevenn_calculator is not None and type(calc) is sevenn_calculator.SevenNetCalculator:
         return SevenNetBatch(calc)
@@ -164,7 +172,7 @@ def _evaluate_batch(evaluator: BatchedEvaluator, structures: Sequence[Atoms], po
         energies = evaluator.energies([structures[p] for p in positions])
         if len(energies) != len(positions):
             raise RuntimeError(f"{evaluator.name} returned {len(energies)} energies for {len(positions)} structures")
-    except ItemTimeout:  # --item-timeout: the caller gives up on the batches, splitting them would not help
+    except (ItemTimeout, AbandonBatches):  # the caller gives up on the batches: splitting them would not help
         raise
     except Exception as exc:  # out of memory, or one structure the network cannot take: split and retry
         _release_accelerator_memory()

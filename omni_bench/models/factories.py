@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from ase.calculators.calculator import Calculator
 
-
-def resolve_device(device: str = "auto") -> str:
-    """'auto' means CUDA when torch sees a GPU, else CPU."""
-    if device != "auto":
-        return device
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
+from omni_bench_worker.server import resolve_device  # noqa: F401  (one definition for both sides)
 
 
 def emt(device: str = "cpu") -> Calculator:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..data import sha256_file
 from .registry import ModelVariant
+from .worker import WorkerEnvironment, worker_environment
 
 
 def package_versions(names: list[str]) -> dict[str, str]:
@@ -31,15 +32,18 @@ def _version(name: str) -> str:
 
 
 def fingerprint(variant: ModelVariant) -> dict[str, Any]:
+    """For a model that runs in its own interpreter (``models/worker.py``), the checkpoint is found and the
+    package versions are read there, and the Python version is added; ``--isolate`` changes nothing."""
     card = variant.card
-    checkpoint = card.resolve_checkpoint()
+    environment = worker_environment(card)
+    checkpoint = card.resolve_checkpoint(environment.package_dirs if environment else None)
     arg_files = {
         key: sha256_file(Path(value))
         for key, value in variant.args.items()
         if isinstance(value, str) and len(value) < 4096 and Path(value).is_file()
     }
     channel = card.channel_info(variant.channel)
-    return {
+    fp = {
         "model": card.name,
         "factory": card.factory,
         "args": variant.args,
@@ -50,11 +54,24 @@ def fingerprint(variant: ModelVariant) -> dict[str, Any]:
         "level_of_theory": channel.level_of_theory,
         "d3": variant.d3,
         "d3_functional": channel.d3_functional if variant.d3 else None,
-        "packages": package_versions(["ase", *card.packages, *(["dftd3"] if variant.d3 else [])]),
+        "packages": model_packages(variant, environment),
     }
+    if environment is not None:
+        fp["python"] = environment.interpreter.python
+        fp["python_version"] = environment.python_version
+    return fp
+
+
+def model_packages(variant: ModelVariant, environment: WorkerEnvironment | None = None) -> dict[str, str]:
+    """Versions of ASE and the card's packages where the model runs, and of dftd3 here (D3 is added here)."""
+    names = ["ase", *variant.card.package_names]
+    if environment is None:
+        return package_versions([*names, *(["dftd3"] if variant.d3 else [])])
+    found = {name: environment.versions.get(name) or "not installed" for name in names}
+    return {**found, **(package_versions(["dftd3"]) if variant.d3 else {})}
 
 
 def fingerprint_id(fp: dict[str, Any]) -> str:
-    """Short stable id; the checkpoint path is left out so moving a file keeps its results."""
-    stable = {k: v for k, v in fp.items() if k != "checkpoint"}
+    """Short stable id; the checkpoint and interpreter paths are left out so moving a file keeps its results."""
+    stable = {k: v for k, v in fp.items() if k not in ("checkpoint", "python")}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]

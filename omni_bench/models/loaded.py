@@ -12,8 +12,6 @@ falls back to the ASE calculator for anything not prefetched.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import inspect
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -23,10 +21,13 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.calculators.mixing import SumCalculator
 
+from omni_bench_worker import server as worker_server
+
 from ..errors import OmniBenchError
-from .batched import BatchedEvaluator, evaluate, evaluator_for
+from .batched import AbandonBatches, BatchedEvaluator, evaluate, evaluator_for
 from .factories import dftd3_bj, resolve_device
 from .registry import ModelVariant
+from .worker import WorkerCalculator, WorkerProcess, interpreter_for, worker_environment
 
 CHARGE_SPIN_IGNORED = "charge/spin not passed: the model does not accept them"
 
@@ -36,15 +37,10 @@ class NonFiniteResult(RuntimeError):
 
 
 def import_factory(spec: str):
-    module_name, _, attr = spec.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise OmniBenchError(f"cannot import {module_name!r} for model factory {spec!r}: {exc}") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise OmniBenchError(f"module {module_name!r} has no {attr!r} (model factory {spec!r})") from None
+        return worker_server.import_factory(spec)
+    except (ImportError, AttributeError) as exc:
+        raise OmniBenchError(str(exc)) from None
 
 
 class LoadedModel:
@@ -77,23 +73,31 @@ class LoadedModel:
         return self._evaluator.name if self._evaluator else None
 
     def _build(self) -> Calculator:
+        """The model's calculator: built here, or in a worker process (``models/worker.py``) for a card that
+        names its own interpreter and for ``--isolate``."""
         card, variant = self.variant.card, self.variant
+        interpreter = interpreter_for(card, variant.isolate)
+        kwargs = self._factory_kwargs(None if interpreter is None else worker_environment(card))
+        if interpreter is not None:
+            process = WorkerProcess(interpreter, {"op": "load", "factory": card.factory, "kwargs": kwargs,
+                                                  "device": self.device}, variant.label)
+            return WorkerCalculator(process)
         factory = import_factory(card.factory)
-        checkpoint = card.resolve_checkpoint()
-        kwargs = {k: (str(checkpoint) if v == "{checkpoint}" else v) for k, v in variant.args.items()}
-        if variant.channel is not None:
-            kwargs[card.channel_arg] = variant.channel
-        try:
-            params = inspect.signature(factory).parameters
-            if "device" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
-                kwargs.setdefault("device", self.device)
-        except (TypeError, ValueError):
-            pass
+        kwargs = worker_server.with_device(factory, kwargs, self.device)
         try:
             return factory(**kwargs)
         except Exception as exc:  # any failure to build the model is the user's to fix, in one line
             raise OmniBenchError(f"model {variant.label}: {card.factory}(**{kwargs}) failed: "
                                  f"{type(exc).__name__}: {exc}") from None
+
+    def _factory_kwargs(self, environment) -> dict:
+        """The card's arguments with the checkpoint path filled in, plus the channel."""
+        card, variant = self.variant.card, self.variant
+        checkpoint = card.resolve_checkpoint(environment.package_dirs if environment else None)
+        kwargs = {k: (str(checkpoint) if v == "{checkpoint}" else v) for k, v in variant.args.items()}
+        if variant.channel is not None:
+            kwargs[card.channel_arg] = variant.channel
+        return kwargs
 
     def attach(self, atoms: Atoms) -> Atoms:
         """A copy of ``atoms`` ready for this model, with the calculator attached."""
@@ -142,7 +146,10 @@ class LoadedModel:
                 unique.setdefault(structure_key(prepared), prepared)
         if not unique:
             return
-        outcome = evaluate(self._evaluator, list(unique.values()), max_atoms)
+        try:
+            outcome = evaluate(self._evaluator, list(unique.values()), max_atoms)
+        except AbandonBatches:
+            return
         keys = list(unique)
         self._prefetched = {keys[position]: float(value) for position, value in outcome.energies.items()}
         self.evaluations["batch_failed"] += len(outcome.errors)

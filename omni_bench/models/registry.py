@@ -28,6 +28,9 @@ class ModelVariant:
     channel: str | None
     d3: bool = False
     args: dict[str, Any] = field(default_factory=dict)
+    #: run the model in a worker process of this interpreter (``--isolate``): a crash fails one item, not the
+    #: run. Results are the same as in-process, so they share the fingerprint and the stored items
+    isolate: bool = False
 
     @property
     def label(self) -> str:
@@ -99,7 +102,7 @@ def parse_model_arg(text: str) -> tuple[str, Any]:
 
 
 def resolve_models(specs: list[str], channels: list[str] | None = None,
-                   model_args: list[str] | None = None) -> list[ModelVariant]:
+                   model_args: list[str] | None = None, isolate: bool = False) -> list[ModelVariant]:
     """Expand every ``--model`` (with ``@channel`` and ``+d3``) and ``--channel`` into variants."""
     extra_args = dict(parse_model_arg(a) for a in model_args or [])
     variants: list[ModelVariant] = []
@@ -115,7 +118,7 @@ def resolve_models(specs: list[str], channels: list[str] | None = None,
                     f"model {card.name}{'@' + channel if channel else ''}: +d3 needs a D3 functional in the card "
                     "(d3_functional); this level of theory either includes dispersion already or has no D3 "
                     "parameters")
-            variants.append(ModelVariant(card, channel, d3, {**card.args, **extra_args}))
+            variants.append(ModelVariant(card, channel, d3, {**card.args, **extra_args}, isolate=isolate))
     return variants
 
 
