@@ -14,8 +14,8 @@ from pathlib import Path
 from ase.io import read
 
 from ..errors import OmniBenchError
-from ..items import Item, Quantity
-from ..protocols.reaction_energy import Reaction, molecule_items
+from ..items import Item
+from ..protocols.reaction_energy import Reaction, add_molecule, molecule_items, reference_value
 
 PARAMS = {
     "structures": "MOR41/mor41_molecules.extxyz",
@@ -27,28 +27,25 @@ PARAMS = {
 def load(files: dict[str, Path], params: dict) -> list[Item]:
     params = {**PARAMS, **params}
     structures, table = _file(files, params, "structures"), _file(files, params, "reactions")
-    molecules = {}
-    for atoms in read(structures, index=":", format="extxyz"):
+    molecules: dict = {}
+    for n, atoms in enumerate(read(structures, index=":", format="extxyz"), start=1):
         name = str(atoms.info["name"])
         atoms.info = {"name": name, "charge": int(atoms.info.get("charge", 0)),
                       "spin": int(atoms.info.get("spin_multiplicity", 1))}
-        molecules[name] = atoms
+        add_molecule(molecules, name, atoms, f"{params['structures']}: structure {n}")
     aliases = params["species_aliases"] or {}
     reactions = []
     with open(table, newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            where = f"{params['reactions']}: reaction {row.get('reaction_id')}"
+        for line, row in enumerate(csv.DictReader(fh), start=2):
+            where = f"{params['reactions']} row {line} (reaction {row.get('reaction_id')})"
             stoichiometry: dict[str, float] = {}
             for side, sign in (("reactants", -1.0), ("products", 1.0)):
                 for name, coefficient in _terms(row.get(side) or "", where):
                     name = aliases.get(name, name)
                     stoichiometry[name] = stoichiometry.get(name, 0.0) + sign * coefficient
-            try:
-                reference = Quantity(float(row["ref_energy_kcal_mol"]), "kcal/mol")
-            except (KeyError, TypeError, ValueError):
-                raise OmniBenchError(f"{where}: field 'ref_energy_kcal_mol' is not a number") from None
+            reference = reference_value(row, "ref_energy_kcal_mol", "kcal/mol", where)
             reactions.append(Reaction(row["reaction_id"], stoichiometry, reference,
-                                      {"reaction_type": row.get("reaction_type", "")}))
+                                      {"reaction_type": row.get("reaction_type", "")}, where))
     return molecule_items(molecules, reactions, params["reactions"])
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from ase.io import read
 
 from ..errors import OmniBenchError
-from ..items import Item, Quantity
-from ..protocols.reaction_energy import Reaction, molecule_items
+from ..items import Item
+from ..protocols.reaction_energy import Reaction, add_molecule, molecule_items, reference_value
 
 PARAMS = {"structures": "ROST61/rost61_molecules.extxyz", "reactions": "ROST61/reactions.csv"}
 
@@ -25,8 +25,8 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
     for key in ("structures", "reactions"):
         if params[key] not in files:
             raise OmniBenchError(f"dataset.params.{key}: {params[key]} is not among the task's dataset.files")
-    molecules = {}
-    for atoms in read(files[params["structures"]], index=":", format="extxyz"):
+    molecules: dict = {}
+    for n, atoms in enumerate(read(files[params["structures"]], index=":", format="extxyz"), start=1):
         name = str(atoms.info.get("name"))
         try:
             charge, n_unpaired = int(atoms.info["charge"]), int(atoms.info["n_unpaired"])
@@ -41,22 +41,22 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
             raise OmniBenchError(f"{params['structures']}: molecule {name}: {n_unpaired} unpaired electrons "
                                  f"are impossible with charge {charge:+d}")
         atoms.info = {"name": name, "charge": charge, "spin": multiplicity}
-        molecules[name] = atoms
+        add_molecule(molecules, name, atoms, f"{params['structures']}: structure {n}")
     reactions = []
     with open(files[params["reactions"]], newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            where = f"{params['reactions']}: reaction {row.get('reaction_id')}"
+        for line, row in enumerate(csv.DictReader(fh), start=2):
+            where = f"{params['reactions']} row {line} (reaction {row.get('reaction_id')})"
             try:
                 stoichiometry: dict[str, float] = {}
                 for term in (row["stoichiometry"] or "").split():
                     coefficient, name = term.split("*")
                     stoichiometry[name] = stoichiometry.get(name, 0.0) + float(coefficient)
-                reference = Quantity(float(row["ref_energy_kcal_mol"]), "kcal/mol")
                 reaction_id = f"ROST61_{int(row['reaction_id']):02d}"
             except (KeyError, TypeError, ValueError):
-                raise OmniBenchError(f"{where}: 'reaction_id' must be an integer, 'stoichiometry' "
-                                     f"coef*NAME terms and 'ref_energy_kcal_mol' a number") from None
+                raise OmniBenchError(f"{where}: 'reaction_id' must be an integer and 'stoichiometry' "
+                                     f"coef*NAME terms") from None
             if not stoichiometry:
-                raise OmniBenchError(f"{where}: empty stoichiometry")
-            reactions.append(Reaction(reaction_id, stoichiometry, reference))
+                raise OmniBenchError(f"{where}: field 'stoichiometry' is empty")
+            reference = reference_value(row, "ref_energy_kcal_mol", "kcal/mol", where)
+            reactions.append(Reaction(reaction_id, stoichiometry, reference, where=where))
     return molecule_items(molecules, reactions, params["reactions"])
