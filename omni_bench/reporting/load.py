@@ -210,5 +210,3 @@ def recomputed_metrics(result: TaskResult) -> dict[str, float]:
             out[label] = statistic(spec.statistic, rows["predicted"].to_numpy(float),
                                    rows["reference"].to_numpy(float))
     return out
-
-
