@@ -25,7 +25,8 @@ def _parser(modules: dict) -> argparse.ArgumentParser:
                         help="extra folder of task files (repeatable; also OMNI_BENCH_TASKS)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in modules.items():
-        module.add_arguments(sub.add_parser(name, help=module.HELP, description=module.HELP))
+        # argparse %-formats help strings (not descriptions): a literal '95%' must reach it as '95%%'
+        module.add_arguments(sub.add_parser(name, help=module.HELP.replace("%", "%%"), description=module.HELP))
     return parser
 
 
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except OmniBenchError as exc:
         print(f"omni-bench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into a reader that stopped (| head): nothing left to say
+        sys.stderr.close()
+        return 141
 
 
 if __name__ == "__main__":

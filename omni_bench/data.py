@@ -24,12 +24,18 @@ def default_data_root() -> Path:
 
 
 def resolve_data_root(cli_value: str | os.PathLike | None = None) -> tuple[Path, str]:
-    """The data root and where the setting came from (for messages and results files)."""
+    """The data root and where the setting came from (for messages and results files). It need not exist
+    yet (``data fetch`` creates it), but it must not be a file."""
     if cli_value:
-        return Path(cli_value).expanduser().resolve(), "--data-dir"
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV]).expanduser().resolve(), DATA_ENV
-    return default_data_root(), "default cache folder"
+        root, origin = Path(cli_value).expanduser().resolve(), "--data-dir"
+    elif os.environ.get(DATA_ENV):
+        root, origin = Path(os.environ[DATA_ENV]).expanduser().resolve(), DATA_ENV
+    else:
+        root, origin = default_data_root(), "default cache folder"
+    if root.exists() and not root.is_dir():
+        raise OmniBenchError(f"the data root {root} ({origin}) is a file, not a folder; point --data-dir or "
+                             f"{DATA_ENV} at the folder that holds the datasets")
+    return root, origin
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

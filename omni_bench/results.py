@@ -3,6 +3,7 @@ every setting, version and hash behind its numbers, and the per-item predictions
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -70,25 +71,64 @@ def entries_frame(entries: list[Entry]) -> pd.DataFrame:
 
 
 def slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.@+" else "_" for c in text)
+    """A file name from a model label: one path component, never '.' or '..' (a card named '..' must not
+    write outside --out)."""
+    name = "".join(c if c.isalnum() or c in "-_.@+" else "_" for c in text)
+    return name.replace(".", "_") if set(name) <= {"."} else name
+
+
+def json_path(out_dir: Path, label: str, task: TaskSpec) -> Path:
+    """Where ``write`` puts a variant's results JSON for a task: ``<out>/<label>/<task>.json``."""
+    return out_dir / slug(label) / f"{task.name}.json"
+
+
+def is_complete(path: Path) -> bool:
+    """Whether the results JSON at ``path`` exists and covers its whole task (not a --limit run)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict):
+        return False
+    if "complete" in record:
+        return bool(record["complete"])
+    return (record.get("config") or {}).get("limit") is None  # files written before 'complete' was recorded
+
+
+def refuse_partial_overwrite(out_dir: Path, label: str, task: TaskSpec, n_total: int, limit: int | None) -> None:
+    """A --limit run must not replace a complete results file: refuse before computing, naming the file and
+    the flag that allows it."""
+    path = json_path(out_dir, label, task)
+    if is_complete(path):
+        raise OmniBenchError(f"{path} holds a complete run of {task.name} ({n_total} items); this --limit {limit} "
+                             "run would replace it: write it elsewhere with --out, or pass --replace-complete")
 
 
 def write(out_dir: Path, label: str, task: TaskSpec, record: dict[str, Any], entries: list[Entry]) -> Path:
-    """Write ``<out>/<model label>/<task>.json`` and ``<task>.predictions.csv``; return the JSON path."""
-    folder = out_dir / slug(label)
+    """Write ``<out>/<model label>/<task>.json`` and ``<task>.predictions.csv``; return the JSON path.
+
+    Both are written to temporary files first; the old JSON is removed before the new CSV takes its place and
+    the new JSON comes last, so a failure at any point never leaves a new CSV beside an old JSON (a CSV
+    without its JSON is not read as a result)."""
+    path = json_path(out_dir, label, task)
+    folder = path.parent
     csv_path = folder / f"{task.name}.predictions.csv"
-    json_path = folder / f"{task.name}.json"
+    temporary = [csv_path.with_name(csv_path.name + ".tmp"), path.with_name(path.name + ".tmp")]
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        entries_frame(entries).to_csv(csv_path, index=False)
+        entries_frame(entries).to_csv(temporary[0], index=False)
         record = {**record, "predictions_file": csv_path.name}
-        tmp = json_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
-        tmp.replace(json_path)
+        temporary[1].write_text(json.dumps(record, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+        path.unlink(missing_ok=True)
+        temporary[0].replace(csv_path)
+        temporary[1].replace(path)
     except OSError as exc:
+        for tmp in temporary:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         raise OmniBenchError(f"cannot write results to {folder}: {exc}; the computed items are safe in the "
                              "store, so fix --out and run the same command again") from None
-    return json_path
+    return path
 
 
 def record(*, label: str, fingerprint_id: str, fingerprint: dict, card_source: str, task: TaskSpec,

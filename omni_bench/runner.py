@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +25,14 @@ from . import data, plugins, results, scoring, units
 from .errors import ItemTimeout, OmniBenchError, StopTask
 from .items import Item
 from .models.batched import default_batch_atoms
+from .models.checkpoints import check_model_files
 from .models.factories import resolve_device
 from .models.fingerprint import fingerprint, fingerprint_id
-from .models.loaded import LoadedModel
+from .models.loaded import CHARGE_SPIN_IGNORED, LoadedModel
 from .models.registry import ModelVariant
+from .scored import check_scored
 from .store import ResultStore
-from .taskspec import TaskSpec, inputs_hash, protocol_params
+from .taskspec import TaskSpec, check_task_plugins, inputs_hash, primary_metric, protocol_params
 
 
 @dataclass
@@ -50,6 +52,13 @@ class RunOptions:
     #: atoms per batch for single points of models with a batched evaluator (None: the default for the model's
     #: device, see models/batched.py); 0: every energy through the ASE calculator
     batch_atoms: int | None = None
+    #: let a --limit run replace a complete results file in ``out_dir`` (otherwise refused)
+    replace_complete: bool = False
+
+    def __post_init__(self) -> None:
+        if self.item_timeout is not None and not (math.isfinite(self.item_timeout) and self.item_timeout > 0):
+            raise OmniBenchError(f"--item-timeout must be a positive number of seconds, not {self.item_timeout:g}"
+                                 " (leave it out for no limit)")
 
 
 @dataclass
@@ -62,6 +71,14 @@ class TaskOutcome:
     computed: int
     results_file: Path | None = None
     failures: list[dict] = field(default_factory=list)
+    #: values the headline metric scored (e.g. reactions, where items are molecules), and what both are called
+    n_scored: int = 0
+    item_name: str = "items"
+    scored_name: str = "scored"
+    #: items whose charge or spin the model could not take
+    charge_spin_dropped: int = 0
+    #: energy convention of the reference the model was scored against (None: the task has one reference)
+    reference_convention: str | None = None
 
 
 @dataclass
@@ -69,25 +86,39 @@ class PreparedTask:
     spec: TaskSpec
     items: list[Item]
     params: dict[str, Any]
+    #: items of the whole task (``items`` may be the first --limit of them)
+    n_total: int = 0
+
+    @property
+    def partial(self) -> bool:
+        return len(self.items) < self.n_total
 
 
 def prepare(tasks: list[TaskSpec], options: RunOptions) -> list[PreparedTask]:
     """Check data and load items for every task before any model runs, so bad input fails fast."""
     prepared = []
     for spec in tasks:
-        files = data.task_files(spec, options.data_root, options.data_origin)
-        try:
-            items = plugins.load("loader", spec.loader).load(files, spec.loader_params)
-        except OmniBenchError:
-            raise
-        except Exception as exc:  # a file that does not parse: name the task's files and the loader
-            raise OmniBenchError(f"task {spec.name!r}: loader {spec.loader!r} could not read "
-                                 f"{', '.join(files) or 'its data'}: {type(exc).__name__}: {exc}") from None
-        check_items(spec, items)
-        if options.limit is not None:
-            items = items[: options.limit]
-        prepared.append(PreparedTask(spec, items, protocol_params(spec)))
+        items = load_items(spec, options.data_root, options.data_origin)
+        chosen = items[: options.limit] if options.limit is not None else items
+        prepared.append(PreparedTask(spec, chosen, protocol_params(spec), len(items)))
     return prepared
+
+
+def load_items(spec: TaskSpec, data_root: Path | None, origin: str = "") -> list[Item]:
+    """A task's items from its verified data files, checked item by item (``check_items``) and as a whole
+    (``check_scored``)."""
+    check_task_plugins(spec)
+    files = data.task_files(spec, data_root, origin)
+    try:
+        items = plugins.load("loader", spec.loader).load(files, spec.loader_params)
+    except OmniBenchError:
+        raise
+    except Exception as exc:  # a file that does not parse: name the task's files and the loader
+        raise OmniBenchError(f"task {spec.name!r}: loader {spec.loader!r} could not read "
+                             f"{', '.join(files) or 'its data'}: {type(exc).__name__}: {exc}") from None
+    check_items(spec, items)
+    check_scored(spec, items)
+    return items
 
 
 def check_items(spec: TaskSpec, items: list[Item]) -> None:
@@ -132,8 +163,23 @@ def claim_task_inputs(store: ResultStore, key: tuple, task: PreparedTask, label:
     store.set_inputs_hash(key, current)
 
 
-def run_benchmarks(variants: list[ModelVariant], tasks: list[TaskSpec], options: RunOptions) -> list[TaskOutcome]:
+def prepare_run(variants: list[ModelVariant], tasks: list[TaskSpec], options: RunOptions) -> list[PreparedTask]:
+    """Everything checked before any model runs, for every executor: the tasks' data and items, the results
+    files a --limit run would replace, and the checkpoints the models would unpickle."""
     prepared = prepare(tasks, options)
+    if options.out_dir is not None and not options.replace_complete:
+        for variant in variants:
+            for task in prepared:
+                if task.partial:
+                    results.refuse_partial_overwrite(options.out_dir, variant.label, task.spec, task.n_total,
+                                                     options.limit)
+    for variant in variants:
+        check_model_files(variant)
+    return prepared
+
+
+def run_benchmarks(variants: list[ModelVariant], tasks: list[TaskSpec], options: RunOptions) -> list[TaskOutcome]:
+    prepared = prepare_run(variants, tasks, options)
     fingerprints = [fingerprint(variant) for variant in variants]
     for variant, fp in zip(variants, fingerprints, strict=True):  # every store key is checked before any model runs
         for task in prepared:
@@ -296,9 +342,18 @@ def compute_item(model: LoadedModel, protocol, item: Item, params: dict[str, Any
     context manager that enforces the time limit (SIGALRM by default, which works in the main thread only)."""
     model.notes.clear()
     start = time.perf_counter()
+    with ExitStack() as guard:
+        try:
+            guard.enter_context(limit(timeout))
+        except Exception as exc:  # the harness's own setting, not the model: fail the run, store nothing
+            raise OmniBenchError(f"cannot enforce --item-timeout {timeout!r}: {type(exc).__name__}: {exc}") from None
+        return _compute(model, protocol, item, params, start)
+
+
+def _compute(model: LoadedModel, protocol, item: Item, params: dict[str, Any], start: float) -> ItemResult:
+    """``protocol.compute`` under the time limit the caller set up; any failure of the model is the result."""
     try:
-        with limit(timeout):
-            values = {k: float(v) for k, v in protocol.compute(item, model, params).items()}
+        values = {k: float(v) for k, v in protocol.compute(item, model, params).items()}
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             raise ValueError(f"non-finite value for {', '.join(bad)}")
@@ -324,13 +379,19 @@ def _summarise(variant, fid, fp, task: PreparedTask, protocol, options: RunOptio
     stored = options.store.get(key)
     ids = {i.id for i in task.items}
     stored = {k: v for k, v in stored.items() if k in ids}
-    entries = scoring.score(task.spec, protocol, task.items, stored, task.params)
+    convention = variant.card.energy_convention
+    entries = scoring.score(task.spec, protocol, task.items, stored, task.params, convention)
     metrics = scoring.metrics(task.spec, entries)
     failures = [{"item_id": s.item_id, "error": s.error} for s in stored.values() if s.status == "failed"]
+    notes = Counter(n for s in stored.values() for n in s.notes)
+    headline = primary_metric(task.spec.metrics).quantity
     outcome = TaskOutcome(variant.label, task.spec.name, len(task.items), len(failures), metrics, computed,
-                          failures=failures)
+                          failures=failures, n_scored=sum(e.quantity == headline for e in entries),
+                          item_name=task.spec.counts.item_name if task.spec.counts else "items",
+                          scored_name=task.spec.counts.scored_name if task.spec.counts else "scored",
+                          charge_spin_dropped=notes[CHARGE_SPIN_IGNORED],
+                          reference_convention=scoring.reference_convention(task.spec, convention))
     if options.out_dir is not None:
-        notes = Counter(n for s in stored.values() for n in s.notes)
         record = results.record(
             label=variant.label, fingerprint_id=fid, fingerprint=fp, card_source=variant.card.source,
             card=variant.card.summary(),
@@ -338,8 +399,12 @@ def _summarise(variant, fid, fp, task: PreparedTask, protocol, options: RunOptio
             config={"device": options.device, "limit": options.limit, "rerun": options.rerun,
                     "store": str(options.store.path), "inputs_hash": inputs_hash(task.spec, task.params),
                     "protocol_params": task.params,
-                    "loader_params": task.spec.loader_params, "single_points": single_points},
+                    "loader_params": task.spec.loader_params, "single_points": single_points,
+                    "reference_energy_convention": outcome.reference_convention,
+                    "trust_code": variant.trusted_code},
             device=device, wall_s=wall_s, computed=computed, cached=len(task.items) - computed,
             n_items=len(task.items), failures=failures, notes=dict(notes), metrics=metrics)
+        record["complete"] = not task.partial
+        record.setdefault("card", {})["energy_convention"] = convention
         outcome.results_file = results.write(options.out_dir, variant.label, task.spec, record, entries)
     return outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import ModuleType
 
 import numpy as np
@@ -29,12 +30,33 @@ def default_derive(items: list[Item], results: dict[str, StoredItem], params: di
     return predictions
 
 
+def reference_convention(task: TaskSpec, energy_convention: str | None) -> str | None:
+    """The energy convention of the reference a model is scored against: its own where the task keeps a
+    reference for it (``reference.by_energy_convention``), else ``raw``; None for tasks with one reference."""
+    if not task.by_energy_convention:
+        return None
+    return energy_convention if energy_convention in task.by_energy_convention else "raw"
+
+
+def in_convention(task: TaskSpec, items: list[Item], energy_convention: str | None) -> list[Item]:
+    """The items with each scored reference replaced by the one in the model's energy convention, where the
+    task keeps one (the stored model values stay the same: only what they are compared with changes)."""
+    swap = task.by_energy_convention.get(energy_convention or "raw")
+    if not swap:
+        return items
+    return [replace(item, reference={**item.reference, **{quantity: item.reference[source]
+                                                          for quantity, source in swap.items()
+                                                          if source in item.reference}})
+            for item in items]
+
+
 def score(task: TaskSpec, protocol: ModuleType, items: list[Item], results: dict[str, StoredItem],
-          params: dict) -> list[Entry]:
-    """Entries in the task's units for every scored quantity the task declares."""
+          params: dict, energy_convention: str | None = None) -> list[Entry]:
+    """Entries in the task's units for every scored quantity the task declares, against the references in the
+    model's ``energy_convention`` where the task has them."""
     derive = getattr(protocol, "derive", default_derive)
     entries = []
-    for p in derive(items, results, params):
+    for p in derive(in_convention(task, items, energy_convention), results, params):
         if p.quantity not in task.units:
             continue
         unit = task.units[p.quantity]

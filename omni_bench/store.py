@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,20 +99,34 @@ class ResultStore:
         )
 
     def get(self, key: tuple[str, str, str, int]) -> dict[str, StoredItem]:
-        rows = self.db.execute(
-            "SELECT item_id, status, values_json, error, notes, wall_s FROM results "
-            "WHERE fingerprint=? AND channel=? AND task=? AND task_version=?", key).fetchall()
-        return {
-            r[0]: StoredItem(r[0], r[1], json.loads(r[2]) if r[2] else {}, r[3],
-                             json.loads(r[4]) if r[4] else [], r[5])
-            for r in rows
-        }
+        """The stored items under ``key``. A row whose JSON cannot be read is left out (so it is computed
+        again and replaced), with a warning naming it."""
+        rows = self._read("SELECT item_id, status, values_json, error, notes, wall_s FROM results "
+                          "WHERE fingerprint=? AND channel=? AND task=? AND task_version=?", key)
+        items = {}
+        for r in rows:
+            try:
+                values, notes = json.loads(r[2]) if r[2] else {}, json.loads(r[4]) if r[4] else []
+                if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
+                    raise ValueError("values_json is not a mapping of numbers")
+            except (TypeError, ValueError) as exc:
+                print(f"omni-bench: warning: {self.path}: the stored row of item {r[0]!r} ({key[2]}) cannot be read "
+                      f"({exc}); it is computed again", file=sys.stderr)
+                continue
+            items[r[0]] = StoredItem(r[0], r[1], values, r[3], notes, r[5])
+        return items
 
     def inputs_hash(self, key: tuple[str, str, str, int]) -> str | None:
         """The task-inputs hash the items under ``key`` were computed from (None: none recorded yet)."""
-        row = self.db.execute("SELECT inputs_hash FROM task_inputs WHERE fingerprint=? AND channel=? AND task=? "
-                              "AND task_version=?", key).fetchone()
-        return row[0] if row else None
+        rows = self._read("SELECT inputs_hash FROM task_inputs WHERE fingerprint=? AND channel=? AND task=? "
+                          "AND task_version=?", key)
+        return rows[0][0] if rows else None
+
+    def _read(self, sql: str, params: tuple) -> list[tuple]:
+        try:
+            return self.db.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from None
 
     def set_inputs_hash(self, key: tuple[str, str, str, int], inputs_hash: str) -> None:
         self._write("INSERT OR REPLACE INTO task_inputs VALUES (?, ?, ?, ?, ?)", (*key, inputs_hash))
@@ -127,3 +142,18 @@ class ResultStore:
         except sqlite3.OperationalError as exc:
             raise OmniBenchError(f"cannot write to result store {self.path}: {exc}; items finished before this "
                                  "are kept: free space or fix permissions and run the same command to resume") from None
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from None
+
+    def _damaged(self, exc: sqlite3.DatabaseError) -> OmniBenchError:
+        """A store whose file is corrupted: say what can still be read and how to save it."""
+        readable = []
+        for table in ("results", "task_inputs", "fingerprints"):
+            try:
+                readable.append(f"{self.db.execute(f'SELECT count(*) FROM {table}').fetchone()[0]} {table} rows")
+            except sqlite3.DatabaseError:
+                readable.append(f"{table}: unreadable")
+        return OmniBenchError(
+            f"result store {self.path} is damaged ({exc}); readable: {', '.join(readable)}. Salvage what is left "
+            f"with: sqlite3 {self.path} .recover | sqlite3 recovered.sqlite, then run with --store recovered.sqlite "
+            "(what was lost is computed again); or start afresh with another --store")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from .errors import OmniBenchError, unknown
-from .taskspec import TaskSpec, load_task
+from .taskspec import TaskSpec, check_task_plugins, load_task
 
 TASK_PATH_ENV = "OMNI_BENCH_TASKS"
 
@@ -29,18 +31,41 @@ def task_dirs(extra: list[Path] | None = None) -> list[Path]:
     return dirs
 
 
+@dataclass(frozen=True)
+class Registry:
+    """Every task file found: the valid ones by name, and the broken ones by file stem with their error."""
+
+    tasks: dict[str, TaskSpec]
+    broken: dict[str, str]
+
+
 @cache
-def _load_all(dirs: tuple[Path, ...]) -> dict[str, TaskSpec]:
+def _load_all(dirs: tuple[Path, ...]) -> Registry:
+    """Read every task file (YAML and schema only; protocols and loaders are checked when a task is chosen).
+    A broken file does not hide the others: it fails only when its task is asked for."""
     tasks: dict[str, TaskSpec] = {}
+    broken: dict[str, str] = {}
     for d in dirs:
         for path in sorted(d.glob("*.yaml")):
-            spec = load_task(path)
+            try:
+                spec = load_task(path, check_plugins=False)
+            except OmniBenchError as exc:
+                broken[path.stem] = str(exc)
+                tasks.pop(path.stem, None)  # a broken override must not fall back to the file it overrides
+                continue
+            broken.pop(spec.name, None)
             tasks[spec.name] = spec
-    return tasks
+    return Registry(tasks, broken)
 
 
 def all_tasks(extra: list[Path] | None = None) -> dict[str, TaskSpec]:
-    return _load_all(tuple(task_dirs(extra)))
+    """The valid tasks by name (broken task files are left out; see ``broken_tasks``)."""
+    return _load_all(tuple(task_dirs(extra))).tasks
+
+
+def broken_tasks(extra: list[Path] | None = None) -> dict[str, str]:
+    """Task files that could not be read, by file stem, with the error naming the file and the field."""
+    return _load_all(tuple(task_dirs(extra))).broken
 
 
 def suites(extra: list[Path] | None = None) -> dict[str, list[str]]:
@@ -55,14 +80,22 @@ def suites(extra: list[Path] | None = None) -> dict[str, list[str]]:
 
 def select(task_names: list[str], suite_names: list[str], extra: list[Path] | None = None) -> list[TaskSpec]:
     """The tasks named directly plus those of the named suites, each once, in a stable order."""
-    tasks, groups = all_tasks(extra), suites(extra)
+    tasks, groups, broken = all_tasks(extra), suites(extra), broken_tasks(extra)
     chosen: list[str] = []
     for suite in suite_names:
         if suite not in groups:
             raise unknown("suite", suite, groups)
         chosen += groups[suite]
     for name in task_names:
+        if name in broken:
+            raise OmniBenchError(broken[name])
         if name not in tasks:
             raise unknown("task", name, tasks)
         chosen.append(name)
-    return [tasks[n] for n in dict.fromkeys(chosen)]
+    if suite_names and broken:
+        print(f"omni-bench: warning: {len(broken)} task file(s) could not be read and are left out (see: "
+              f"omni-bench list tasks): {', '.join(sorted(broken))}", file=sys.stderr)
+    selected = [tasks[n] for n in dict.fromkeys(chosen)]
+    for spec in selected:
+        check_task_plugins(spec)
+    return selected

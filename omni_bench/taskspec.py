@@ -10,15 +10,18 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import plugins, units
 from .errors import OmniBenchError, did_you_mean
-from .schema import Fields
+from .schema import Fields, load_yaml
 
+#: what zero and which corrections a model's energies (and a reference's) include: ``raw`` DFT energies, or
+#: ``mp2020-corrected`` ones (the Materials Project 2020 anion and GGA/GGA+U corrections added, as CHGNet
+#: learned them). A model card declares its own; a task may keep one reference per convention.
+ENERGY_CONVENTIONS = ("raw", "mp2020-corrected")
 #: error statistics compare with the reference; mean/max/min/sum describe the model's values alone
 STATISTICS = ("mae", "rmse", "mean_error", "max_abs_error", "r2", "f1", "mean", "max", "min", "sum")
 DIRECTIONS = ("lower", "higher")
@@ -48,7 +51,19 @@ class GateSpec:
     rel: float = 0.0
 
 
-@dataclass
+@dataclass(frozen=True)
+class TaskCounts:
+    """What a full run of a task holds, declared in its file so that listing reads no data (and checked
+    against the loader whenever the task runs): ``items`` computed (e.g. 39 structures) and ``scored``
+    values of the headline metric's quantity (e.g. 31 reactions), with names a reader understands."""
+
+    items: int
+    item_name: str = "items"
+    scored: int | None = None
+    scored_name: str = "items"
+
+
+@dataclass(eq=False)
 class TaskSpec:
     name: str
     version: int
@@ -69,6 +84,10 @@ class TaskSpec:
     #: the item group that bootstrap intervals resample as a whole (items that share a computed fragment,
     #: such as the complexes of one framework, are not independent); None: items, or ``<unit>@`` id prefixes
     resample_by: str | None = None
+    #: declared sizes (the optional ``counts`` section); None: not declared, so listing shows none
+    counts: TaskCounts | None = None
+    #: energy convention -> {scored quantity: reference quantity it is compared with for such models}
+    by_energy_convention: dict[str, dict[str, str]] = field(default_factory=dict)
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     #: small derived tables shipped beside the task file (paths relative to its folder), with their sha256
@@ -81,17 +100,15 @@ class TaskSpec:
         return bool(self.files)
 
 
-def load_task(path: Path) -> TaskSpec:
-    """Parse and validate one task file."""
+def load_task(path: Path, check_plugins: bool = True) -> TaskSpec:
+    """Parse and validate one task file. ``check_plugins`` also imports its protocol and loader to check their
+    parameters (``check_task_plugins``); listing leaves that out, so that it imports no model or data code."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise OmniBenchError(f"{path}: not valid YAML: {exc}") from None
+    raw = load_yaml(path, "task file")
     top = Fields(path, "", raw, {
         "name": True, "version": True, "description": True, "suites": True, "dataset": True,
         "reference": True, "protocol": True, "units": True, "metrics": True, "gate": False, "notes": False,
-        "resample_by": False, "inputs_hash_alias": False,
+        "resample_by": False, "inputs_hash_alias": False, "counts": False,
     })
     name = top.text("name")
     if name != path.stem:
@@ -109,7 +126,7 @@ def load_task(path: Path) -> TaskSpec:
                                                                                      "the task file's folder")
 
     reference = Fields(path, "reference", raw["reference"], {
-        "level_of_theory": True, "citation": True, "notes": False})
+        "level_of_theory": True, "citation": True, "notes": False, "by_energy_convention": False})
     protocol = Fields(path, "protocol", raw["protocol"], {"name": True, "params": False})
 
     task_units = top.get("units", dict)
@@ -159,10 +176,12 @@ def load_task(path: Path) -> TaskSpec:
         level_of_theory=reference.text("level_of_theory"), citation=reference.text("citation"),
         protocol=protocol.text("name"), protocol_params=protocol.get("params", dict, {}) or {},
         units=task_units, metrics=metrics, gate=gate, notes=top.get("notes", str, ""),
-        resample_by=top.text("resample_by"), path=path, raw=raw, tables=tables,
+        resample_by=top.text("resample_by"), counts=_counts(top),
+        by_energy_convention=_by_energy_convention(reference, task_units), path=path, raw=raw, tables=tables,
         inputs_hash_alias=_alias(top),
     )
-    _check_plugins(spec, protocol, dataset)
+    if check_plugins:
+        check_task_plugins(spec)
     return spec
 
 
@@ -187,8 +206,61 @@ def _alias(top: Fields) -> tuple[str, str] | None:
     return alias.text("current"), alias.text("stored_as")
 
 
-def _check_plugins(spec: TaskSpec, protocol: Fields, dataset: Fields) -> None:
-    """Check that the protocol and loader exist and accept the parameters the file gives them."""
+def _counts(top: Fields) -> TaskCounts | None:
+    """The optional ``counts`` section: how many items and scored values the task has, and what they are."""
+    if "counts" not in top.data:
+        return None
+    c = Fields(top.path, "counts", top.data["counts"], {
+        "items": True, "item_name": False, "scored": False, "scored_name": False})
+    numbers = {key: c.get(key, int) for key in ("items", "scored")}
+    for key, value in numbers.items():
+        if value is not None and value < 1:
+            c.fail(key, "must be a positive integer")
+    item_name = c.text("item_name", "items")
+    return TaskCounts(numbers["items"], item_name, numbers["scored"], c.text("scored_name", item_name))
+
+
+def _by_energy_convention(reference: Fields, task_units: dict[str, str]) -> dict[str, dict[str, str]]:
+    """``reference.by_energy_convention``: for models whose energies follow a convention, which reference
+    quantity of the items a scored quantity is compared with instead of its own (``mp2020-corrected:
+    {formation_energy: formation_energy_mp2020}``)."""
+    chosen = reference.get("by_energy_convention", dict, {}) or {}
+    for convention, mapping in chosen.items():
+        if convention not in ENERGY_CONVENTIONS:
+            reference.fail(f"by_energy_convention.{convention}", f"is not an energy convention; known: "
+                           f"{', '.join(ENERGY_CONVENTIONS)}")
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+            reference.fail(f"by_energy_convention.{convention}", "must map a scored quantity to the reference "
+                           "quantity its models are compared with")
+        for quantity in mapping:
+            if quantity not in task_units:
+                reference.fail(f"by_energy_convention.{convention}.{quantity}",
+                               f"is not a scored quantity (one of 'units'){did_you_mean(str(quantity), task_units)}")
+    return chosen
+
+
+def primary_metric(specs: list[MetricSpec]) -> MetricSpec:
+    """A task's headline metric: the first one its task file lists that is not split by group."""
+    for spec in specs:
+        if not spec.group_by:
+            return spec
+    return specs[0]
+
+
+def describe_counts(items: int, item_name: str, scored: int | None, scored_name: str) -> str:
+    """'22 dimers' when what is computed is what is scored, else '39 structures, 31 reactions'."""
+    if scored is None or (scored == items and scored_name == item_name):
+        return f"{items} {item_name}"
+    return f"{items} {item_name}, {scored} {scored_name}"
+
+
+@cache
+def check_task_plugins(spec: TaskSpec) -> None:
+    """Check that the task's protocol and loader exist and accept the parameters the file gives them (imports
+    both; once per task)."""
+    protocol = Fields(spec.path, "protocol", spec.raw["protocol"], {"name": True, "params": False})
+    dataset = Fields(spec.path, "dataset", spec.raw["dataset"], {
+        "loader": True, "source": True, "files": False, "tables": False, "params": False})
     for kind, fields, name, params, where in (
         ("protocol", protocol, spec.protocol, spec.protocol_params, "params"),
         ("loader", dataset, spec.loader, spec.loader_params, "params"),

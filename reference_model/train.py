@@ -51,6 +51,12 @@ def _save_atomically(obj: dict, path: Path) -> None:
     os.replace(partial, path)
 
 
+def read_resume(path: Path) -> dict:
+    """The resume state ``train`` saves: plain containers, numbers and tensors, so torch's ``weights_only``
+    loader reads it and a resume file from elsewhere cannot run code."""
+    return torch.load(path, weights_only=True, map_location="cpu")
+
+
 def _write_log(history: list[dict], path: Path) -> None:
     columns = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
     with path.open("w", newline="") as handle:
@@ -77,7 +83,7 @@ def train(config: RecipeConfig, out: Path, resume: bool = False) -> dict:
     split = partition(frames, held_out, mix_dbs=config.dbs_fraction > 0, keep_channel=config.dbs_keep_channel)
     training = split.main + split.dbs
 
-    state = torch.load(out / RESUME_FILE, weights_only=False, map_location="cpu") if resume else None
+    state = read_resume(out / RESUME_FILE) if resume else None
     if state is not None:
         if {**state["recipe"], "epochs": config.epochs} != config.as_dict():
             raise ValueError(f"{out / RESUME_FILE} was written by another recipe; only 'epochs' may change on resume")

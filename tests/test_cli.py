@@ -37,8 +37,8 @@ def test_end_to_end_7net0_on_three_s22_dimers(tmp_path):
                 "--out", str(tmp_path / "out"), "--device", "cpu", "--threads", "1")
     assert done.returncode == 0, done.stderr
     header, rule, row = done.stdout.splitlines()[:3]
-    assert header.split()[:4] == ["model", "task", "n", "failed"]
-    assert row.split()[:4] == ["7net-0", "s22", "3", "0"]
+    assert header.split()[:5] == ["model", "task", "items,", "scored", "failed"]
+    assert row.split()[:5] == ["7net-0", "s22", "3", "dimers", "0"]
     record = json.loads((tmp_path / "out" / "7net-0" / "s22.json").read_text())
     assert record["environment"]["torch_threads"] == 1
     mae = record["metrics"]["mae"]

@@ -77,7 +77,8 @@ def run_into(folder: Path, models: list[str], tasks: list, *, channels: list[str
     options = RunOptions(store=store, out_dir=folder / "out", device="cpu", limit=limit, progress=False)
     try:
         specs = [all_tasks()[t] if isinstance(t, str) else t for t in tasks]
-        run_benchmarks(resolve_models(models, channels, model_args), specs, options)
+        # the cards name this file's factory (test_reporting:scaled_emt): the test trusts its own code
+        run_benchmarks(resolve_models(models, channels, model_args, trust_code=True), specs, options)
     finally:
         store.close()
     return folder / "out"

@@ -43,7 +43,8 @@ def run_here(tmp_path: Path, model: str, model_args: list[str] | None = None, li
     """Run s22 through the runner in this process (the model in a worker when ``isolate``); the stored rows."""
     store = ResultStore(tmp_path / "s.db")
     try:
-        run_benchmarks(resolve_models([model], None, model_args, isolate=isolate), [all_tasks()["s22"]],
+        run_benchmarks(resolve_models([model], None, model_args, isolate=isolate, trust_code=True),
+                       [all_tasks()["s22"]],
                        RunOptions(store=store, out_dir=tmp_path / "out", device="cpu", limit=limit, progress=False,
                                   **options))
     finally:
@@ -164,7 +165,7 @@ def test_a_card_whose_interpreter_or_packages_are_missing_fails_before_any_item(
                                                                                 fields, expected):
     monkeypatch.setenv("OMNI_BENCH_ENVS", str(tmp_path / "envs"))
     card = _card(tmp_path, **fields)
-    code = cli.main(["run", "--model", str(card), "--task", "s22", "--limit", "2", "--store",
+    code = cli.main(["run", "--model", str(card), "--trust-code", "--task", "s22", "--limit", "2", "--store",
                      str(tmp_path / "s.db"), "--out", str(tmp_path / "out"), "--no-progress"])
     message = capsys.readouterr().err.strip()
     assert code == 2 and len(message.splitlines()) == 1
@@ -183,6 +184,18 @@ def test_a_card_in_another_interpreter_runs_there(tmp_path):
     fp = record["model"]["fingerprint"]
     assert fp["python"] == sys.executable and fp["python_version"] == ".".join(map(str, sys.version_info[:3]))
     assert record["config"]["single_points"]["batched"] == 6
+
+
+def test_a_card_file_naming_an_interpreter_needs_trust_code(tmp_path, capsys):
+    """A card file is data: starting the interpreter it names is running code of its choosing."""
+    card = _card(tmp_path, python=sys.executable)
+    code = cli.main(["run", "--model", str(card), "--task", "s22", "--limit", "1", "--store",
+                     str(tmp_path / "s.db"), "--out", str(tmp_path / "out"), "--no-progress"])
+    message = capsys.readouterr().err.strip()
+    assert code == 2 and "names an interpreter to start" in message and "--trust-code" in message
+    assert not stored(tmp_path / "s.db")
+    code = cli.main(["env", "create", "x", "--model", str(card)])
+    assert code == 2 and "--trust-code" in capsys.readouterr().err
 
 
 def test_card_fields_for_environments_are_checked(tmp_path):

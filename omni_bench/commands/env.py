@@ -16,10 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "built-in card that names this environment")
     create.add_argument("--python", help="interpreter to base the environment on (default: this one)")
     create.add_argument("--quiet", "-q", action="store_true", help="less pip output")
+    create.add_argument("--trust-code", action="store_true",
+                        help="let a card file (--model FILE) choose what pip installs; built-in cards need no flag")
     sub.add_parser("list", help="show the environments, what they were made for and which cards use them")
 
 
 def run(args) -> int:
+    from ..errors import OmniBenchError
     from ..models import environments
     from ..models.registry import builtin_cards, find_card
     from ..reporting.text import plain_table
@@ -27,6 +30,10 @@ def run(args) -> int:
     if args.env_command == "create":
         if args.model:
             cards = [find_card(name) for name in args.model]
+            files = [name for name in args.model if name.endswith((".yaml", ".yml"))]
+            if files and not args.trust_code:
+                raise OmniBenchError(f"{files[0]}: a card file's 'packages' and 'weights_packages' are installed "
+                                     "with pip, which runs their code; pass --trust-code if you trust the file")
         else:
             cards = [card for card in map(find_card, sorted(builtin_cards())) if card.environment == args.name]
         python = environments.create(args.name, cards, args.python, args.quiet)

@@ -1,4 +1,4 @@
-"""``omni-bench list tasks|suites|models``: reads YAML only, imports no model package."""
+"""``omni-bench list tasks|suites|models``: reads YAML only, imports no model package and reads no data file."""
 
 from __future__ import annotations
 
@@ -6,48 +6,83 @@ import argparse
 
 from ..errors import OmniBenchError
 
-HELP = "list tasks, suites or models (imports no model code)"
+HELP = "list tasks, suites or models (imports no model code, reads no data)"
 
 
 def add_arguments(listing: argparse.ArgumentParser) -> None:
     listing.add_argument("what", choices=["tasks", "suites", "models"])
-    listing.add_argument("--data-dir", help="reference data root, for item counts of data-backed tasks")
+    listing.add_argument("--count", action="store_true",
+                         help="suites: count every task's items through its loader (reads the reference data) "
+                              "instead of showing the counts its task file declares")
+    listing.add_argument("--data-dir", help="reference data root, for --count")
 
 
 def run(args) -> int:
     from .. import task_registry
 
     if args.what == "tasks":
-        for spec in task_registry.all_tasks(args.tasks_dir).values():
-            print(f"{spec.name:<20} v{spec.version}  {','.join(spec.suites):<28} {spec.level_of_theory}")
+        tasks = task_registry.all_tasks(args.tasks_dir)
+        rows = [[spec.name, f"v{spec.version}", ",".join(spec.suites), spec.level_of_theory]
+                for spec in tasks.values()]
+        broken = task_registry.broken_tasks(args.tasks_dir)
+        rows += [[name, "BROKEN", "", error] for name, error in sorted(broken.items())]
+        print(aligned(rows))
     elif args.what == "suites":
-        counts = _item_counts(task_registry.all_tasks(args.tasks_dir), args.data_dir)
-        for suite, names in task_registry.suites(args.tasks_dir).items():
-            print(f"{suite:<20} {', '.join(f'{n} ({counts[n]})' for n in names)}")
+        tasks = task_registry.all_tasks(args.tasks_dir)
+        counts = _counted(tasks, args.data_dir) if args.count else {n: _declared(s) for n, s in tasks.items()}
+        rows = [[suite, ", ".join(f"{n} ({counts[n]})" for n in names)]
+                for suite, names in task_registry.suites(args.tasks_dir).items()]
+        print(aligned(rows))
+        if not args.count and any(s.counts is None for s in tasks.values()):
+            print("\n?: the task file declares no counts; 'omni-bench list suites --count' reads the data to count")
+        broken = task_registry.broken_tasks(args.tasks_dir)
+        if broken:
+            print(f"\nbroken task files (see: omni-bench list tasks): {', '.join(sorted(broken))}")
     else:
         from ..models.registry import builtin_cards, find_card, plugin_names
 
+        rows = []
         for name in sorted(builtin_cards()):
             card = find_card(name)
-            channels = f"channels: {', '.join(card.channels)}" if card.channels else card.level_of_theory
-            print(f"{name:<16} {channels}")
-        for name in plugin_names():
-            print(f"{name:<16} (plug-in)")
+            channels = ", ".join(c + (" (default)" if c == card.default_channel else "") for c in card.channels)
+            rows.append([name, f"channels: {channels}" if channels else card.level_of_theory])
+        rows += [[name, "(plug-in)"] for name in plugin_names()]
+        print(aligned(rows))
     return 0
 
 
-def _item_counts(tasks: dict, data_dir: str | None) -> dict[str, str]:
-    """Items per task, read through the loaders; '?' where the reference data is not there."""
-    from .. import data, plugins
+def aligned(rows: list[list[str]]) -> str:
+    """Columns as wide as their longest entry (the last column runs on)."""
+    if not rows:
+        return ""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip() for r in rows)
+
+
+def _declared(spec) -> str:
+    """'39 structures, 31 reactions' from the task file's ``counts``; '?' when it declares none."""
+    from ..taskspec import describe_counts
+
+    return describe_counts(spec.counts.items, spec.counts.item_name, spec.counts.scored, spec.counts.scored_name) \
+        if spec.counts else "?"
+
+
+def _counted(tasks: dict, data_dir: str | None) -> dict[str, str]:
+    """Items and scored values per task, through the loaders; '?' where the reference data is not there."""
+    from .. import data
+    from ..runner import load_items
+    from ..scored import scored_count
+    from ..taskspec import describe_counts
 
     root, origin = data.resolve_data_root(data_dir)
     counts = {}
     for name, spec in tasks.items():
         try:
-            files = data.task_files(spec, root, origin)
-            counts[name] = str(len(plugins.load("loader", spec.loader).load(files, spec.loader_params)))
-        except OmniBenchError:
-            counts[name] = "?: data missing"
+            items = load_items(spec, root, origin)
+        except OmniBenchError as exc:
+            counts[name] = f"?: {exc}" if "counts." in str(exc) else "?: data missing"
+            continue
+        names = spec.counts
+        counts[name] = describe_counts(len(items), names.item_name if names else "items",
+                                       scored_count(spec, items), names.scored_name if names else "scored")
     return counts
-
-

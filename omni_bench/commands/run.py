@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--threads", type=int, metavar="N",
                      help="CPU threads for the model (torch and OpenMP); default: the libraries' choice, usually "
                           "every core, which is slower than 1 on a machine that is busy with other work")
+    add_safety_arguments(run)
     add_batch_arguments(run)
     executors.add_arguments(run)
 
@@ -59,6 +61,16 @@ def ensure_data(tasks, root: Path, origin: str, args: argparse.Namespace) -> Non
     ensure_task_data(tasks, root, origin, fetch,
                      FetchSettings(source=resolve_source(None), progress=not args.no_progress),
                      log=lambda text: print(text, file=sys.stderr))
+
+
+def add_safety_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``run`` and ``sweep`` that lift a safeguard: each names what it lets happen."""
+    parser.add_argument("--trust-code", action="store_true",
+                        help="let model cards and sweep files name factories other than omni-bench's own and its "
+                             "plug-ins', and load checkpoints whose pickle could run code (recorded in the "
+                             "results JSON); only for files you trust")
+    parser.add_argument("--replace-complete", action="store_true",
+                        help="let a --limit run replace a complete results file in --out")
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser, default_text: str = "") -> None:
@@ -101,13 +113,15 @@ def run(args) -> int:
     if args.threads is not None:
         limit_threads(args.threads)
     tasks = task_registry.select(args.task, args.suite, args.tasks_dir)
-    variants = resolve_models(args.model, args.channel, args.model_arg, isolate=args.isolate)
+    variants = resolve_models(args.model, args.channel, args.model_arg, isolate=args.isolate,
+                              trust_code=args.trust_code)
     root, origin = data.resolve_data_root(args.data_dir)
     ensure_data(tasks, root, origin, args)
     store = ResultStore(args.store)
     options = RunOptions(store=store, out_dir=args.out, data_root=root, data_origin=origin, device=args.device,
                          limit=args.limit, rerun=args.rerun, progress=not args.no_progress,
-                         item_timeout=args.item_timeout, batch_atoms=batch_atoms_from_args(args))
+                         item_timeout=args.item_timeout, batch_atoms=batch_atoms_from_args(args),
+                         replace_complete=args.replace_complete)
     return execute(variants, tasks, options, settings, "command")
 
 
@@ -121,8 +135,25 @@ def limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def describe_channels(variants) -> list[str]:
+    """One line per multi-task model variant: which channel runs, whether it is the card's default, and the
+    others (a newcomer must not get PBE from '--model omni' without a word)."""
+    lines = []
+    for variant in variants:
+        card = variant.card
+        if not card.is_multichannel:
+            continue
+        others = ", ".join(c for c in card.channels if c != variant.channel)
+        default = ", the model's default" if variant.channel == card.default_channel else ""
+        lines.append(f"{card.name}: channel {variant.channel}{default} (others: {others}; choose with "
+                     f"{card.name}@CHANNEL, --channel, or --channel all)")
+    return list(dict.fromkeys(lines))
+
+
 def execute(variants, tasks, options, settings, what: str) -> int:
     """Run, close the store whatever happens, and print the results table; 130 when interrupted."""
+    for line in describe_channels(variants):
+        print(line, file=sys.stderr)
     try:
         outcomes = executors.run(variants, tasks, options, settings)
     except KeyboardInterrupt:
@@ -136,15 +167,46 @@ def execute(variants, tasks, options, settings, what: str) -> int:
     return 0
 
 
-def format_table(outcomes) -> str:
-    rows = [("model", "task", "n", "failed", "metrics")]
-    for o in outcomes:
-        shown = "  ".join(f"{name}={_fmt(m['value'])} {m['unit']}" for name, m in o.metrics.items())
-        rows.append((o.model, o.task, str(o.n_items), str(o.n_failed), shown))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
-    lines.insert(1, "-" * max(len(line) for line in lines))
+def format_table(outcomes, width: int | None = None) -> str:
+    """The results table: what was computed (items) and scored, failures, the items whose charge or spin the
+    model could not take, the reference convention where a task has several, and every metric, wrapped to
+    the terminal's ``width``."""
+    from ..taskspec import describe_counts
+
+    width = width or shutil.get_terminal_size((120, 24)).columns
+    columns = [("model", lambda o: o.model), ("task", lambda o: o.task),
+               ("items, scored", lambda o: describe_counts(o.n_items, o.item_name, o.n_scored, o.scored_name)),
+               ("failed", lambda o: str(o.n_failed))]
+    if any(o.charge_spin_dropped for o in outcomes):
+        columns.append(("charge/spin not passed", lambda o: str(o.charge_spin_dropped)))
+    if any(o.reference_convention for o in outcomes):
+        columns.append(("reference", lambda o: o.reference_convention or "-"))
+    rows = [[name for name, _ in columns]] + [[cell(o) for _, cell in columns] for o in outcomes]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
+    lines = []
+    for row, outcome in zip(rows, [None, *outcomes], strict=True):
+        head = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + "  "
+        lines += _wrapped(head, ["metrics"] if outcome is None else
+                          [f"{name}={_fmt(m['value'])}{_unit(m['unit'])}" for name, m in outcome.metrics.items()],
+                          width)
+    lines.insert(1, "-" * min(width, max(len(line) for line in lines)))
     return "\n".join(lines)
+
+
+def _wrapped(head: str, cells: list[str], width: int) -> list[str]:
+    """``head`` then the cells, continued on lines indented under the first cell when ``width`` is reached."""
+    lines, line = [], head
+    for cell in cells:
+        if line.strip() and len(line) + len(cell) > width and line != head:
+            lines.append(line.rstrip())
+            line = " " * len(head)
+        line += cell + "  "
+    lines.append(line.rstrip())
+    return lines
+
+
+def _unit(unit: str) -> str:
+    return "" if unit in ("1", "") else f" {unit}"
 
 
 def _fmt(value: float) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import executors
 from ..errors import OmniBenchError
-from .run import add_batch_arguments, add_fetch_argument, batch_atoms_from_args, ensure_data
+from .run import add_batch_arguments, add_fetch_argument, add_safety_arguments, batch_atoms_from_args, ensure_data
 
 HELP = "run a sweep file (models x channels x suites) on Dask and rebuild the leaderboard"
 
@@ -79,23 +79,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leaderboard output stem (default: the file's, else OUT/leaderboard)")
     parser.add_argument("--no-leaderboard", action="store_true", help="do not rebuild the leaderboard")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_safety_arguments(parser)
     add_batch_arguments(parser, default_text="the file's, else ")
     executors.add_arguments(parser, default=None, default_text="the file's, else dask")
 
 
 def load_sweep(path: Path) -> Sweep:
     """Read a sweep file strictly: unknown keys and wrong types name the file and the field."""
-    import yaml
+    from ..schema import Fields, load_yaml
 
-    from ..schema import Fields
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise OmniBenchError(f"cannot read sweep file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise OmniBenchError(f"{path}: not valid YAML: {exc}") from None
-    fields = Fields(path, "", data, _FIELDS)
+    fields = Fields(path, "", load_yaml(path, "sweep file"), _FIELDS)
     raw_models = fields.get("models", list)
     if not raw_models:
         fields.fail("models", "must list at least one model")
@@ -106,6 +99,9 @@ def load_sweep(path: Path) -> Sweep:
     limit = fields.get("limit", int)
     if limit is not None and limit < 1:
         fields.fail("limit", "must be at least 1")
+    item_timeout = fields.get("item_timeout", (int, float))
+    if item_timeout is not None and not item_timeout > 0:
+        fields.fail("item_timeout", "must be a positive number of seconds (leave it out for no limit)")
     batch_atoms = fields.get("batch_atoms", int)
     if batch_atoms is not None and batch_atoms < 0:
         fields.fail("batch_atoms", "must be 0 (off) or a positive number of atoms")
@@ -118,8 +114,8 @@ def load_sweep(path: Path) -> Sweep:
     settings = dict(executor.data)
     if "cluster_config" in settings:
         settings["cluster_config"] = _relative(path, settings["cluster_config"])
-    return Sweep(path, models, suites, tasks, limit, fields.text("device"),
-                 fields.get("item_timeout", (int, float)), batch_atoms, _relative(path, fields.text("store")),
+    return Sweep(path, models, suites, tasks, limit, fields.text("device"), item_timeout, batch_atoms,
+                 _relative(path, fields.text("store")),
                  _relative(path, fields.text("out")), _relative(path, fields.text("data_dir")),
                  _relative(path, fields.text("leaderboard")), settings)
 
@@ -159,7 +155,8 @@ def run(args) -> int:
     tasks = task_registry.select(sweep.tasks, sweep.suites, args.tasks_dir)
     variants = []
     for entry in sweep.models:
-        for variant in resolve_models([entry.model], entry.channels):
+        for variant in resolve_models([entry.model], entry.channels, trust_code=args.trust_code,
+                                      source=f"sweep file {args.sweep}"):
             variant.args = {**variant.args, **entry.args}
             variants.append(variant)
     data_dir = args.data_dir or (str(sweep.data_dir) if sweep.data_dir else None)
@@ -171,7 +168,8 @@ def run(args) -> int:
                          device=args.device or sweep.device or "auto", limit=limit, rerun=args.rerun,
                          progress=not args.no_progress,
                          item_timeout=args.item_timeout if args.item_timeout is not None else sweep.item_timeout,
-                         batch_atoms=batch_atoms_from_args(args, sweep.batch_atoms))
+                         batch_atoms=batch_atoms_from_args(args, sweep.batch_atoms),
+                         replace_complete=args.replace_complete)
     print(f"sweep {args.sweep}: {len(variants)} model variants x {len(tasks)} tasks on {settings.name}",
           file=sys.stderr)
     code = execute(variants, tasks, options, settings, "sweep")

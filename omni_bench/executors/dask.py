@@ -46,7 +46,7 @@ from ..runner import (
     claim_task_inputs,
     compute_item,
     local_store_key,
-    prepare,
+    prepare_run,
     store_key,
     time_limit,
     with_prefetch,
@@ -276,7 +276,7 @@ def run_on_cluster(client, variants: list[ModelVariant], tasks, options: RunOpti
     task) is scheduled at once; results are stored as chunks complete; outcomes come in the serial order.
     ``expected_workers`` sizes the automatic chunks where workers are still to join (batch jobs)."""
     distributed = import_distributed()
-    prepared = prepare(tasks, options)
+    prepared = prepare_run(variants, tasks, options)
     plans = [_plan(variant, task, options) for variant in variants for task in prepared]
     threads = max(1, sum(client.nthreads().values()), expected_workers or 0)
     futures: dict[Any, tuple[_Plan, list[Item]]] = {}

@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import OmniBenchError, unknown
-from ..schema import Fields
+from ..schema import Fields, load_yaml
 
 SYSTEMS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
            "htcondor": "HTCondorCluster", "oar": "OARCluster", "moab": "MoabCluster"}
@@ -39,13 +37,7 @@ class ClusterConfig:
 
 
 def load_cluster_config(path: Path) -> ClusterConfig:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise OmniBenchError(f"cannot read cluster config {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise OmniBenchError(f"{path}: not valid YAML: {exc}") from None
-    fields = Fields(Path(path), "", data, _FIELDS)
+    fields = Fields(Path(path), "", load_yaml(Path(path), "cluster config"), _FIELDS)
     system = fields.text("system", "slurm")
     if system not in SYSTEMS:
         raise unknown("batch system", system, SYSTEMS)

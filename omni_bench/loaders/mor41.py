@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import OmniBenchError
-from ..items import Item, Quantity
-from ..protocols.reaction_energy import Reaction, molecule_items
+from ..items import Item
+from ..protocols.reaction_energy import Reaction, add_molecule, molecule_items, reference_value
 from . import read_table
 from ._turbomole import listed_molecules, read_coord
 
@@ -29,26 +29,23 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
     if params["reactions"] not in files:
         raise OmniBenchError(f"dataset.params.reactions: {params['reactions']} is not among the task's "
                              "dataset.tables or dataset.files")
-    molecules = {}
+    molecules: dict = {}
     for name, path in listed_molecules(files, params["structures"], "mor41").items():
         atoms = read_coord(path)
         atoms.info = {"name": name, "charge": 0, "spin": 1}
-        molecules[name] = atoms
+        add_molecule(molecules, name, atoms, f"{params['structures']}/{name}")
     aliases = params["species_aliases"] or {}
     reactions = []
-    for _, row in read_table(files[params["reactions"]]):
-        where = f"{params['reactions']}: reaction {row.get('reaction_id')}"
+    for line, row in read_table(files[params["reactions"]]):
+        where = f"{params['reactions']} row {line} (reaction {row.get('reaction_id')})"
         stoichiometry: dict[str, float] = {}
         for side, sign in (("reactants", -1.0), ("products", 1.0)):
             for name, coefficient in _terms(row.get(side) or "", where):
                 name = aliases.get(name, name)
                 stoichiometry[name] = stoichiometry.get(name, 0.0) + sign * coefficient
-        try:
-            reference = Quantity(float(row["ref_energy_kcal_mol"]), "kcal/mol")
-        except (KeyError, TypeError, ValueError):
-            raise OmniBenchError(f"{where}: field 'ref_energy_kcal_mol' is not a number") from None
+        reference = reference_value(row, "ref_energy_kcal_mol", "kcal/mol", where)
         reactions.append(Reaction(row["reaction_id"], stoichiometry, reference,
-                                  {"reaction_type": row.get("reaction_type", "")}))
+                                  {"reaction_type": row.get("reaction_type", "")}, where))
     return molecule_items(molecules, reactions, params["reactions"])
 
 

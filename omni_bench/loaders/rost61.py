@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import OmniBenchError
-from ..items import Item, Quantity
-from ..protocols.reaction_energy import Reaction, molecule_items
+from ..items import Item
+from ..protocols.reaction_energy import Reaction, add_molecule, molecule_items, reference_value
 from . import read_table
 from ._turbomole import listed_molecules, read_coord
 
@@ -25,7 +25,7 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
     if params["reactions"] not in files:
         raise OmniBenchError(f"dataset.params.reactions: {params['reactions']} is not among the task's "
                              "dataset.tables or dataset.files")
-    molecules = {}
+    molecules: dict = {}
     for name, path in listed_molecules(files, params["structures"], "rost61").items():
         atoms = read_coord(path)
         charge, n_unpaired = (_integer(files, f"{params['structures']}/{name}/{kind}") for kind in (".CHRG", ".UHF"))
@@ -33,23 +33,23 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
             raise OmniBenchError(f"{params['structures']}/{name}: {n_unpaired} unpaired electrons are impossible "
                                  f"with charge {charge:+d}")
         atoms.info = {"name": name, "charge": charge, "spin": n_unpaired + 1}
-        molecules[name] = atoms
+        add_molecule(molecules, name, atoms, f"{params['structures']}/{name}")
     reactions = []
-    for _, row in read_table(files[params["reactions"]]):
-        where = f"{params['reactions']}: reaction {row.get('reaction_id')}"
+    for line, row in read_table(files[params["reactions"]]):
+        where = f"{params['reactions']} row {line} (reaction {row.get('reaction_id')})"
         try:
             stoichiometry: dict[str, float] = {}
             for term in (row["stoichiometry"] or "").split():
                 coefficient, name = term.split("*")
                 stoichiometry[name] = stoichiometry.get(name, 0.0) + float(coefficient)
-            reference = Quantity(float(row["ref_energy_kcal_mol"]), "kcal/mol")
             reaction_id = f"ROST61_{int(row['reaction_id']):02d}"
         except (KeyError, TypeError, ValueError):
-            raise OmniBenchError(f"{where}: 'reaction_id' must be an integer, 'stoichiometry' "
-                                 f"coef*NAME terms and 'ref_energy_kcal_mol' a number") from None
+            raise OmniBenchError(f"{where}: 'reaction_id' must be an integer and 'stoichiometry' "
+                                 f"coef*NAME terms") from None
         if not stoichiometry:
-            raise OmniBenchError(f"{where}: empty stoichiometry")
-        reactions.append(Reaction(reaction_id, stoichiometry, reference))
+            raise OmniBenchError(f"{where}: field 'stoichiometry' is empty")
+        reference = reference_value(row, "ref_energy_kcal_mol", "kcal/mol", where)
+        reactions.append(Reaction(reaction_id, stoichiometry, reference, where=where))
     return molecule_items(molecules, reactions, params["reactions"])
 
 

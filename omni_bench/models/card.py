@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import OmniBenchError
-from ..schema import Fields
+from ..schema import Fields, load_yaml
+from ..taskspec import ENERGY_CONVENTIONS
 
 _CARD_FIELDS = {
     "name": True, "description": True, "factory": True, "args": False, "channels": False,
@@ -24,6 +23,7 @@ _CARD_FIELDS = {
     # where the model runs and what it is good for (see omni_bench/models/worker.py and environments.py)
     "environment": False, "in_domain": False, "license": False, "python": False, "torch": False, "weights": False,
     "weights_packages": False,
+    "energy_convention": False, "energy_convention_source": False, "sanity": False,
 }
 _ENVIRONMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -33,6 +33,18 @@ class ChannelInfo:
     level_of_theory: str
     d3_functional: str | None = None
     training_data: str = ""
+
+
+@dataclass(frozen=True)
+class SanityBounds:
+    """Results no model of this kind can give for a real structure; a result outside them is recorded as a
+    failure instead of a number (a runaway SCF, a hole in a learned potential). Few, per model kind, and
+    documented in the card that sets them."""
+
+    #: largest |partial charge| on any atom, in e (from the calculator's ``charges``, where it gives them)
+    max_abs_charge: float | None = None
+    #: (lowest, highest) potential energy per atom, in eV/atom
+    energy_per_atom: tuple[float, float] | None = None
 
 
 @dataclass
@@ -57,6 +69,9 @@ class ModelCard:
     packages: list[str] = field(default_factory=list)
     charge_spin: dict[str, str] | None = None
     molecule_box: float | None = None
+    #: the energies the model learned: ``raw`` DFT or ``mp2020-corrected`` (see taskspec.ENERGY_CONVENTIONS)
+    energy_convention: str = "raw"
+    sanity: SanityBounds = field(default_factory=SanityBounds)
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     #: a Python environment managed by omni-bench (``omni-bench env create NAME``) the model runs in
@@ -112,6 +127,11 @@ class ModelCard:
             f"model {self.name!r}: checkpoint not found (looked in: {where}); {env}copy it to the last "
             f"path. {self.checkpoint_help}".strip())
 
+    def is_packaged(self, path: Path) -> bool:
+        """Whether ``path`` is one of the card's ``pkg:`` checkpoints, shipped inside an installed package."""
+        packaged = (_expand(entry) for entry in self.checkpoint if entry.startswith("pkg:"))
+        return any(p is not None and p.is_file() and p.resolve() == Path(path).resolve() for p in packaged)
+
 
 def checkpoint_packages(card: ModelCard) -> list[str]:
     """The packages that ``pkg:`` checkpoint entries point into."""
@@ -159,6 +179,9 @@ def card_from_dict(data: Any, source: Path | str) -> ModelCard:
         Fields(Path(source), "charge_spin", charge_spin, {"charge": True, "spin": True, "spin_convention": False})
         if charge_spin.get("spin_convention", "multiplicity") not in ("multiplicity", "unpaired"):
             f.fail("charge_spin.spin_convention", "must be 'multiplicity' or 'unpaired'")
+    energy_convention = f.text("energy_convention", "raw")
+    if energy_convention not in ENERGY_CONVENTIONS:
+        f.fail("energy_convention", f"must be one of {', '.join(ENERGY_CONVENTIONS)}, got {energy_convention!r}")
     known = {k: v for k, v in f.data.items() if k in ("architecture", "parameters", "notes", "training")}
     environment, python = f.text("environment"), f.text("python")
     if environment is not None and python is not None:
@@ -177,7 +200,8 @@ def card_from_dict(data: Any, source: Path | str) -> ModelCard:
         checkpoint=[checkpoint] if isinstance(checkpoint, str) else checkpoint,
         checkpoint_env=f.text("checkpoint_env"), checkpoint_help=f.get("checkpoint_help", str, ""),
         packages=f.get("packages", list, []), charge_spin=charge_spin,
-        molecule_box=f.get("molecule_box", (int, float), None), source=str(source), extra=known,
+        molecule_box=f.get("molecule_box", (int, float), None), energy_convention=energy_convention,
+        sanity=_sanity(f), source=str(source), extra=known,
         environment=environment, in_domain=f.get("in_domain", list, []), license=f.get("license", str, ""),
         python=python, torch=_version_text(f, "torch"), weights=f.get("weights", str, ""),
         weights_packages=f.get("weights_packages", list, []),
@@ -192,9 +216,18 @@ def _version_text(f: Fields, key: str) -> str | None:
     return f.text(key)
 
 
+def _sanity(card: Fields) -> SanityBounds:
+    s = Fields(card.path, "sanity", card.get("sanity", dict, {}) or {},
+               {"max_abs_charge": False, "energy_per_atom": False, "why": False})
+    charge = s.get("max_abs_charge", (int, float))
+    if charge is not None and charge <= 0:
+        s.fail("max_abs_charge", "must be a positive charge in e")
+    energy = s.get("energy_per_atom", list)
+    if energy is not None and (len(energy) != 2 or not all(isinstance(v, (int, float)) for v in energy)
+                               or energy[0] >= energy[1]):
+        s.fail("energy_per_atom", "must be [lowest, highest] in eV/atom")
+    return SanityBounds(charge, tuple(energy) if energy else None)
+
+
 def load_card(path: Path) -> ModelCard:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise OmniBenchError(f"{path}: cannot read model card: {exc}") from None
-    return card_from_dict(data, path)
+    return card_from_dict(load_yaml(path, "model card"), path)

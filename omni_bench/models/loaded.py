@@ -25,6 +25,7 @@ from omni_bench_worker import server as worker_server
 
 from ..errors import OmniBenchError
 from .batched import AbandonBatches, BatchedEvaluator, evaluate, evaluator_for
+from .checkpoints import check_model_files
 from .factories import dftd3_bj, resolve_device
 from .registry import ModelVariant
 from .worker import WorkerCalculator, WorkerProcess, interpreter_for, worker_environment
@@ -34,6 +35,10 @@ CHARGE_SPIN_IGNORED = "charge/spin not passed: the model does not accept them"
 
 class NonFiniteResult(RuntimeError):
     """The model returned NaN or infinity."""
+
+
+class ImplausibleResult(RuntimeError):
+    """The model returned a result outside its card's sanity bounds (a runaway SCF, a hole in a potential)."""
 
 
 def import_factory(spec: str):
@@ -76,6 +81,7 @@ class LoadedModel:
         """The model's calculator: built here, or in a worker process (``models/worker.py``) for a card that
         names its own interpreter and for ``--isolate``."""
         card, variant = self.variant.card, self.variant
+        check_model_files(variant)  # before any package unpickles a user's checkpoint
         interpreter = interpreter_for(card, variant.isolate)
         kwargs = self._factory_kwargs(None if interpreter is None else worker_environment(card))
         if interpreter is not None:
@@ -115,13 +121,15 @@ class LoadedModel:
         return atoms
 
     def energy(self, atoms: Atoms) -> float:
-        """Potential energy in eV; raises ``NonFiniteResult`` for NaN or infinity."""
+        """Potential energy in eV; raises ``NonFiniteResult`` for NaN or infinity and ``ImplausibleResult``
+        outside the card's sanity bounds."""
         prepared = self._prepare(atoms)
         value = self._prefetched.get(structure_key(prepared)) if self._prefetched else None
         if value is None:
             prepared.calc = self.calc
             value = float(prepared.get_potential_energy())
             self.evaluations["ase"] += 1
+            self._check_charges(prepared)
         else:
             if self.d3_calc is not None:  # D3 is cheap and per structure: added as SumCalculator would
                 prepared.calc = self.d3_calc
@@ -129,7 +137,24 @@ class LoadedModel:
             self.evaluations["batched"] += 1
         if not math.isfinite(value):
             raise NonFiniteResult(f"model returned a non-finite energy ({value})")
+        bounds = self.variant.card.sanity.energy_per_atom
+        if bounds and not bounds[0] <= value / len(prepared) <= bounds[1]:
+            raise ImplausibleResult(f"energy {value / len(prepared):.4g} eV/atom is outside the card's sanity "
+                                    f"bounds [{bounds[0]:g}, {bounds[1]:g}] eV/atom")
         return value
+
+    def _check_charges(self, atoms: Atoms) -> None:
+        """Partial charges beyond the card's bound mean the SCF ran away (GFN2-xTB on ROST61 m117: -6.1 e on
+        Ti): the energy that comes with them is not a result."""
+        bound = self.variant.card.sanity.max_abs_charge
+        charges = self.base_calc.results.get("charges") if bound else None
+        if charges is None:
+            return
+        worst = int(np.argmax(np.abs(charges)))
+        if abs(charges[worst]) > bound:
+            raise ImplausibleResult(f"partial charge {charges[worst]:+.2f} e on {atoms.get_chemical_symbols()[worst]} "
+                                    f"(atom {worst}) exceeds the card's sanity bound of {bound:g} e: the SCF ran "
+                                    "away to an unphysical state")
 
     def prefetch(self, structures: Iterable[Atoms], max_atoms: int) -> None:
         """Compute the energies of ``structures`` in batches of at most ``max_atoms`` atoms, for ``energy`` to

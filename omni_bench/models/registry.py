@@ -4,6 +4,7 @@ name) into model variants: a card, a channel and the D3 flag. Nothing here impor
 from __future__ import annotations
 
 import importlib.util
+import sys
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from importlib.resources import files
@@ -31,6 +32,12 @@ class ModelVariant:
     #: run the model in a worker process of this interpreter (``--isolate``): a crash fails one item, not the
     #: run. Results are the same as in-process, so they share the fingerprint and the stored items
     isolate: bool = False
+    #: the user's ``--trust-code``: may run code a card or sweep file names, and load pickled checkpoints
+    trust_code: bool = False
+    #: what ``--trust-code`` let run (recorded in the results JSON); None: nothing beyond omni-bench's own
+    trusted_code: str | None = None
+    #: whether the checkpoint files it unpickles were checked (models/checkpoints.py)
+    files_checked: bool = False
 
     @property
     def label(self) -> str:
@@ -77,6 +84,37 @@ def _factory_card(spec: str) -> ModelCard:
     }, spec)
 
 
+def allowed_factory(factory: str) -> bool:
+    """Factories a card or sweep file may name without ``--trust-code``: omni-bench's own (modules under
+    ``omni_bench`` and its worker package ``omni_bench_worker``) and those of installed plug-ins (the
+    ``omni_bench.models`` entry points)."""
+    module = factory.partition(":")[0]
+    if module.split(".")[0] in ("omni_bench", "omni_bench_worker"):
+        return True
+    return factory in {ep.value.replace(" ", "") for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def check_file_factory(card: ModelCard, source: str, trust_code: bool) -> str | None:
+    """A card or sweep file is data, not code: it may name only an allowed factory, and no interpreter to start
+    (``python:``), unless the user passed ``--trust-code``. Returns what was trusted (for the results JSON), or
+    None when nothing needed trust."""
+    reasons = []
+    if not allowed_factory(card.factory):
+        reasons.append(f"names factory {card.factory!r}, which is neither omni-bench's own nor a plug-in's")
+    if card.python:
+        reasons.append(f"names an interpreter to start (python: {card.python})")
+    if not reasons:
+        return None
+    what = f"{source} {' and '.join(reasons)}"
+    if not trust_code:
+        raise OmniBenchError(f"{what}; a file cannot run code of its choosing: pass --trust-code if you trust "
+                             "it, or use a built-in model, a plug-in, a managed 'environment:', or "
+                             "--model package.module:factory")
+    print(f"omni-bench: warning: --trust-code: {what}; running it", file=sys.stderr)
+    return f"{source}: " + "; ".join(filter(None, [card.factory if not allowed_factory(card.factory) else "",
+                                                   f"python {card.python}" if card.python else ""]))
+
+
 def find_card(name: str) -> ModelCard:
     """The card for a built-in name, a card file, a plug-in, or ``package.module:factory``."""
     if name.endswith((".yaml", ".yml")):
@@ -98,27 +136,46 @@ def parse_model_arg(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise OmniBenchError(f"--model-arg {text!r} must look like key=value")
-    return key, yaml.safe_load(value) if value else ""
+    try:
+        return key, yaml.safe_load(value) if value else ""
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise OmniBenchError(f"--model-arg {text!r}: the value is not valid YAML ({problem}); quote it to pass "
+                             f"text: {key}='\"{value}\"'") from None
 
 
-def resolve_models(specs: list[str], channels: list[str] | None = None,
-                   model_args: list[str] | None = None, isolate: bool = False) -> list[ModelVariant]:
-    """Expand every ``--model`` (with ``@channel`` and ``+d3``) and ``--channel`` into variants."""
+def split_channel(base: str) -> tuple[str, str | None]:
+    """``NAME@CHANNEL`` -> (NAME, CHANNEL); a card file's path may itself contain '@' (``runs@2/card.yaml``,
+    ``card.yaml@PBE``): the channel is what follows the last '@' after the file name ends."""
+    if base.endswith((".yaml", ".yml")) or "@" not in base:
+        return base, None
+    name, _, channel = base.rpartition("@")
+    return name, channel
+
+
+def resolve_models(specs: list[str], channels: list[str] | None = None, model_args: list[str] | None = None,
+                   trust_code: bool = False, source: str | None = None,
+                   isolate: bool = False) -> list[ModelVariant]:
+    """Expand every ``--model`` (with ``@channel`` and ``+d3``) and ``--channel`` into variants. ``source``
+    names the sweep file the specs come from: a file is data, so what it names is checked as a card file is."""
     extra_args = dict(parse_model_arg(a) for a in model_args or [])
     variants: list[ModelVariant] = []
     for spec in specs:
         d3 = spec.endswith(D3_SUFFIX)
         base = spec[: -len(D3_SUFFIX)] if d3 else spec
-        name, at, inline_channel = base.rpartition("@") if "@" in base else (base, "", "")
+        name, inline_channel = split_channel(base)
         card = find_card(name)
-        wanted = [inline_channel] if at else list(channels or [])
+        from_file = card.source if name.endswith((".yaml", ".yml")) else source
+        trusted = check_file_factory(card, from_file, trust_code) if from_file else None
+        wanted = [inline_channel] if inline_channel is not None else list(channels or [])
         for channel in _channels_for(card, wanted):
             if d3 and not card.channel_info(channel).d3_functional:
                 raise OmniBenchError(
                     f"model {card.name}{'@' + channel if channel else ''}: +d3 needs a D3 functional in the card "
                     "(d3_functional); this level of theory either includes dispersion already or has no D3 "
                     "parameters")
-            variants.append(ModelVariant(card, channel, d3, {**card.args, **extra_args}, isolate=isolate))
+            variants.append(ModelVariant(card, channel, d3, {**card.args, **extra_args}, isolate, trust_code,
+                                         trusted))
     return variants
 
 

@@ -9,6 +9,7 @@ computed is a failed entry that names the molecules.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -31,6 +32,27 @@ class Reaction:
     stoichiometry: dict[str, float]
     reference: Quantity  # ids sort in the order of the source file (zero-padded numbers)
     groups: dict[str, str] = field(default_factory=dict)
+    #: where it was read, for errors: ``reactions.csv row 12``
+    where: str = ""
+
+
+def reference_value(row: dict, key: str, unit: str, where: str) -> Quantity:
+    """A reaction table's reference energy: a finite number, or an error naming the file, the row and the field."""
+    try:
+        value = float(row[key])
+    except (KeyError, TypeError, ValueError):
+        raise OmniBenchError(f"{where}: field {key!r} is not a number ({row.get(key)!r})") from None
+    if not math.isfinite(value):
+        raise OmniBenchError(f"{where}: field {key!r} is {value}, not a reference value")
+    return Quantity(value, unit)
+
+
+def add_molecule(molecules: dict[str, Atoms], name: str, atoms: Atoms, where: str) -> None:
+    """Add one structure by name; a name given twice is an error (a later copy must not silently replace
+    the first)."""
+    if name in molecules:
+        raise OmniBenchError(f"{where}: molecule {name!r} appears twice; each structure must be listed once")
+    molecules[name] = atoms
 
 
 def single_points(item: Item, params: dict) -> list[Atoms]:
@@ -71,8 +93,18 @@ def molecule_items(molecules: dict[str, Atoms], reactions: list[Reaction], sourc
     Raises when a reaction names an unknown molecule or does not balance atoms and charge, since either means
     the data or the loader is wrong.
     """
+    if not reactions:
+        raise OmniBenchError(f"{source}: no reactions: the table is empty")
     by_species: dict[str, list[Reaction]] = {}
+    first: dict[str, Reaction] = {}
     for reaction in reactions:
+        where = reaction.where or f"{source}: reaction {reaction.id}"
+        if reaction.id in first:
+            raise OmniBenchError(f"{where}: reaction id {reaction.id!r} appears twice (also "
+                                 f"{first[reaction.id].where or 'earlier'}); each reaction must be listed once")
+        first[reaction.id] = reaction
+        if not math.isfinite(reaction.reference.value):
+            raise OmniBenchError(f"{where}: reference energy is {reaction.reference.value}, not a reference value")
         unknown = [s for s in reaction.stoichiometry if s not in molecules]
         if unknown:
             raise OmniBenchError(f"{source}: reaction {reaction.id} names {', '.join(unknown)}, not among the "

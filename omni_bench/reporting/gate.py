@@ -98,14 +98,23 @@ def read_baseline(path: Path) -> list[Snapshot]:
     if path.suffix == ".csv":
         return _from_leaderboard_csv(path)
     try:
-        payload = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
         raise OmniBenchError(f"cannot read baseline {path}: {exc}") from None
     if isinstance(payload, dict) and payload.get("kind") == BASELINE_KIND:
         try:
-            return [Snapshot(**entry) for entry in payload["results"]]
+            snapshots = [Snapshot(**entry) for entry in payload["results"]]
         except (KeyError, TypeError) as exc:
             raise OmniBenchError(f"baseline {path} is damaged: {exc}") from None
+        for s in snapshots:
+            bad = [f"{name}.value={m.get('value')!r}" for name, m in s.metrics.items()
+                   if not isinstance(m, dict) or not isinstance(m.get("value"), (int, float, type(None)))]
+            bad += [f"{key}={getattr(s, key)!r}" for key in ("task_version", "n_items", "n_failed")
+                    if not isinstance(getattr(s, key), int)]
+            if bad:
+                raise OmniBenchError(f"baseline {path}: {s.label} on {s.task} has {', '.join(bad)}, not a number; "
+                                     "record the baseline again with --write-baseline")
+        return snapshots
     return [snapshot(read_result(path))]
 
 
@@ -114,7 +123,7 @@ def _from_leaderboard_csv(path: Path) -> list[Snapshot]:
         frame = pd.read_csv(path, dtype={"label": str, "task": str, "metric": str, "channel": str,
                                           "fingerprint_id": str, "inputs_hash": str},
                             keep_default_na=False, na_values={"value": [""]})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+    except (OSError, ValueError) as exc:  # pandas' parser errors and a file that is not UTF-8 are ValueErrors
         raise OmniBenchError(f"cannot read baseline {path}: {exc}") from None
     needed = {"label", "model", "task", "task_version", "task_n_items", "task_n_failed", "metric", "value",
               "statistic", "direction"}
@@ -124,12 +133,18 @@ def _from_leaderboard_csv(path: Path) -> list[Snapshot]:
     snapshots = []
     for (label, task), group in frame.groupby(["label", "task"], sort=True):
         first = group.iloc[0]
-        metrics = {r["metric"]: {"value": float(r["value"]), "unit": r.get("unit", ""), "statistic": r["statistic"],
-                                 "direction": r["direction"], "n": int(r["n"]), "n_failed": int(r["n_failed"])}
-                   for _, r in group.iterrows()}
-        snapshots.append(Snapshot(label, str(first["model"]), str(first.get("channel", "")), task,
-                                  int(first["task_version"]), int(first["task_n_items"]), int(first["task_n_failed"]),
-                                  metrics, str(first.get("fingerprint_id", "")), str(first.get("inputs_hash", ""))))
+        try:
+            metrics = {r["metric"]: {"value": float(r["value"]), "unit": r.get("unit", ""),
+                                     "statistic": r["statistic"], "direction": r["direction"], "n": int(r["n"]),
+                                     "n_failed": int(r["n_failed"])}
+                       for _, r in group.iterrows()}
+            snapshots.append(Snapshot(label, str(first["model"]), str(first.get("channel", "")), task,
+                                      int(first["task_version"]), int(first["task_n_items"]),
+                                      int(first["task_n_failed"]), metrics, str(first.get("fingerprint_id", "")),
+                                      str(first.get("inputs_hash", ""))))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise OmniBenchError(f"baseline {path}: a row of {label} on {task} is not a number where one is needed "
+                                 f"(value, n, n_failed, task_version, task_n_items, task_n_failed): {exc}") from None
     return snapshots
 
 

@@ -42,7 +42,8 @@ def _task_rows(group: pd.DataFrame) -> list[list[str]]:
     largest_n = group["n"].max()
     for _, r in group.sort_values(["error", "label"], na_position="last").iterrows():
         n = f"{r['n']}" + (" (fewer items)" if r["n"] < largest_n else "")
-        rows.append([rank_label(None if pd.isna(r["rank"]) else int(r["rank"]), bool(r["tied"])), r["label"],
+        label = r["label"] + (f" (vs {r['reference_convention']} reference)" if r.get("reference_convention") else "")
+        rows.append([rank_label(None if pd.isna(r["rank"]) else int(r["rank"]), bool(r["tied"])), label,
                      task_cell(r), "n/a" if not np.isfinite(r["norm"]) else f"{r['norm']:.2f}", n,
                      str(r["task_n_failed"])])
     return rows

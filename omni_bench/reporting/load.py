@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,21 +79,25 @@ def read_predictions(path: Path) -> pd.DataFrame:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:  # a run that scored nothing (e.g. --limit below one whole reaction)
         frame = pd.DataFrame(columns=_PREDICTION_COLUMNS, dtype=str)
+    except UnicodeDecodeError as exc:
+        raise OmniBenchError(f"{path}: predictions file is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except (OSError, pd.errors.ParserError) as exc:
         raise OmniBenchError(f"cannot read predictions {path}: {exc}") from None
     missing = set(_PREDICTION_COLUMNS) - set(frame.columns)
     if missing:
         raise OmniBenchError(f"{path}: not a predictions file (missing columns: {', '.join(sorted(missing))})")
     for column in ("predicted", "reference", "error"):
-        if column in frame:
+        try:
             frame[column] = pd.to_numeric(frame[column].replace("", np.nan), errors="raise")
+        except (ValueError, TypeError) as exc:
+            raise OmniBenchError(f"{path}: column {column!r} holds a value that is not a number ({exc})") from None
     return frame
 
 
 def read_result(json_path: Path) -> TaskResult:
     try:
-        record = json.loads(Path(json_path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        record = json.loads(Path(json_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
         raise OmniBenchError(f"cannot read results file {json_path}: {exc}") from None
     if not isinstance(record, dict) or any(k not in record for k in _REQUIRED_KEYS):
         raise OmniBenchError(f"{json_path}: not a results file written by omni-bench run (needs keys "
@@ -100,7 +105,7 @@ def read_result(json_path: Path) -> TaskResult:
     model, task = record["model"], record["task"]
     fp = model.get("fingerprint") or {}
     raw = task.get("config") or {}
-    return TaskResult(
+    result = TaskResult(
         label=model["label"], model=fp.get("model") or model["label"], channel=fp.get("channel"),
         d3=bool(fp.get("d3")), fingerprint_id=model.get("fingerprint_id", ""), task=task["name"],
         task_version=int(task["version"]), suites=list(raw.get("suites", [])),
@@ -111,6 +116,33 @@ def read_result(json_path: Path) -> TaskResult:
         gate=gate_from_config(raw), inputs_hash=(record.get("config") or {}).get("inputs_hash") or "",
         resample_by=raw.get("resample_by"),
     )
+    check_consistent(result)
+    return result
+
+
+def check_consistent(result: TaskResult) -> None:
+    """The one check that a results JSON and its predictions CSV belong together, for every command that
+    reads results (report, leaderboard, gate): each metric's scored and failed row counts, and its value
+    recomputed from the CSV, must be the JSON's. A truncated or edited CSV, or a CSV beside another run's
+    JSON, is refused."""
+    found = {}
+    for spec in result.metric_specs:
+        for label, rows in labelled_rows(result, spec):
+            ok = rows[rows["status"] == "ok"]
+            found[label] = (len(ok), len(rows) - len(ok),
+                            statistic(spec.statistic, ok["predicted"].to_numpy(float), ok["reference"].to_numpy(float)))
+    for label, stored in result.metrics.items():
+        n, n_failed, value = found.get(label, (0, 0, math.nan))
+        recorded = float(stored["value"]) if stored.get("value") is not None else math.nan
+        same_value = (math.isnan(recorded) and math.isnan(value)) or math.isclose(recorded, value, rel_tol=1e-9,
+                                                                                  abs_tol=1e-12)
+        expected = (stored.get("n", n), stored.get("n_failed", n_failed))
+        if (n, n_failed) != expected or not same_value:
+            raise OmniBenchError(
+                f"{result.path}: metric {label} is {recorded!r} over {expected[0]} scored and {expected[1]} failed "
+                f"rows, but {result.record['predictions_file']} gives {value!r} over {n} and {n_failed}: the two "
+                "files do not belong together (truncated or edited?); run the same omni-bench run again to rewrite "
+                "both")
 
 
 def result_files(folder: Path) -> list[Path]:
@@ -152,20 +184,22 @@ def select(results: list[TaskResult], models: list[str] | None = None, tasks: li
     return chosen
 
 
-def metric_rows(result: TaskResult, spec: MetricSpec) -> list[tuple[str, pd.DataFrame]]:
-    """(metric label, scored rows) for one metric, split by group the way ``scoring.metrics`` splits it.
-
-    Failed rows are left out, as the metric leaves them out; they are counted separately."""
+def labelled_rows(result: TaskResult, spec: MetricSpec) -> list[tuple[str, pd.DataFrame]]:
+    """(metric label, every row, scored or failed) for one metric, split by group the way ``scoring.metrics``
+    splits it."""
     frame = result.predictions
     mine = frame[frame["quantity"] == spec.quantity]
-    ok = mine[mine["status"] == "ok"]
     if not spec.group_by:
-        return [(spec.name, ok)]
+        return [(spec.name, mine)]
     column = f"group_{spec.group_by}"
     labels = mine[column] if column in mine else pd.Series("", index=mine.index)
-    values = sorted(set(labels))
-    ok_labels = labels.loc[ok.index]
-    return [(f"{spec.name}[{spec.group_by}={v}]", ok[ok_labels == v]) for v in values]
+    return [(f"{spec.name}[{spec.group_by}={v}]", mine[labels == v]) for v in sorted(set(labels))]
+
+
+def metric_rows(result: TaskResult, spec: MetricSpec) -> list[tuple[str, pd.DataFrame]]:
+    """(metric label, scored rows) for one metric. Failed rows are left out, as the metric leaves them out;
+    they are counted separately."""
+    return [(label, rows[rows["status"] == "ok"]) for label, rows in labelled_rows(result, spec)]
 
 
 def recomputed_metrics(result: TaskResult) -> dict[str, float]:

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
-from ..errors import OmniBenchError
-from ..taskspec import MetricSpec
+from ..taskspec import primary_metric
 from .bootstrap import N_RESAMPLES, SEED, bootstrap
 from .load import TaskResult, metric_rows
 
 COLUMNS = ["label", "model", "channel", "d3", "task", "task_version", "metric", "quantity", "statistic",
            "direction", "unit", "value", "ci_low", "ci_high", "n", "n_failed", "primary", "task_n_items",
-           "task_n_failed", "fingerprint_id", "inputs_hash"]
+           "task_n_failed", "fingerprint_id", "inputs_hash", "reference_convention"]
 Replicates = dict[tuple[str, str, str], np.ndarray]
-
-
-def primary_metric(specs: list[MetricSpec]) -> MetricSpec:
-    """A task's headline metric: the first one its task file lists that is not split by group."""
-    for spec in specs:
-        if not spec.group_by:
-            return spec
-    return specs[0]
 
 
 def metric_table(results: list[TaskResult], n_resamples: int = N_RESAMPLES,
@@ -37,7 +26,6 @@ def metric_table(results: list[TaskResult], n_resamples: int = N_RESAMPLES,
                 interval = bootstrap(scored, spec.statistic, key=(result.task, label), n_resamples=n_resamples,
                                      seed=seed, resample_by=result.resample_by)
                 stored = result.metrics.get(label, {})
-                _check_consistent(result, label, interval.value, stored.get("value"))
                 replicates[(result.label, result.task, label)] = interval.replicates
                 unit = stored.get("unit") or ("1" if spec.statistic in ("r2", "f1") else _unit_of(result, spec))
                 rows.append({
@@ -48,22 +36,13 @@ def metric_table(results: list[TaskResult], n_resamples: int = N_RESAMPLES,
                     "n": len(scored), "n_failed": stored.get("n_failed", 0), "primary": label == headline,
                     "task_n_items": result.n_items, "task_n_failed": result.n_failed,
                     "fingerprint_id": result.fingerprint_id, "inputs_hash": result.inputs_hash,
+                    # the energy convention of the reference, where a task keeps one per convention
+                    "reference_convention": (result.record.get("config") or {}).get("reference_energy_convention")
+                    or "",
                 })
     return pd.DataFrame(rows, columns=COLUMNS), replicates
 
 
-def _unit_of(result: TaskResult, spec: MetricSpec) -> str:
+def _unit_of(result: TaskResult, spec) -> str:
     units = result.predictions.loc[result.predictions["quantity"] == spec.quantity, "unit"]
     return str(units.iloc[0]) if len(units) else ""
-
-
-def _check_consistent(result: TaskResult, label: str, recomputed: float, stored) -> None:
-    """The predictions CSV must reproduce the metrics in the JSON; if not, one of them was edited."""
-    if stored is None:
-        return
-    stored = float(stored)
-    if math.isnan(stored) and math.isnan(recomputed):
-        return
-    if not math.isclose(stored, recomputed, rel_tol=1e-9, abs_tol=1e-12):
-        raise OmniBenchError(f"{result.path}: metric {label} is {stored!r} but its predictions file gives "
-                             f"{recomputed!r}; the two files do not belong together (rerun omni-bench run)")
