@@ -179,18 +179,28 @@ def mor41_copy(tmp_path, data_root) -> dict[str, Path]:
     """The MOR41 files in a scratch folder, for the loader to read after an edit."""
     spec = all_tasks()["mor41"]
     files = {}
-    for entry in spec.files:
+    for entry, root in [(e, data_root) for e in spec.files] + [(e, spec.path.parent) for e in spec.tables]:
         target = tmp_path / entry.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(data_root / entry.path, target)
+        shutil.copy(root / entry.path, target)
         files[entry.path] = target
     return files
 
 
+MOR41_TABLE = "mor41-reactions.csv"
+
+
+def _provenance_lines(files) -> int:
+    """The shipped table's '#' header: file rows count from the line after it."""
+    return sum(line.startswith("#") for line in files[MOR41_TABLE].read_text().splitlines())
+
+
 def _edit_reactions(files: dict[str, Path], edit) -> None:
-    path = files["MOR41/reactions.csv"]
+    """Edit the CSV rows (header first) below the table's provenance comment."""
+    path = files[MOR41_TABLE]
     lines = path.read_text().splitlines()
-    path.write_text("\n".join(edit(lines)) + "\n")
+    comments = [line for line in lines if line.startswith("#")]
+    path.write_text("\n".join(comments + edit(lines[len(comments):])) + "\n")
 
 
 def _load_mor41(files):
@@ -209,13 +219,15 @@ def test_3_a_nan_or_inf_reference_names_file_row_and_field(mor41_copy, value):
         lines[5] = ",".join(cells)
         return lines
     _edit_reactions(mor41_copy, edit)
-    with pytest.raises(OmniBenchError, match=r"MOR41/reactions.csv row 6 \(reaction .*\): field "
+    row = 6 + _provenance_lines(mor41_copy)
+    with pytest.raises(OmniBenchError, match=rf"{MOR41_TABLE} row {row} \(reaction .*\): field "
                                              r"'ref_energy_kcal_mol' is (nan|-?inf), not a reference value"):
         _load_mor41(mor41_copy)
 
 
 def _load_header(files) -> list[str]:
-    return files["MOR41/reactions.csv"].read_text().splitlines()[0].split(",")
+    lines = files[MOR41_TABLE].read_text().splitlines()
+    return lines[_provenance_lines(files)].split(",")
 
 
 def test_3_a_duplicate_reaction_id_with_another_value_names_both_rows(mor41_copy):
@@ -226,23 +238,15 @@ def test_3_a_duplicate_reaction_id_with_another_value_names_both_rows(mor41_copy
         cells[column] = "12.5"
         return [*lines, ",".join(cells)]
     _edit_reactions(mor41_copy, edit)
-    with pytest.raises(OmniBenchError, match=r"row 43 .*appears twice \(also MOR41/reactions.csv row 4"):
+    offset = _provenance_lines(mor41_copy)
+    expected = rf"row {43 + offset} .*appears twice \(also {MOR41_TABLE} row {4 + offset}"
+    with pytest.raises(OmniBenchError, match=expected):
         _load_mor41(mor41_copy)
 
 
 def test_3_an_empty_reaction_table_is_an_error(mor41_copy):
     _edit_reactions(mor41_copy, lambda lines: lines[:1])
-    with pytest.raises(OmniBenchError, match="MOR41/reactions.csv: no reactions: the table is empty"):
-        _load_mor41(mor41_copy)
-
-
-def test_3_a_duplicate_structure_is_an_error(mor41_copy):
-    path = mor41_copy["MOR41/mor41_molecules.extxyz"]
-    text = path.read_text()
-    n_atoms = int(text.split("\n", 1)[0])
-    first = "\n".join(text.splitlines()[: n_atoms + 2]) + "\n"
-    path.write_text(text + first)
-    with pytest.raises(OmniBenchError, match=r"mor41_molecules.extxyz: structure 96: molecule '\w+' appears twice"):
+    with pytest.raises(OmniBenchError, match=f"{MOR41_TABLE}: no reactions: the table is empty"):
         _load_mor41(mor41_copy)
 
 

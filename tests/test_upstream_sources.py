@@ -132,7 +132,7 @@ def test_a_built_wheel_ships_the_tables_and_its_tasks_find_them(tmp_path):
     source = tmp_path / "src"
     source.mkdir()
     ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", "build", "runs", "data")
-    for name in ("pyproject.toml", "README.md", "omni_bench", "tasks", "reference_model"):
+    for name in ("pyproject.toml", "README.md", "omni_bench", "omni_bench_worker", "tasks", "reference_model"):
         copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
         copy(REPO / name, source / name, **({"ignore": ignore} if copy is shutil.copytree else {}))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]

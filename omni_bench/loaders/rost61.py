@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import OmniBenchError
 from ..items import Item
-from ..protocols.reaction_energy import Reaction, add_molecule, molecule_items, reference_value
+from ..protocols.reaction_energy import Reaction, molecule_items, reference_value
 from . import read_table
 from ._turbomole import listed_molecules, read_coord
 
@@ -33,7 +33,7 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
             raise OmniBenchError(f"{params['structures']}/{name}: {n_unpaired} unpaired electrons are impossible "
                                  f"with charge {charge:+d}")
         atoms.info = {"name": name, "charge": charge, "spin": n_unpaired + 1}
-        add_molecule(molecules, name, atoms, f"{params['structures']}/{name}")
+        molecules[name] = atoms  # one folder per molecule: a name cannot come twice
     reactions = []
     for line, row in read_table(files[params["reactions"]]):
         where = f"{params['reactions']} row {line} (reaction {row.get('reaction_id')})"

@@ -111,8 +111,8 @@ def check_file_factory(card: ModelCard, source: str, trust_code: bool) -> str | 
                              "it, or use a built-in model, a plug-in, a managed 'environment:', or "
                              "--model package.module:factory")
     print(f"omni-bench: warning: --trust-code: {what}; running it", file=sys.stderr)
-    return f"{source}: " + "; ".join(filter(None, [card.factory if not allowed_factory(card.factory) else "",
-                                                   f"python {card.python}" if card.python else ""]))
+    trusted = [f"factory {card.factory}"] if not allowed_factory(card.factory) else []
+    return f"{source}: " + "; ".join(trusted + ([f"python {card.python}"] if card.python else []))
 
 
 def find_card(name: str) -> ModelCard:

@@ -47,14 +47,6 @@ def reference_value(row: dict, key: str, unit: str, where: str) -> Quantity:
     return Quantity(value, unit)
 
 
-def add_molecule(molecules: dict[str, Atoms], name: str, atoms: Atoms, where: str) -> None:
-    """Add one structure by name; a name given twice is an error (a later copy must not silently replace
-    the first)."""
-    if name in molecules:
-        raise OmniBenchError(f"{where}: molecule {name!r} appears twice; each structure must be listed once")
-    molecules[name] = atoms
-
-
 def single_points(item: Item, params: dict) -> list[Atoms]:
     """The structures ``compute`` takes single points of (the runner batches them for models that can)."""
     return [item.structures["molecule"]]
