@@ -17,6 +17,7 @@ import pandas as pd
 from . import __version__
 from .errors import OmniBenchError
 from .items import Entry
+from .models.card import ModelCard
 from .models.fingerprint import package_versions
 from .taskspec import TaskSpec
 
@@ -91,14 +92,23 @@ def write(out_dir: Path, label: str, task: TaskSpec, record: dict[str, Any], ent
     return json_path
 
 
+def card_summary(card: ModelCard, channel: str | None) -> dict[str, Any]:
+    """What reports need from the model card to mark a result: the variant's level of theory, whether the
+    model was trained with dispersion, and the tasks whose data it was trained on (``in_domain``)."""
+    in_domain = getattr(card, "in_domain", None) or card.extra.get("in_domain") or []
+    return {"level_of_theory": card.channel_info(channel).level_of_theory,
+            "trained_with_dispersion": card.trained_with_dispersion, "in_domain": list(in_domain)}
+
+
 def record(*, label: str, fingerprint_id: str, fingerprint: dict, card_source: str, task: TaskSpec,
            data_root: str | None, config: dict, device: str,
            wall_s: float, computed: int, cached: int, n_items: int, failures: list[dict],
-           notes: dict[str, int], metrics: dict[str, dict]) -> dict[str, Any]:
+           notes: dict[str, int], metrics: dict[str, dict], card: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "omni_bench_version": __version__,
         "model": {"label": label, "fingerprint_id": fingerprint_id, "fingerprint": fingerprint,
                   "card": card_source},
+        "card": card or {},
         "task": {
             "name": task.name, "version": task.version, "file_sha256": task_file_sha256(task),
             "level_of_theory": task.level_of_theory, "citation": task.citation, "units": task.units,

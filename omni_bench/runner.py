@@ -339,6 +339,7 @@ def _summarise(variant, fid, fp, task: PreparedTask, protocol, options: RunOptio
                     "protocol_params": task.params,
                     "loader_params": task.spec.loader_params, "single_points": single_points},
             device=device, wall_s=wall_s, computed=computed, cached=len(task.items) - computed,
-            n_items=len(task.items), failures=failures, notes=dict(notes), metrics=metrics)
+            n_items=len(task.items), failures=failures, notes=dict(notes), metrics=metrics,
+            card=results.card_summary(variant.card, variant.channel))
         outcome.results_file = results.write(options.out_dir, variant.label, task.spec, record, entries)
     return outcome
