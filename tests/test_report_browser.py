@@ -77,7 +77,7 @@ def column(driver, key: str) -> list[str]:
     return driver.execute_script(
         "const i = Array.from(document.querySelectorAll('#results thead th')).findIndex(h => h.dataset.key === "
         "arguments[0]); return Array.from(document.querySelectorAll('#results tbody tr')).filter(r => !r.hidden)"
-        ".map(r => r.cells[i].dataset.sort);", key)
+        ".map(r => r.cells[i].textContent);", key)
 
 
 def test_pages_open_offline_without_console_errors(browser, pages):

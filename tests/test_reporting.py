@@ -5,7 +5,9 @@ headless Chromium, as a reader would open them, in tests/test_report_browser.py.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,8 @@ from omni_bench.store import ResultStore
 from omni_bench.task_registry import all_tasks
 from omni_bench.taskspec import STATISTICS
 
+REPO = Path(__file__).resolve().parent.parent
+EMT_CARD = REPO / "omni_bench" / "models" / "cards" / "emt.yaml"
 _SCALES = {"exact": 1.0, "scaled": 1.3}
 
 
@@ -337,3 +341,20 @@ def test_report_command_exit_codes(emt_results, tmp_path, capsys):
     assert (tmp_path / "quick.html").is_file() and (tmp_path / "quick.md").is_file()
     assert cli.main(["report", "--results", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_committed_leaderboard_script_writes_the_interactive_page(tmp_path):
+    """scripts/make_leaderboard.sh, which regenerates reports/leaderboard.*, on a small slice: its command
+    path ends in the interactive page, the Markdown and the CSV."""
+    second = tmp_path / "emt-again.yaml"  # a second model variant, so the page has a chart to draw
+    second.write_text(EMT_CARD.read_text().replace("name: emt", "name: emt-again"))
+    env = {**os.environ, "MODELS": f"emt {second}", "SUITES": "quick", "LIMIT": "2", "XTB_SUITES": "",
+           "STORE": str(tmp_path / "store.sqlite"), "RESULTS": str(tmp_path / "results"), "OUT": str(tmp_path / "lb")}
+    done = subprocess.run(["bash", str(REPO / "scripts" / "make_leaderboard.sh")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    html = (tmp_path / "lb.html").read_text()
+    assert plotly_divs(html) == ["normalised"]
+    assert '<table id="results"' in html and "omni-bench leaderboard --results" in html
+    assert (tmp_path / "lb.md").is_file() and "warnings" in pd.read_csv(tmp_path / "lb.csv").columns

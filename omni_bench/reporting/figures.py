@@ -137,7 +137,7 @@ def parity_figure(title: str, quantity: str, unit: str, panels: dict[str, pd.Dat
         fig.update_xaxes(title_text=f"reference ({unit})", range=[low, high], constrain="domain", row=row, col=col)
         fig.update_yaxes(title_text=f"predicted ({unit})", range=[low, high], constrain="domain", row=row, col=col,
                          scaleanchor=f"x{index + 1 if index else ''}", scaleratio=1)
-    return _style_layout(fig, title, 120 + 380 * rows,
+    return _style_layout(fig, title, 120 + 440 * rows,
                          legend={"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.0, "yanchor": "bottom"})
 
 
@@ -147,7 +147,7 @@ def error_distribution_figure(title: str, panels: list[tuple[str, str, float | N
     error}): a violin with its points from ``MIN_VIOLIN`` points on, the bare points below that."""
     rows, columns = _grid(len(panels), 2)
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[p[0] for p in panels], horizontal_spacing=0.1,
-                        vertical_spacing=0.6 / rows if rows > 1 else 0.1)
+                        vertical_spacing=0.4 / rows if rows > 1 else 0.1)
     shown: set[str] = set()
     for index, (_task, unit, band, errors) in enumerate(panels):
         row, col = _cell(index, columns)
@@ -180,7 +180,7 @@ def error_distribution_figure(title: str, panels: list[tuple[str, str, float | N
                          range=[-0.6, len(labels) - 0.4], showgrid=False, title_text="model", row=row, col=col)
         fig.update_yaxes(title_text=f"error ({unit})", row=row, col=col)
     note = " (green: chemical accuracy)" if any(p[2] for p in panels) else ""
-    return _style_layout(fig, title + note, 140 + 380 * rows, showlegend=False)
+    return _style_layout(fig, title + note, 140 + 360 * rows, showlegend=False)
 
 
 def normalised_figure(title: str, frame: pd.DataFrame, look: dict[str, Style]) -> go.Figure:
@@ -202,11 +202,8 @@ def normalised_figure(title: str, frame: pd.DataFrame, look: dict[str, Style]) -
                 error_y={"type": "data", "symmetric": False, "thickness": 1.2, "width": 2,
                          "array": np.clip(np.nan_to_num(mine["norm_high"].to_numpy(float) - norm), 0, None),
                          "arrayminus": np.clip(np.nan_to_num(norm - mine["norm_low"].to_numpy(float)), 0, None)},
-                customdata=np.column_stack([mine[c].to_numpy(object) for c in
-                                            ("norm_low", "norm_high", "value", "ci_low", "ci_high", "unit")]),
-                hovertemplate=(f"<b>{label}</b> on %{{x}}<br>normalised %{{y:.2f}} [%{{customdata[0]:.2f}}, "
-                               "%{customdata[1]:.2f}]<br>value %{customdata[2]:.3g} [%{customdata[3]:.3g}, "
-                               "%{customdata[4]:.3g}] %{customdata[5]}<extra></extra>")),
+                hovertext=[_bar_hover(r) for _, r in mine.reset_index().iterrows()],
+                hovertemplate=f"<b>{label}</b> on %{{x}}<br>%{{hovertext}}<extra></extra>"),
                 row=row, col=1)
         fig.add_hline(y=1.0, line={"color": "#888", "width": 1, "dash": "dash"}, row=row, col=1)
         fig.update_yaxes(title_text="error / largest", range=[0, cap], row=row, col=1)
@@ -239,6 +236,14 @@ def channel_figure(title: str, normalised: pd.DataFrame, text: pd.DataFrame, hov
     fig.update_yaxes(autorange="reversed", title_text="channel")
     fig.update_xaxes(title_text="task", tickangle=-30 if len(tasks) > 4 else 0)
     return _style_layout(fig, title + " (★ and red frame: best channel per task)", 200 + 48 * len(channels))
+
+
+def _bar_hover(r: pd.Series) -> str:
+    """Hover text of one bar, formatted here so the page carries a short string, not six full floats."""
+    if not np.isfinite(r["norm"]):
+        return "no result"
+    interval = f" [{r['norm_low']:.2f}, {r['norm_high']:.2f}]" if np.isfinite(r["norm_low"]) else ""
+    return f"normalised {r['norm']:.2f}{interval}<br>{_interval_text(r)}"
 
 
 def _interval_text(r: pd.Series) -> str:

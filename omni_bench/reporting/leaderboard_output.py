@@ -102,11 +102,19 @@ def html_page(board: Leaderboard, results: list[TaskResult], command: str) -> st
             html_table(OVERALL_HEADER, _overall_rows(board)), "<h2>All results</h2>", results_table(board.tasks)]
     charts = board_figures(board)
     body += charts
+    body += ["<h2>Reference levels of theory</h2>", html_table(["task", "suites", "reference level of theory"],
+                                                              reference_rows(results))]
     body += ["<h2>How these results were produced</h2>",
              "<pre>" + html.escape("\n".join(run_commands(results))) + "</pre>",
              html_table(VERSION_HEADER, versions(results))]
     return page("omni-bench leaderboard", "\n".join(body), head=figures.plotly_script() if charts else "",
                 tail=table_script())
+
+
+def reference_rows(results: list[TaskResult]) -> list[list[str]]:
+    """Each task's reference level of theory, as its task file gives it (warnings compare against these)."""
+    seen = {r.task: [r.task, ", ".join(r.suites), r.record["task"].get("level_of_theory", "")] for r in results}
+    return [seen[t] for t in sorted(seen)]
 
 
 def board_figures(board: Leaderboard) -> list[str]:

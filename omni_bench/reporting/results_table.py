@@ -14,13 +14,14 @@ from .bootstrap import LEVEL
 from .leaderboard import rank_label
 from .text import fmt_ci
 
-#: (data key, header) of each column; the key names the column in the URL (``#sort=norm&dir=desc``)
-COLUMNS = [("model", "model"), ("family", "model family"), ("channel", "channel"), ("task", "task"),
-           ("suites", "suites"), ("metric", "headline metric"), ("value", f"value [{LEVEL:.0%} CI]"),
-           ("unit", "unit"), ("rank", "rank"), ("norm", "normalised error (1 = worst)"), ("n", "n scored"),
-           ("failed", "failed items"), ("warnings", "warnings")]
+#: (data key, header, sort type) of each column; the key names the column in the URL (``#sort=norm&dir=desc``)
+COLUMNS = [("model", "model", "text"), ("channel", "channel", "text"), ("task", "task", "text"),
+           ("suites", "suites", "text"), ("metric", "headline metric", "text"),
+           ("value", f"value [{LEVEL:.0%} CI]", "number"), ("unit", "unit", "text"), ("rank", "rank", "number"),
+           ("norm", "normalised error (1 = worst)", "number"), ("n", "n scored", "number"),
+           ("failed", "failed items", "number"), ("warnings", "warnings", "count")]
 #: (data key, label) of each filter; a row matches when its value (or one of its '|'-separated values) is chosen
-FILTERS = [("suite", "suite"), ("task", "task"), ("family", "model family"), ("channel", "channel"),
+FILTERS = [("suite", "suite"), ("task", "task"), ("family", "family"), ("channel", "channel"),
            ("warning", "warning")]
 NO_CHANNEL = "(none)"
 
@@ -33,20 +34,14 @@ def _attr(text) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _cell(text, sort=None, css: str = "") -> str:
-    sort_attr = "" if sort is None else f' data-sort="{_attr(sort)}"'
-    css_attr = f' class="{css}"' if css else ""
-    return f"<td{sort_attr}{css_attr}>{text}</td>"
-
-
-def _number(value) -> str:
-    return "" if value is None or not np.isfinite(value) else repr(float(value))
+def _cell(text, css: str = "") -> str:
+    return f'<td class="{css}">{text}</td>' if css else f"<td>{text}</td>"
 
 
 def _warnings_cell(warnings) -> str:
     marks = [f'<span class="warn warn-{w.kind}" title="{_attr(w.detail)}">{html.escape(w.short)}</span>'
              for w in warnings]
-    return _cell(" ".join(marks), sort=len(warnings))
+    return _cell(" ".join(marks))
 
 
 def _row(r: pd.Series) -> str:
@@ -56,13 +51,12 @@ def _row(r: pd.Series) -> str:
     attrs = " ".join(f'data-{key}="{_attr(value)}"' for key, value in data.items())
     rank = None if pd.isna(r["rank"]) else int(r["rank"])
     cells = [
-        _cell(html.escape(r["label"])), _cell(html.escape(r["family"])), _cell(html.escape(channel)),
+        _cell(html.escape(r["label"])), _cell(html.escape(channel)),
         _cell(html.escape(r["task"])), _cell(html.escape(", ".join(r["suites"]))), _cell(html.escape(r["metric"])),
-        _cell(html.escape(fmt_ci(r["value"], r["ci_low"], r["ci_high"])), sort=_number(r["value"]), css="num"),
-        _cell(html.escape(r["unit"])), _cell(rank_label(rank, bool(r["tied"])), sort="" if rank is None else rank),
-        _cell("n/a" if not np.isfinite(r["norm"]) else f"{r['norm']:.2f}", sort=_number(r["norm"]), css="num"),
-        _cell(str(r["n"]), sort=int(r["n"]), css="num"),
-        _cell(str(r["task_n_failed"]), sort=int(r["task_n_failed"]), css="num"), _warnings_cell(r["warnings"]),
+        _cell(html.escape(fmt_ci(r["value"], r["ci_low"], r["ci_high"])), css="num"),
+        _cell(html.escape(r["unit"])), _cell(rank_label(rank, bool(r["tied"]))),
+        _cell("n/a" if not np.isfinite(r["norm"]) else f"{r['norm']:.3g}", css="num"),
+        _cell(str(r["n"]), css="num"), _cell(str(r["task_n_failed"]), css="num"), _warnings_cell(r["warnings"]),
     ]
     return f"<tr {attrs}>{''.join(cells)}</tr>"
 
@@ -83,8 +77,8 @@ def results_table(tasks: pd.DataFrame) -> str:
         "warning": sorted({w.kind for ws in tasks["warnings"] for w in ws}),
     }
     controls = " ".join(_select(key, label, values[key]) for key, label in FILTERS)
-    head = "".join(f'<th data-key="{key}" title="sort by {_attr(title)}">{html.escape(title)}</th>'
-                   for key, title in COLUMNS)
+    head = "".join(f'<th data-key="{key}" data-type="{kind}">{html.escape(title)}</th>'
+                   for key, title, kind in COLUMNS)
     ordered = tasks.sort_values(["task", "error", "label"], na_position="last")
     body = "".join(_row(r) for _, r in ordered.iterrows())
     return (f'<div class="filters">{controls} <span id="results-count" class="note"></span></div>'

@@ -118,7 +118,7 @@ def warnings_for(result: TaskResult) -> list[Warning]:
     if model.known and reference.known:
         if model.family != reference.family:
             out.append(Warning("lot", f"LoT {model.family} vs {reference.family}",
-                               f"model trained on {model.text}; reference is {reference.text}"))
+                               f"model trained on {model.text}; reference: {method_part(reference.text)}"))
         elif (trained_with_dispersion or result.d3) != reference.dispersion:
             has = "includes" if reference.dispersion else "has no"
             out.append(Warning("dispersion", "dispersion differs",
@@ -133,7 +133,7 @@ def warnings_for(result: TaskResult) -> list[Warning]:
     not_passed = sum(int(n) for note, n in notes.items() if note.startswith(CHARGE_SPIN_NOTE))
     if not_passed:
         out.append(Warning("charge-spin", f"charge/spin not passed: {not_passed}",
-                           f"{not_passed} items are charged or open-shell and the model does not take charge/spin"))
+                           f"{not_passed} charged or open-shell items; the model takes no charge/spin"))
     if result.n_failed:
         out.append(Warning("failed", f"{result.n_failed} failed",
                            f"{result.n_failed} of {result.n_items} items failed (see the results file)"))

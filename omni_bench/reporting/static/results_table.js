@@ -30,11 +30,16 @@
     history.replaceState(null, "", hash ? "#" + hash : window.location.pathname + window.location.search);
   }
 
+  // Numeric columns sort on the number a cell starts with ("0.118 [0.087, 0.146]", "2="); a cell without
+  // one ("n/a") counts as missing. The warnings column sorts on how many warnings a row has.
   function sortKey(row, index) {
     const cell = row.cells[index];
-    const text = cell.dataset.sort !== undefined ? cell.dataset.sort : cell.textContent.trim();
-    const number = Number(text);
-    return text !== "" && Number.isFinite(number) ? number : text;
+    const type = headers[index].dataset.type;
+    if (type === "count") return cell.children.length;
+    const text = cell.textContent.trim();
+    if (type !== "number") return text;
+    const number = parseFloat(text);
+    return Number.isFinite(number) ? number : "";
   }
 
   function compare(a, b) {
