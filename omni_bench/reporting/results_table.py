@@ -16,12 +16,12 @@ from .text import fmt_ci
 
 #: (data key, header, sort type) of each column; the key names the column in the URL (``#sort=norm&dir=desc``)
 COLUMNS = [("model", "model", "text"), ("channel", "channel", "text"), ("task", "task", "text"),
-           ("suites", "suites", "text"), ("metric", "headline metric", "text"),
-           ("value", f"value [{LEVEL:.0%} CI]", "number"), ("unit", "unit", "text"), ("rank", "rank", "number"),
+           ("suites", "suites", "text"), ("metric", "headline metric (unit)", "text"),
+           ("value", f"value [{LEVEL:.0%} CI]", "number"), ("rank", "rank", "number"),
            ("norm", "normalised error (1 = worst)", "number"), ("n", "n scored", "number"),
            ("failed", "failed items", "number"), ("warnings", "warnings", "count")]
 #: (data key, label) of each filter; a row matches when its value (or one of its '|'-separated values) is chosen
-FILTERS = [("suite", "suite"), ("task", "task"), ("family", "family"), ("channel", "channel"),
+FILTERS = [("suite", "suite"), ("task", "task"), ("family", "model family"), ("channel", "channel"),
            ("warning", "warning")]
 NO_CHANNEL = "(none)"
 
@@ -44,6 +44,10 @@ def _warnings_cell(warnings) -> str:
     return _cell(" ".join(marks))
 
 
+def _metric_with_unit(r: pd.Series) -> str:
+    return r["metric"] if r["unit"] in ("", "1") else f"{r['metric']} ({r['unit']})"
+
+
 def _row(r: pd.Series) -> str:
     channel = r["channel"] or NO_CHANNEL
     data = {"suite": "|".join(r["suites"]), "task": r["task"], "family": r["family"], "channel": channel,
@@ -51,10 +55,10 @@ def _row(r: pd.Series) -> str:
     attrs = " ".join(f'data-{key}="{_attr(value)}"' for key, value in data.items())
     rank = None if pd.isna(r["rank"]) else int(r["rank"])
     cells = [
-        _cell(html.escape(r["label"])), _cell(html.escape(channel)),
-        _cell(html.escape(r["task"])), _cell(html.escape(", ".join(r["suites"]))), _cell(html.escape(r["metric"])),
+        _cell(html.escape(r["label"])), _cell(html.escape(channel)), _cell(html.escape(r["task"])),
+        _cell(html.escape(", ".join(r["suites"]))), _cell(html.escape(_metric_with_unit(r))),
         _cell(html.escape(fmt_ci(r["value"], r["ci_low"], r["ci_high"])), css="num"),
-        _cell(html.escape(r["unit"])), _cell(rank_label(rank, bool(r["tied"]))),
+        _cell(rank_label(rank, bool(r["tied"]))),
         _cell("n/a" if not np.isfinite(r["norm"]) else f"{r['norm']:.3g}", css="num"),
         _cell(str(r["n"]), css="num"), _cell(str(r["task_n_failed"]), css="num"), _warnings_cell(r["warnings"]),
     ]

@@ -67,7 +67,7 @@ table.results th[aria-sort="descending"]::after { content: " \\25BC"; }
 .warn-in-domain { background: #e2e3ff; border-color: #8c8fd6; }
 .warn-failed { background: #f8d7da; border-color: #d9959b; }
 .figure { margin: 1em 0; } pre { white-space: pre-wrap; overflow-wrap: anywhere; }
-table.results td { white-space: nowrap; } table.results td:last-child { white-space: normal; min-width: 12em; }
+table.results td:nth-child(-n+3) { white-space: nowrap; } table.results td:last-child { min-width: 11em; }
 .note { color: #555; font-size: 13px; } code { background: #f3f3f3; padding: 0 3px; }
 """
 
