@@ -205,8 +205,9 @@ def build_report(results: list[TaskResult], title: str, suites: list[str] | None
              html_table(VERSION_HEADER, versions(results))]
     md += ["## How these results were produced", "", "```bash", *run_commands(results), command, "```", "",
            markdown_table(VERSION_HEADER, versions(results)), ""]
-    return Report(page(title, "\n".join(body), head=figures.plotly_script(), tail=table_script()),
-                  "\n".join(md))
+    text = "\n".join(body)
+    plotly = figures.plotly_script() if "plotly-graph-div" in text else ""  # none for a timings-only report
+    return Report(page(title, text, head=plotly, tail=table_script()), "\n".join(md))
 
 
 def write_report(report: Report, stem: Path) -> tuple[Path, Path]:
