@@ -178,6 +178,7 @@ def test_every_chart_has_legible_axis_labels_at_1400_px(browser, pages, tmp_path
         shot = tmp_path / f"{name}.png"
         browser.save_screenshot(str(shot))
         assert png_width(shot) == WIDTH
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= WIDTH  # nothing runs off
         charts = browser.execute_script(AXIS_LABELS)
         assert charts
         for chart in charts:
