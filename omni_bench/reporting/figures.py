@@ -235,7 +235,7 @@ def channel_figure(title: str, normalised: pd.DataFrame, text: pd.DataFrame, hov
                       line={"color": "#d62728", "width": 3})
     fig.update_yaxes(autorange="reversed", title_text="channel")
     fig.update_xaxes(title_text="task", tickangle=-30 if len(tasks) > 4 else 0)
-    return _style_layout(fig, title + " (★ and red frame: best channel per task)", 200 + 48 * len(channels))
+    return _style_layout(fig, title + " (★ and red frame: best channel per task)", 250 + 48 * len(channels))
 
 
 def _bar_hover(r: pd.Series) -> str:

@@ -7,22 +7,22 @@ geometry level after ``//`` are left out. The rules apply to the method part of 
 geometry level), ``;`` and the first ``, ``, without parenthesised asides, so "r2SCAN (no dispersion correction),
 published with DMC-ICE13" is r2SCAN without dispersion. In order (first match wins):
 
-==========================  ==================  ===========================================================
-text contains               family              dispersion included
-==========================  ==================  ===========================================================
-``none`` (at the start)     none (no reference)  -
-CCSD(T) (also DLPNO-, dCCSD) CCSD(T)            yes: correlated wavefunction
-DMC, Diffusion Monte Carlo  DMC                 yes
-GFN2                        GFN2-xTB            yes: its own D4
-BEEF                        BEEF-vdW            yes: a vdW-DF non-local term
-wB97X / wB97M (or ω)        wB97X/wB97M         when the functional carries -V (VV10), -D3 or -D4
-PBE0, PBEh                  PBE0                when the functional carries -D3/+D3/-D4
-r2SCAN                      r2SCAN              likewise
-PBEsol, RPBE, SCAN, B3LYP   that functional     likewise
-PBE (PBE+U too)             PBE/PBE+U           likewise
-MP2, EMT                    that method         MP2: yes; EMT: no
-anything else               unknown             never compared
-==========================  ==================  ===========================================================
+==============================  ===============  ==========================================================
+text contains                   family           dispersion included
+==============================  ===============  ==========================================================
+``none`` (at the start)         none             - (no reference, nothing compared)
+CCSD(T) (DLPNO-, dCCSD(T) too)  CCSD(T)          yes: correlated wavefunction
+DMC, Diffusion Monte Carlo      DMC              yes
+GFN2                            GFN2-xTB         yes: its own D4
+BEEF                            BEEF-vdW         yes: a vdW-DF non-local term
+wB97X / wB97M (or ωB97)         wB97X/wB97M      when the functional carries -V (VV10), -D3 or -D4
+PBE0, PBEh                      PBE0             when the functional carries -D3/+D3/-D4
+r2SCAN                          r2SCAN           likewise
+PBEsol, RPBE, SCAN, B3LYP       that functional  likewise
+PBE (PBE+U too)                 PBE/PBE+U        likewise
+MP2, EMT                        that method      MP2: yes; EMT: no
+anything else                   unknown          never compared
+==============================  ===============  ==========================================================
 
 "Likewise" reads the dispersion tag from the first word only (``PBE+D3``, ``PBE-D3(BJ)``, ``wB97M-D3BJ/DZVP``),
 so a note such as "no dispersion correction" later in the text is not mistaken for one.
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from .load import TaskResult
 
-#: (pattern on the lower-cased text before '//', family, dispersion built into the method itself)
+#: (pattern on the lower-cased method part, family, dispersion built into the method itself)
 _FAMILIES: list[tuple[str, str, bool]] = [
     (r"ccsd\(t\)", "CCSD(T)", True),
     (r"\bdmc\b|diffusion monte carlo", "DMC", True),
@@ -90,7 +90,7 @@ def method_part(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class Warning:
+class ResultWarning:
     """One mark in a results table: ``kind`` for filtering and styling, ``short`` shown, ``detail`` on hover."""
 
     kind: str  # 'lot', 'dispersion', 'in-domain', 'charge-spin', 'failed'
@@ -108,33 +108,33 @@ def card_of(result: TaskResult) -> dict:
     return {"level_of_theory": fp.get("level_of_theory") or "", "trained_with_dispersion": None, "in_domain": []}
 
 
-def warnings_for(result: TaskResult) -> list[Warning]:
+def warnings_for(result: TaskResult) -> list[ResultWarning]:
     """Level-of-theory and dispersion mismatches, in-domain results, charge/spin not passed, failed items."""
     card = card_of(result)
     model = level_of_theory(card.get("level_of_theory"))
     reference = level_of_theory(result.record["task"].get("level_of_theory"))
     trained_with_dispersion = bool(card.get("trained_with_dispersion")) or model.dispersion
-    out: list[Warning] = []
+    out: list[ResultWarning] = []
     if model.known and reference.known:
         if model.family != reference.family:
-            out.append(Warning("lot", f"LoT {model.family} vs {reference.family}",
+            out.append(ResultWarning("lot", f"LoT {model.family} vs {reference.family}",
                                f"model trained on {model.text}; reference: {method_part(reference.text)}"))
         elif (trained_with_dispersion or result.d3) != reference.dispersion:
             has = "includes" if reference.dispersion else "has no"
-            out.append(Warning("dispersion", "dispersion differs",
+            out.append(ResultWarning("dispersion", "dispersion differs",
                                f"the reference ({reference.text}) {has} dispersion; the model "
                                f"{'includes it' if trained_with_dispersion or result.d3 else 'has none'}"))
     if result.d3 and trained_with_dispersion:
-        out.append(Warning("dispersion", "D3 counted twice",
+        out.append(ResultWarning("dispersion", "D3 counted twice",
                            f"+d3 added to a model trained with dispersion ({model.text or 'card says so'})"))
     if result.task in (card.get("in_domain") or []):
-        out.append(Warning("in-domain", "in-domain", f"{result.model} was trained on data of {result.task}"))
+        out.append(ResultWarning("in-domain", "in-domain", f"{result.model} was trained on data of {result.task}"))
     notes = result.record.get("notes") or {}
     not_passed = sum(int(n) for note, n in notes.items() if note.startswith(CHARGE_SPIN_NOTE))
     if not_passed:
-        out.append(Warning("charge-spin", f"charge/spin not passed: {not_passed}",
+        out.append(ResultWarning("charge-spin", f"charge/spin not passed: {not_passed}",
                            f"{not_passed} charged or open-shell items; the model takes no charge/spin"))
     if result.n_failed:
-        out.append(Warning("failed", f"{result.n_failed} failed",
+        out.append(ResultWarning("failed", f"{result.n_failed} failed",
                            f"{result.n_failed} of {result.n_items} items failed (see the results file)"))
     return out
