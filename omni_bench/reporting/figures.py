@@ -114,21 +114,19 @@ def parity_figure(title: str, quantity: str, unit: str, panels: dict[str, pd.Dat
     band = accuracy_band(quantity, unit)
     for index, (label, frame) in enumerate(panels.items()):
         row, col = _cell(index, columns)
-        first = index == 0
         if band:
             w = band[0]
             fig.add_trace(go.Scatter(x=[low, high, high, low, low], y=[low - w, high - w, high + w, low + w, low - w],
                                      fill="toself", fillcolor=BAND_COLOUR, line={"color": BAND_EDGE, "width": 1},
-                                     mode="lines", name=band[1], legendgroup="band", showlegend=first,
-                                     hoverinfo="skip"), row=row, col=col)
+                                     mode="lines", name=band[1], hoverinfo="skip"), row=row, col=col)
         fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", line={"color": "#555", "width": 1},
-                                 name="y = x", legendgroup="diagonal", showlegend=first, hoverinfo="skip"),
+                                 name="y = x", hoverinfo="skip"),
                       row=row, col=col)
         error = frame["predicted"].to_numpy(float) - frame["reference"].to_numpy(float)
         style = look[label]
         fig.add_trace(go.Scatter(
             x=frame["reference"].to_numpy(float), y=frame["predicted"].to_numpy(float), mode="markers",
-            name=label, showlegend=False,
+            name=label,
             marker={"color": style.colour, "symbol": style.symbol, "size": 7, "opacity": 0.8},
             customdata=np.column_stack([frame["id"].astype(str).to_numpy(), error]),
             hovertemplate=(f"<b>%{{customdata[0]}}</b><br>reference %{{x:.4g}} {unit}<br>predicted %{{y:.4g}} "
@@ -137,8 +135,8 @@ def parity_figure(title: str, quantity: str, unit: str, panels: dict[str, pd.Dat
         fig.update_xaxes(title_text=f"reference ({unit})", range=[low, high], constrain="domain", row=row, col=col)
         fig.update_yaxes(title_text=f"predicted ({unit})", range=[low, high], constrain="domain", row=row, col=col,
                          scaleanchor=f"x{index + 1 if index else ''}", scaleratio=1)
-    return _style_layout(fig, title, 120 + 440 * rows,
-                         legend={"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.0, "yanchor": "bottom"})
+    key = f"line: y = x; green band: {band[1]}" if band else "line: y = x"
+    return _style_layout(fig, f"{title}<br><sub>{key}</sub>", 140 + 440 * rows, showlegend=False)
 
 
 def error_distribution_figure(title: str, panels: list[tuple[str, str, float | None, dict[str, pd.DataFrame]]],
