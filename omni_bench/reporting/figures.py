@@ -146,7 +146,6 @@ def error_distribution_figure(title: str, panels: list[tuple[str, str, float | N
     rows, columns = _grid(len(panels), 2)
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[p[0] for p in panels], horizontal_spacing=0.1,
                         vertical_spacing=0.4 / rows if rows > 1 else 0.1)
-    shown: set[str] = set()
     for index, (_task, unit, band, errors) in enumerate(panels):
         row, col = _cell(index, columns)
         labels = list(errors)
@@ -156,10 +155,8 @@ def error_distribution_figure(title: str, panels: list[tuple[str, str, float | N
             ok = np.isfinite(data)
             data, ids = data[ok], frame["id"].astype(str).to_numpy()[ok]
             style = look[label]
-            common = {"name": label, "legendgroup": label, "showlegend": label not in shown,
-                      "customdata": ids, "hovertemplate": f"<b>%{{customdata}}</b><br>error %{{y:+.3g}} {unit}"
-                                                          f"<extra>{label}</extra>"}
-            shown.add(label)
+            common = {"name": label, "customdata": ids,
+                      "hovertemplate": f"<b>%{{customdata}}</b><br>error %{{y:+.3g}} {unit}<extra>{label}</extra>"}
             if len(data) >= MIN_VIOLIN:
                 fig.add_trace(go.Violin(x=np.full(len(data), position), y=data, points="all", jitter=0.35,
                                         pointpos=0, line={"color": style.colour, "width": 1.5},
