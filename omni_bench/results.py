@@ -18,6 +18,7 @@ import pandas as pd
 from . import __version__
 from .errors import OmniBenchError
 from .items import Entry
+from .models.card import ModelCard
 from .models.fingerprint import package_versions
 from .taskspec import TaskSpec
 
@@ -131,10 +132,18 @@ def write(out_dir: Path, label: str, task: TaskSpec, record: dict[str, Any], ent
     return path
 
 
+def card_summary(card: ModelCard, channel: str | None) -> dict[str, Any]:
+    """What reports need from the model card to mark a result: its provenance (``ModelCard.summary``), the
+    variant's level of theory, whether the model was trained with dispersion, the tasks whose data it was
+    trained on (``in_domain``) and the energy convention it learned."""
+    return {**card.summary(), "level_of_theory": card.channel_info(channel).level_of_theory,
+            "energy_convention": card.energy_convention}
+
+
 def record(*, label: str, fingerprint_id: str, fingerprint: dict, card_source: str, task: TaskSpec,
            data_root: str | None, config: dict, device: str,
            wall_s: float, computed: int, cached: int, n_items: int, failures: list[dict],
-           notes: dict[str, int], metrics: dict[str, dict], card: dict | None = None) -> dict[str, Any]:
+           notes: dict[str, int], metrics: dict[str, dict], card: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "omni_bench_version": __version__,
         "model": {"label": label, "fingerprint_id": fingerprint_id, "fingerprint": fingerprint,

@@ -394,7 +394,6 @@ def _summarise(variant, fid, fp, task: PreparedTask, protocol, options: RunOptio
     if options.out_dir is not None:
         record = results.record(
             label=variant.label, fingerprint_id=fid, fingerprint=fp, card_source=variant.card.source,
-            card=variant.card.summary(),
             task=task.spec, data_root=str(options.data_root) if task.spec.files else None,
             config={"device": options.device, "limit": options.limit, "rerun": options.rerun,
                     "store": str(options.store.path), "inputs_hash": inputs_hash(task.spec, task.params),
@@ -403,8 +402,8 @@ def _summarise(variant, fid, fp, task: PreparedTask, protocol, options: RunOptio
                     "reference_energy_convention": outcome.reference_convention,
                     "trust_code": variant.trusted_code},
             device=device, wall_s=wall_s, computed=computed, cached=len(task.items) - computed,
-            n_items=len(task.items), failures=failures, notes=dict(notes), metrics=metrics)
+            n_items=len(task.items), failures=failures, notes=dict(notes), metrics=metrics,
+            card=results.card_summary(variant.card, variant.channel))
         record["complete"] = not task.partial
-        record.setdefault("card", {})["energy_convention"] = convention
         outcome.results_file = results.write(options.out_dir, variant.label, task.spec, record, entries)
     return outcome

@@ -18,21 +18,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..reporting import plots
-    from ..reporting.leaderboard import build
+    from ..reporting.leaderboard import annotate, build
     from ..reporting.leaderboard_output import terminal, write_all
     from ..reporting.tables import metric_table
 
     results = load_selected(args)
     metrics, replicates = metric_table(results, args.bootstrap, args.seed)
-    board = build(metrics, replicates)
+    board = annotate(build(metrics, replicates), results)
     print(terminal(board))
     if args.out:
         command = command_line("leaderboard", args)
-        figure = plots.normalised_figure("headline error / largest among models", board.tasks) \
-            if len(board.overall) > 1 else None
         try:
-            paths = write_all(board, results, output_stem(args.out, (".md", ".csv", ".html")), command, figure)
+            paths = write_all(board, results, output_stem(args.out, (".md", ".csv", ".html")), command)
         except OSError as exc:
             raise OmniBenchError(f"cannot write the leaderboard to {args.out}: {exc}") from None
         print("\nwritten: " + ", ".join(map(str, paths)))

@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from .bootstrap import LEVEL
+from .load import TaskResult
 from .tables import Replicates
+from .theory import warnings_for
 
 BOUNDED_BY_ONE = ("r2", "f1")
 
@@ -100,6 +102,22 @@ def build(metrics: pd.DataFrame, replicates: Replicates) -> Leaderboard:
     return Leaderboard(tasks, _overall(tasks, replicates), metrics)
 
 
+def annotate(board: Leaderboard, results: list[TaskResult]) -> Leaderboard:
+    """Adds to each (label, task) row what the results files say beyond the numbers: the model family
+    (model and D3 flag), the task's suites, and the warnings (``theory.warnings_for``)."""
+    found = {r.key: r for r in results}
+    tasks = board.tasks.copy()
+    keys = list(zip(tasks["label"], tasks["task"], strict=True))
+    tasks["family"] = [found[k].family for k in keys]
+    tasks["suites"] = [list(found[k].suites) for k in keys]
+    tasks["warnings"] = [warnings_for(found[k]) for k in keys]
+    return Leaderboard(tasks, board.overall, board.metrics)
+
+
+def warning_text(warnings) -> str:
+    return "; ".join(w.short for w in warnings)
+
+
 def _overall(tasks: pd.DataFrame, replicates: Replicates) -> pd.DataFrame:
     all_tasks = sorted(set(tasks["task"]))
     rows = []
@@ -141,6 +159,10 @@ def csv_frame(board: Leaderboard) -> pd.DataFrame:
     """Every metric (long format) with the headline's rank and each label's overall score on its rows."""
     ranks = board.tasks[["label", "task", "metric", "norm", "rank", "tied"]]
     frame = board.metrics.merge(ranks, on=["label", "task", "metric"], how="left")
+    if "warnings" in board.tasks:  # annotated: the warnings of a (label, task) on all its metrics' rows
+        notes = board.tasks[["label", "task"]].assign(
+            warnings=board.tasks["warnings"].map(lambda ws: "; ".join(w.detail for w in ws)))
+        frame = frame.merge(notes, on=["label", "task"], how="left")
     overall = board.overall[["label", "score", "score_low", "score_high", "tasks_missing"]].rename(
         columns={"score": "overall_score", "score_low": "overall_low", "score_high": "overall_high"})
     frame = frame.merge(overall, on="label", how="left")

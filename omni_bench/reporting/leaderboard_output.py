@@ -10,10 +10,13 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from . import figures
 from .bootstrap import LEVEL
-from .leaderboard import Leaderboard, csv_frame, rank_label, task_cell
+from .leaderboard import Leaderboard, csv_frame, rank_label, task_cell, warning_text
 from .load import TaskResult
-from .text import VERSION_HEADER, fmt_ci, html_table, img, markdown_table, page, plain_table, run_commands, versions
+from .results_table import results_table
+from .results_table import script as table_script
+from .text import VERSION_HEADER, fmt_ci, html_table, markdown_table, page, plain_table, run_commands, versions
 
 EXPLANATION = (
     f"Each task is scored on its headline metric (the first in its task file) with a bootstrap {LEVEL:.0%} "
@@ -45,11 +48,11 @@ def _task_rows(group: pd.DataFrame) -> list[list[str]]:
         label = r["label"] + (f" (vs {r['reference_convention']} reference)" if r.get("reference_convention") else "")
         rows.append([rank_label(None if pd.isna(r["rank"]) else int(r["rank"]), bool(r["tied"])), label,
                      task_cell(r), "n/a" if not np.isfinite(r["norm"]) else f"{r['norm']:.2f}", n,
-                     str(r["task_n_failed"])])
+                     str(r["task_n_failed"]), warning_text(r.get("warnings") or [])])
     return rows
 
 
-TASK_HEADER = ["rank", "model", f"value [{LEVEL:.0%} CI]", "normalised", "n", "failed items"]
+TASK_HEADER = ["rank", "model", f"value [{LEVEL:.0%} CI]", "normalised", "n", "failed items", "warnings"]
 
 
 def _wide(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
@@ -91,29 +94,55 @@ def markdown(board: Leaderboard, results: list[TaskResult], command: str) -> str
     return "\n".join(parts)
 
 
-def html_page(board: Leaderboard, results: list[TaskResult], command: str, figure: bytes | None) -> str:
-    header, rows = _wide(board)
+def html_page(board: Leaderboard, results: list[TaskResult], command: str) -> str:
+    """The leaderboard as one interactive page: overall ranking, the sortable and filterable table of every
+    result with its warnings, the normalised-error chart and a channel matrix per multi-task model."""
     body = [f"<h1>omni-bench leaderboard</h1><p class=\"note\">omni-bench {html.escape(__version__)}, "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, <code>{html.escape(command)}</code></p>",
             f"<p>{html.escape(EXPLANATION.replace('`', ''))}</p>", "<h2>Overall</h2>",
-            html_table(OVERALL_HEADER, _overall_rows(board)), "<h2>All tasks</h2>", html_table(header, rows)]
-    if figure:
-        body.append(img(figure, "normalised headline error per task and model"))
-    body.append("<h2>Per task</h2>")
-    for _, group in board.tasks.groupby("task", sort=True):
-        body += [f"<h3>{html.escape(_task_heading(group))}</h3>", html_table(TASK_HEADER, _task_rows(group))]
+            html_table(OVERALL_HEADER, _overall_rows(board)), "<h2>All results</h2>", results_table(board.tasks)]
+    charts = board_figures(board)
+    body += charts
+    body += ["<h2>Reference levels of theory</h2>", html_table(["task", "suites", "reference level of theory"],
+                                                              reference_rows(results))]
     body += ["<h2>How these results were produced</h2>",
              "<pre>" + html.escape("\n".join(run_commands(results))) + "</pre>",
              html_table(VERSION_HEADER, versions(results))]
-    return page("omni-bench leaderboard", "\n".join(body))
+    return page("omni-bench leaderboard", "\n".join(body), head=figures.plotly_script() if charts else "",
+                tail=table_script())
 
 
-def write_all(board: Leaderboard, results: list[TaskResult], stem: Path, command: str,
-              figure: bytes | None) -> list[Path]:
+def reference_rows(results: list[TaskResult]) -> list[list[str]]:
+    """Each task's reference level of theory, as its task file gives it (warnings compare against these)."""
+    seen = {r.task: [r.task, ", ".join(r.suites), r.record["task"].get("level_of_theory", "")] for r in results}
+    return [seen[t] for t in sorted(seen)]
+
+
+def board_figures(board: Leaderboard) -> list[str]:
+    """The normalised-error chart (when there are models to compare) and the channel matrices, as HTML."""
+    out = []
+    if board.tasks["label"].nunique() > 1:
+        figure = figures.normalised_figure("headline error / largest among models", board.tasks,
+                                           figures.styles(board.tasks["label"]))
+        out += ["<h2>Normalised error</h2>", figures.figure_html(figure, "normalised")]
+    return out + channel_matrix_html(board)
+
+
+def channel_matrix_html(board: Leaderboard) -> list[str]:
+    matrices = figures.channel_matrices(board.tasks)
+    if not matrices:
+        return []
+    return ["<h2>Channel matrix</h2><p class=\"note\">Which training database transfers to which domain: each "
+            "channel of a multi-task model on each task's headline metric, coloured relative to the worst channel "
+            "of the task; hover for the value and its interval.</p>",
+            *(figures.figure_html(fig, f"channels-{i}") for i, (_, fig) in enumerate(matrices))]
+
+
+def write_all(board: Leaderboard, results: list[TaskResult], stem: Path, command: str) -> list[Path]:
     """``<stem>.md``, ``<stem>.csv`` and ``<stem>.html``."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [Path(f"{stem}{suffix}") for suffix in (".md", ".csv", ".html")]
     paths[0].write_text(markdown(board, results, command))
     csv_frame(board).to_csv(paths[1], index=False)
-    paths[2].write_text(html_page(board, results, command, figure))
+    paths[2].write_text(html_page(board, results, command))
     return paths

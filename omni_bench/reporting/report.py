@@ -1,4 +1,6 @@
-"""The report: one self-contained HTML file (figures embedded) and a Markdown summary beside it."""
+"""The report: one self-contained, interactive HTML file (plotly figures, the sortable results table) and a
+Markdown summary beside it. Every interval shown, in a table or a figure, is read from the one metric table
+(``tables.metric_table``), so a plot and a table never disagree."""
 
 from __future__ import annotations
 
@@ -11,15 +13,19 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from . import plots
+from . import figures
 from .bootstrap import LEVEL, N_RESAMPLES, SEED, bootstrap
-from .leaderboard import Leaderboard, build, rank_label
+from .leaderboard import Leaderboard, annotate, build, rank_label, warning_text
+from .leaderboard_output import channel_matrix_html
 from .load import TaskResult
+from .results_table import results_table
+from .results_table import script as table_script
 from .tables import metric_table, primary_metric
-from .text import VERSION_HEADER, fmt, fmt_ci, html_table, img, markdown_table, page, run_commands, versions
+from .text import VERSION_HEADER, fmt, fmt_ci, html_table, markdown_table, page, run_commands, versions
 
 WORST_SHOWN = 5
 METRIC_HEADER = ["model", "metric", f"value [{LEVEL:.0%} CI]", "unit", "n", "failed"]
+PARITY_STATISTICS = ("mae", "rmse", "r2")
 
 
 @dataclass
@@ -45,16 +51,49 @@ def _scored(result: TaskResult, quantity: str) -> tuple[pd.DataFrame, int]:
     return ok, len(rows) - len(ok)
 
 
-def _parity(task: str, quantity: str, results: list[TaskResult], n_resamples: int, seed: int) -> bytes:
-    panels = []
+def _unit(result: TaskResult, quantity: str) -> str:
+    units = result.predictions.loc[result.predictions["quantity"] == quantity, "unit"]
+    return str(units.iloc[0]) if len(units) else ""
+
+
+def parity_statistics(result: TaskResult, quantity: str, metrics: pd.DataFrame, n_resamples: int,
+                      seed: int) -> dict[str, tuple[float, float, float]]:
+    """MAE, RMSE and R² of one quantity with their intervals: the metric table's row where the task file
+    names that metric (so the number is the table's), a bootstrap of the same rows otherwise."""
+    mine = metrics[(metrics["label"] == result.label) & (metrics["task"] == result.task)
+                   & (metrics["quantity"] == quantity) & ~metrics["metric"].str.contains("[", regex=False)]
+    ok, _ = _scored(result, quantity)
+    out = {}
+    for statistic in PARITY_STATISTICS:
+        row = mine[mine["statistic"] == statistic]
+        if len(row):
+            out[statistic] = (float(row["value"].iloc[0]), float(row["ci_low"].iloc[0]),
+                              float(row["ci_high"].iloc[0]))
+        else:
+            interval = bootstrap(ok, statistic, key=(result.task, quantity, statistic), n_resamples=n_resamples,
+                                 seed=seed, resample_by=result.resample_by)
+            out[statistic] = (interval.value, interval.low, interval.high)
+    return out
+
+
+def _parity_section(task: str, quantity: str, results: list[TaskResult], metrics: pd.DataFrame,
+                    look: dict[str, figures.Style], n_resamples: int, seed: int) -> list[str]:
+    unit = _unit(results[0], quantity)
+    panels = {r.label: _scored(r, quantity)[0] for r in results}
+    figure = figures.parity_figure(f"{task}: {quantity} (hover a point for its item)", quantity, unit, panels,
+                                   look)
+    header = ["model", "n scored", "failed", *(f"{name} ({unit}) [{LEVEL:.0%} CI]" for name in ("MAE", "RMSE")),
+              f"R² (dimensionless) [{LEVEL:.0%} CI]"]
+    rows = []
     for r in results:
+        stats = parity_statistics(r, quantity, metrics, n_resamples, seed)
         ok, failed = _scored(r, quantity)
-        stats = {s: bootstrap(ok, s, key=(task, quantity, s), n_resamples=n_resamples, seed=seed,
-                              resample_by=r.resample_by)
-                 for s in ("mae", "rmse", "r2")}
-        panels.append(plots.ParityPanel(r.label, ok, failed, stats["mae"], stats["rmse"], stats["r2"]))
-    unit = str(results[0].predictions.loc[results[0].predictions["quantity"] == quantity, "unit"].iloc[0])
-    return plots.parity_figure(f"{task}: {quantity}", quantity, unit, panels)
+        rows.append([r.label, str(len(ok)), str(failed), *(fmt_ci(*stats[s]) for s in PARITY_STATISTICS)])
+    return [figures.figure_html(figure, f"parity-{_slug(task)}-{_slug(quantity)}"), html_table(header, rows)]
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text)
 
 
 def _worst(result: TaskResult, quantity: str, count: int = WORST_SHOWN) -> list[list[str]]:
@@ -85,8 +124,9 @@ def _suites(results: list[TaskResult], chosen: list[str]) -> dict[str, list[str]
     return {s: sorted(t) for s, t in sorted(suites.items())}
 
 
-def _suite_figures(suite: str, tasks: list[str], by_task: dict[str, list[TaskResult]],
-                   board: Leaderboard) -> list[str]:
+def _suite_figures(suite: str, tasks: list[str], by_task: dict[str, list[TaskResult]], board: Leaderboard,
+                   look: dict[str, figures.Style]) -> list[str]:
+    """The suite's error distributions (headline quantity of each task) and its normalised-error chart."""
     panels = []
     for task in tasks:
         spec = primary_metric(by_task[task][0].metric_specs)
@@ -95,44 +135,27 @@ def _suite_figures(suite: str, tasks: list[str], by_task: dict[str, list[TaskRes
         errors = {}
         for r in by_task[task]:
             ok, _ = _scored(r, spec.quantity)
-            errors[r.label] = (ok["predicted"] - ok["reference"]).to_numpy(float)
-        unit = by_task[task][0].predictions.loc[by_task[task][0].predictions["quantity"] == spec.quantity, "unit"]
-        panels.append((task, str(unit.iloc[0]) if len(unit) else "", errors))
-    out = [img(plots.error_distribution_figure(f"{suite}: error distributions (headline quantity)", panels),
-               f"error distributions of suite {suite}")] if panels else []
-    mine = board.tasks[board.tasks["task"].isin(tasks)]
-    if len(set(mine["label"])) > 1:
-        out.append(img(plots.normalised_figure(f"{suite}: headline error / largest among models", mine),
-                       f"normalised errors of suite {suite}"))
-    return out
-
-
-def channel_matrices(results: list[TaskResult], board: Leaderboard) -> list[tuple[str, bytes]]:
-    """For every model with several channels among the results: channels x tasks, best channel framed."""
+            errors[r.label] = ok.assign(error=ok["predicted"] - ok["reference"])
+        unit = _unit(by_task[task][0], spec.quantity)
+        band = figures.accuracy_band(spec.quantity, unit)
+        panels.append((f"{task} ({spec.quantity})", unit, band[0] if band else None, errors))
     out = []
-    families: dict[str, set[str]] = {}
-    for r in results:
-        if r.channel:
-            families.setdefault(r.family, set()).add(r.label)
-    for family, labels in sorted(families.items()):
-        if len(labels) < 2:
-            continue
-        rows = board.tasks[board.tasks["label"].isin(labels)]
-        errors = rows.pivot(index="channel", columns="task", values="error")
-        largest = errors.max(axis=0).replace(0, np.nan)
-        normalised = errors / largest
-        values = rows.pivot(index="channel", columns="task", values="value")
-        text = values.apply(lambda column: column.map(lambda v: fmt(v, 3)))
-        best = {task: errors[task].idxmin() for task in errors.columns if errors[task].notna().any()}
-        title = f"{family}: headline error per channel and task"
-        out.append((family, plots.channel_heatmap(title, normalised, best, text.fillna("n/a"))))
+    if panels:
+        figure = figures.error_distribution_figure(f"{suite}: error distributions (headline quantity)", panels,
+                                                   look)
+        out.append(figures.figure_html(figure, f"errors-{_slug(suite)}"))
+    mine = board.tasks[board.tasks["task"].isin(tasks)]
+    if mine["label"].nunique() > 1:
+        figure = figures.normalised_figure(f"{suite}: headline error / largest among models", mine, look)
+        out.append(figures.figure_html(figure, f"normalised-{_slug(suite)}"))
     return out
 
 
 def build_report(results: list[TaskResult], title: str, suites: list[str] | None = None,
                  n_resamples: int = N_RESAMPLES, seed: int = SEED, command: str = "") -> Report:
     metrics, replicates = metric_table(results, n_resamples, seed)
-    board = build(metrics, replicates)
+    board = annotate(build(metrics, replicates), results)
+    look = figures.styles(r.label for r in results)
     by_task: dict[str, list[TaskResult]] = {}
     for r in sorted(results, key=lambda r: r.label):
         by_task.setdefault(r.task, []).append(r)
@@ -144,19 +167,17 @@ def build_report(results: list[TaskResult], title: str, suites: list[str] | None
     md = [f"# {title}", "", intro, "", "Figures: see the HTML report beside this file.", ""]
 
     summary = [[r["task"], r["metric"], r["label"], fmt_ci(r["value"], r["ci_low"], r["ci_high"]), r["unit"],
-                rank_label(None if pd.isna(r["rank"]) else int(r["rank"]), bool(r["tied"])), str(r["task_n_failed"])]
+                rank_label(None if pd.isna(r["rank"]) else int(r["rank"]), bool(r["tied"])), str(r["task_n_failed"]),
+                warning_text(r["warnings"])]
                for _, r in board.tasks.sort_values(["task", "error", "label"]).iterrows()]
-    summary_header = ["task", "headline", "model", f"value [{LEVEL:.0%} CI]", "unit", "rank", "failed items"]
-    body += ["<h2>Summary</h2>", html_table(summary_header, summary)]
+    summary_header = ["task", "headline", "model", f"value [{LEVEL:.0%} CI]", "unit", "rank", "failed items",
+                      "warnings"]
+    body += ["<h2>Summary</h2>", results_table(board.tasks)]
     md += ["## Summary", "", markdown_table(summary_header, summary), ""]
 
     for suite, tasks in _suites(results, suites or []).items():
-        body += [f"<h2>Suite {html.escape(suite)}</h2>", *_suite_figures(suite, tasks, by_task, board)]
-
-    matrices = channel_matrices(results, board)
-    if matrices:
-        body.append("<h2>Channel matrix</h2>")
-        body += [img(png, f"channel matrix of {family}") for family, png in matrices]
+        body += [f"<h2>Suite {html.escape(suite)}</h2>", *_suite_figures(suite, tasks, by_task, board, look)]
+    body += channel_matrix_html(board)
 
     for task, task_results in sorted(by_task.items()):
         record = task_results[0].record["task"]
@@ -167,24 +188,26 @@ def build_report(results: list[TaskResult], title: str, suites: list[str] | None
                  html_table(METRIC_HEADER, _metric_rows(metrics[metrics["task"] == task]))]
         md += [f"## {task}", "", markdown_table(METRIC_HEADER, _metric_rows(metrics[metrics["task"] == task])), ""]
         for quantity in plotted_quantities(task_results[0]):
-            body.append(img(_parity(task, quantity, task_results, n_resamples, seed), f"parity plot {task} {quantity}"))
+            body += _parity_section(task, quantity, task_results, metrics, look, n_resamples, seed)
+            unit = _unit(task_results[0], quantity)
+            worst_header = ["model", "item", f"predicted ({unit})", f"reference ({unit})", f"error ({unit})"]
             worst = [row for r in task_results for row in _worst(r, quantity)]
             if not worst:
                 continue
-            worst_header = ["model", "item", "predicted", "reference", "error"]
             body += [f"<h3>Largest errors: {html.escape(quantity)}</h3>", html_table(worst_header, worst)]
             md += [f"Largest errors ({quantity}):", "",
                    markdown_table(worst_header, [row for r in task_results for row in _worst(r, quantity, 3)]), ""]
         failures = [row for r in task_results for row in _failures(r)]
         if failures:
             body += ["<h3>Failures (first 20 per model)</h3>", html_table(["model", "item", "error"], failures)]
-    provenance = ["<h2>How these results were produced</h2>",
-                  "<pre>" + html.escape("\n".join([*run_commands(results), command])) + "</pre>",
-                  html_table(VERSION_HEADER, versions(results))]
-    body += provenance
+    body += ["<h2>How these results were produced</h2>",
+             "<pre>" + html.escape("\n".join([*run_commands(results), command])) + "</pre>",
+             html_table(VERSION_HEADER, versions(results))]
     md += ["## How these results were produced", "", "```bash", *run_commands(results), command, "```", "",
            markdown_table(VERSION_HEADER, versions(results)), ""]
-    return Report(page(title, "\n".join(body)), "\n".join(md))
+    text = "\n".join(body)
+    plotly = figures.plotly_script() if "plotly-graph-div" in text else ""  # none for a timings-only report
+    return Report(page(title, text, head=plotly, tail=table_script()), "\n".join(md))
 
 
 def write_report(report: Report, stem: Path) -> tuple[Path, Path]:

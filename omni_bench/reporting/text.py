@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 import shlex
@@ -51,29 +50,37 @@ def html_table(header: list[str], rows: list[list[str]], css_class: str = "") ->
     return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def img(png_bytes: bytes, alt: str) -> str:
-    """An image embedded as a data URI, so the HTML file needs nothing beside it and no network."""
-    data = base64.b64encode(png_bytes).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
-
-
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; padding: 0 1em; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
 h1, h2, h3 { font-weight: 600; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; margin: .8em 0; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; } tbody tr:nth-child(even) { background: #fafafa; }
-img { max-width: 100%; height: auto; display: block; margin: .6em 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+table.results th { cursor: pointer; user-select: none; position: sticky; top: 0; }
+table.results th[aria-sort="ascending"]::after { content: " \\25B2"; }
+table.results th[aria-sort="descending"]::after { content: " \\25BC"; }
+.scroll { max-height: 80vh; overflow: auto; }
+.filters { display: flex; flex-wrap: wrap; gap: .4em 1.2em; align-items: center; margin: .6em 0; font-size: 14px; }
+.warn { display: inline-block; border-radius: 3px; padding: 0 4px; margin: 1px; font-size: 12px; cursor: help;
+        background: #fff3cd; border: 1px solid #e0c46c; }
+.warn-in-domain { background: #e2e3ff; border-color: #8c8fd6; }
+.warn-failed { background: #f8d7da; border-color: #d9959b; }
+.figure { margin: 1em 0; } pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+table.results td:nth-child(-n+3) { white-space: nowrap; } table.results td:last-child { min-width: 11em; }
 .note { color: #555; font-size: 13px; } code { background: #f3f3f3; padding: 0 3px; }
 """
 
 
-def page(title: str, body: str) -> str:
-    # The Content-Security-Policy forbids any request except embedded data: a report needs no network.
+def page(title: str, body: str, head: str = "", tail: str = "") -> str:
+    """One self-contained page; ``head`` and ``tail`` are inline scripts (plotly.js, the table's script).
+    The Content-Security-Policy allows inline code only: a report makes no network request."""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
-            "style-src 'unsafe-inline'\">"
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data: blob:; "
+            "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style>{head}</head>\n<body>\n{body}\n{tail}"
+            "\n</body></html>\n")
 
 
 def run_commands(results: list[TaskResult]) -> list[str]:
