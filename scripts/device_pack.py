@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -451,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, required=True, help="Unix time by which everything has ended")
     parser.add_argument("--parts", default=",".join(ALL_PARTS))
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU")
-    parser.add_argument("--work", type=Path, help="scratch folder (default: a folder beside --out)")
+    parser.add_argument("--work", type=Path, help="scratch folder (default: a new one in the temporary folder)")
     parser.add_argument("--child", choices=ALL_PARTS, help=argparse.SUPPRESS)
     parser.add_argument("--part-deadline", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -468,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         print("device_pack: sevenn is not installed here. On the device it comes from .whl-a, which device call 1 "
               "carries and installs into .device-site/; a fresh machine needs call 1 first", file=sys.stderr)
         return 2
-    work = args.work or args.out.parent / f"{args.out.name}-work"
+    work = args.work or Path(tempfile.mkdtemp(prefix="omni-device-pack-"))
     work.mkdir(parents=True, exist_ok=True)
     data_root = prepare_data(work, args.dry_run) if "batched" in parts else None
     env = {**os.environ, **({"OMNI_BENCH_DATA": str(data_root)} if data_root else {})}

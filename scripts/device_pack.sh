@@ -4,15 +4,17 @@
 #   device call 1 (carry .whl-a .device-data):  scripts/device_pack.sh
 #       md-speed on cuda for 7net-0, chgnet, 7net-mf-0, 7net-l3i5, omni; batched single points against the ASE
 #       loop (molecules suite and GoldDAC slices); a GPU training run of omni (configs/both.yaml, time-capped)
-#   device call 2 (carry .whl-b), right after, on the still-warm machine: PARTS=env,md-speed-cueq PACK_SECONDS=170 scripts/device_pack.sh
+#   device call 2 (carry .whl-b), right after, on the still-warm machine:
+#       PARTS=env,md-speed-cueq PACK_SECONDS=170 scripts/device_pack.sh
 #       md-speed again for the SevenNet models with cuEquivariance (enable_cueq)
 #   here, on the CPU:  DRY_RUN=1 OUT=/tmp/pack scripts/device_pack.sh   (tiny sizes, end to end)
 #
 # Everything lands in $OUT (at most 8 files): pack.json (GPU, versions, command, what each part did), pack.log,
 # batched.json, md-speed.tar.gz, md-speed-cueq.tar.gz, train.tar.gz. scripts/device_report.py turns them into
 # reports/speed.md rows and, where the new checkpoint validates better than the shipped omni, a candidate.
-# Settings: OUT (required), DRY_RUN=1, PACK_SECONDS (the whole command; default 540, dry run 900), PARTS (comma-separated, default
-# env,batched,md-speed,md-speed-cueq,train), PYTHON (default python3).
+# Settings: OUT (required), DRY_RUN=1, PACK_SECONDS (the whole command; default 540, dry run 900), PARTS
+# (comma-separated, default env,batched,md-speed,md-speed-cueq,train), PYTHON (default python3), WORK (scratch
+# folder; default: a new temporary one).
 set -uo pipefail
 START=$(date +%s)
 cd "$(dirname "$0")/.."
@@ -50,7 +52,7 @@ left=$((PACK_SECONDS - ($(date +%s) - START)))
 if ((left < 30)); then say "ERROR: only $left s of PACK_SECONDS=$PACK_SECONDS left after the installs"; exit 2; fi
 say "driver starts with $left s left (DRY_RUN=$DRY_RUN, PARTS=${PARTS:-all})"
 timeout -k 5 "$left" "$PYTHON" scripts/device_pack.py --out "$OUT" --deadline $((START + PACK_SECONDS)) \
-    ${PARTS:+--parts "$PARTS"} $([[ "$DRY_RUN" == 1 ]] && echo --dry-run) 2>&1 | tee -a "$LOG"
+    ${PARTS:+--parts "$PARTS"} ${WORK:+--work "$WORK"} $([[ "$DRY_RUN" == 1 ]] && echo --dry-run) 2>&1 | tee -a "$LOG"
 status=${PIPESTATUS[0]}
 say "driver exit status $status"
 exit "$status"

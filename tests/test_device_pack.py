@@ -4,6 +4,7 @@ on small wheels built here (no network)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -42,11 +43,11 @@ def dry_run(tmp_path_factory, data_root):
     """DRY_RUN=1 scripts/device_pack.sh, as CI and a developer run it: its $OUT and its scratch folder."""
     tmp = tmp_path_factory.mktemp("pack")
     out = tmp / "out"
-    env = {**os.environ, "DRY_RUN": "1", "OUT": str(out), "PYTHON": sys.executable, "OMNI_BENCH_DATA": str(data_root),
-           "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "DRY_RUN": "1", "OUT": str(out), "WORK": str(tmp / "work"), "PYTHON": sys.executable,
+           "OMNI_BENCH_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([str(REPO / "scripts" / "device_pack.sh")], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return out, tmp / "out-work"
+    return out, tmp / "work"
 
 
 @pytest.mark.slow
@@ -113,6 +114,42 @@ def test_a_part_past_its_limit_is_killed_with_the_processes_it_started(tmp_path)
     pid = int(pid_file.read_text())
     time.sleep(0.2)
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_a_hanging_md_speed_run_is_killed_and_keeps_the_sizes_it_finished(tmp_path, monkeypatch):
+    device_pack = script("device_pack")
+    card = tmp_path / "hangs-on-cu32.yaml"
+    card.write_text(yaml.safe_dump({
+        "name": "hangs-on-cu32", "description": "EMT that never returns on the 32-atom cell",
+        "factory": "fake_models:hanging_emt", "args": {"hang_for": "Cu32"}, "level_of_theory": "EMT",
+        "trained_with_dispersion": False, "training_data": [], "provenance": "tests", "packages": ["ase"]}))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]))
+
+    def copper_task(folder: Path, sizes, budget_s: float) -> Path:  # EMT has no Si: the same ladder of Cu cells
+        raw = yaml.safe_load((REPO / "tasks" / "md-speed.yaml").read_text())
+        raw["dataset"]["params"] = {"repeats": sizes.ladder, "element": "Cu", "crystalstructure": "fcc",
+                                    "lattice_constant": 3.61}
+        raw["protocol"]["params"].update(sizes.md_params, max_seconds_per_size=budget_s)
+        folder.mkdir(parents=True)
+        (folder / "md-speed.yaml").write_text(yaml.safe_dump(raw))
+        return folder
+
+    monkeypatch.setattr(device_pack, "md_speed_task", copper_task)
+    sizes = dataclasses.replace(device_pack.DRY, ladder=[1, 2, 3])  # 4, 32 (hangs), 108 atoms
+    record = device_pack.md_speed_run([str(card)], 30.0, 15.0, sizes, tmp_path / "work", tmp_path / "results",
+                                      "hang")
+    assert record["status"] == "killed" and record["recovered"] == "ok"
+    assert record["message"] == "killed after 15 s with 1 size(s) stored"
+    frame = md_speed_frame([tmp_path / "results"])
+    assert set(frame["item_id"]) == {"Cu4"} and (frame["status"] == "ok").all()
+
+
+def test_cueq_cards_are_the_built_in_cards_with_enable_cueq(tmp_path):
+    device_pack = script("device_pack")
+    for name in device_pack.CUEQ_MODELS:
+        card = load_card(Path(device_pack.cueq_card(name, tmp_path)))
+        assert card.name == f"{name}-cueq" and card.args["enable_cueq"] is True
+        assert card.resolve_checkpoint().is_file()
 
 
 # ------------------------------------------------------------------------------------------ the candidate rule
