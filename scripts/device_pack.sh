@@ -37,7 +37,7 @@ if [[ "$DRY_RUN" != 1 ]]; then
             continue
         fi
         say "installing $pack ($(ls "$pack"/*.whl | wc -l) wheels) into $SITE"
-        if ! "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        if ! timeout -k 5 180 "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
                 --target "$SITE" "$pack"/*.whl >>"$LOG" 2>&1; then
             say "ERROR: pip could not install $pack (see above)"; exit 2
         fi
