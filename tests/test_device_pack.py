@@ -75,7 +75,8 @@ def test_dry_run_writes_every_part_within_the_device_limits(dry_run):
     with tarfile.open(out / "train.tar.gz") as tar:
         assert sorted(tar.getnames()) == ["checkpoint.pth", "log.csv", "metrics.json"]
         metrics = json.load(tar.extractfile("metrics.json"))
-    assert metrics["epochs"] == 1 and metrics["max_minutes_last_call"] > 0
+    assert metrics["recipe"]["epochs"] == 2 and metrics["epochs"] == 1  # --max-minutes stopped it, as on a GPU
+    assert "stopping before epoch 2: --max-minutes 0.01 reached" in (out / "pack.log").read_text()
     data_manifest = work / "device-data" / "manifest.json"  # packed here unless the checkout has .device-data
     assert (REPO / ".device-data" / "manifest.json").is_file() or json.loads(data_manifest.read_text())["files"]
 
