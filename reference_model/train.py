@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import platform
@@ -70,8 +71,9 @@ def _flat_validation(errors: dict) -> dict:
             for metric, value in entry.items() if metric != "frames"}
 
 
-def train(config: RecipeConfig, out: Path, resume: bool = False) -> dict:
-    """Run (or continue) one training; returns the metrics written to ``metrics.json``."""
+def train(config: RecipeConfig, out: Path, resume: bool = False, max_minutes: float | None = None) -> dict:
+    """Run (or continue) one training; returns the metrics written to ``metrics.json``. With ``max_minutes``,
+    no epoch starts that the last epoch's duration says would end after that many minutes of this call."""
     setup_start = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -123,6 +125,10 @@ def train(config: RecipeConfig, out: Path, resume: bool = False) -> dict:
     wall = wall_before
     for epoch in range(len(history) + 1, config.epochs + 1):
         epoch_start = time.perf_counter()
+        if max_minutes is not None and history and (
+                epoch_start - setup_start + history[-1]["epoch_s"] > 60 * max_minutes):
+            print(f"stopping before epoch {epoch}: --max-minutes {max_minutes:g} reached", flush=True)
+            break
         model.train()
         losses, penalties = [], []
         for indices in sampler.batches(epoch):
@@ -155,6 +161,8 @@ def train(config: RecipeConfig, out: Path, resume: bool = False) -> dict:
 
     metrics = _metrics(config, training_set_sha256, model, masks, split, held_out, history, device, out, wall)
     metrics["setup_s_last_call"] = round(setup_s, 1)
+    if max_minutes is not None:
+        metrics["max_minutes_last_call"] = max_minutes
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
@@ -197,10 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="recipe YAML (reference_model/configs/*.yaml)")
     parser.add_argument("--out", help="output folder (default: runs/reference_model/<name>)")
     parser.add_argument("--resume", action="store_true", help=f"continue from OUT/{RESUME_FILE}")
+    parser.add_argument("--epochs", type=int, help="train this many epochs instead of the config's")
+    parser.add_argument("--max-minutes", type=float, help="start no epoch that would end after this many minutes")
     args = parser.parse_args(argv)
     config = RecipeConfig.from_yaml(args.config)
+    if args.epochs is not None:
+        config = dataclasses.replace(config, epochs=args.epochs)
     out = Path(args.out) if args.out else Path("runs") / "reference_model" / config.name
-    metrics = train(config, out, resume=args.resume)
+    metrics = train(config, out, resume=args.resume, max_minutes=args.max_minutes)
     print(json.dumps({"out": str(out), "final_validation": metrics["final_validation"],
                       "wall_s_training": metrics["wall_s_training"]}, indent=2))
     return 0

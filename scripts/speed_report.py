@@ -163,8 +163,98 @@ def _benchmark_file(path: Path) -> list[str]:
     return lines + [""]
 
 
+def device_run_dirs(speed_dir: Path) -> list[Path]:
+    """The GPU pack's run folders that scripts/device_report.py wrote under ``speed_dir``."""
+    return sorted(p.parent for p in speed_dir.glob("*/pack-1.json"))
+
+
+def device_runs_section(run_dirs: list[Path], report_dir: Path) -> list[str]:
+    """What each GPU pack run measured beyond the md-speed table: the machine, versions and commands, the
+    batched single-point ratios and the GPU training of omni."""
+    if not run_dirs:
+        return []
+    lines = ["## GPU pack runs", "",
+             "Made by `scripts/device_pack.sh` in a GPU window and `scripts/device_report.py` (README, 'GPU pack'). "
+             "Their md-speed rows are in the table above (device `cuda`; models named `-cueq` ran with sevenn's "
+             "`enable_cueq`, cuEquivariance kernels), on copies of the task file with the changes listed there.", ""]
+    for run in run_dirs:
+        packs = [json.loads(p.read_text()) for p in sorted(run.glob("pack-*.json"))]
+        env = next(p["environment"] for p in packs if "environment" in p)
+        gpu = env.get("gpu") or {}
+        versions = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v != "not installed")
+        lines += [f"### `{_rel(run, report_dir)}`: {gpu.get('name', env['device'])}", "",
+                  f"- GPU: {gpu.get('name', 'none')}, {gpu.get('memory_gib', '?')} GiB, {gpu.get('multiprocessors')} "
+                  f"SMs, compute capability {gpu.get('capability')}, driver {gpu.get('driver')}; host CPU {env['cpu']} "
+                  f"({env['cpu_count']} cores)" if gpu else f"- device: {env['device']} (no GPU: a dry run)",
+                  f"- software: Python {env['python']}, torch {env['torch']} (CUDA {env['torch_cuda']}), {versions}",
+                  f"- started {env['started_at']}, git {env.get('git') or 'unknown'}"]
+        for number, pack in enumerate(packs, start=1):
+            settings = " ".join(f"{k}={v}" for k, v in pack["command"]["env"].items())
+            parts = "; ".join(f"{name} {r['status']} ({r['seconds']:.0f} s" + (f", {r['message']})" if r["message"]
+                                                                              else ")")
+                              for name, r in pack["parts"].items())
+            lines.append(f"- call {number}: `{settings + ' ' if settings else ''}scripts/device_pack.sh`: {parts}")
+        for tag in ("md-speed", "md-speed-cueq"):
+            if (run / tag / "runs.json").is_file():
+                runs = json.loads((run / tag / "runs.json").read_text())
+                lines.append(f"- {tag} runs: " + "; ".join(
+                    f"{' '.join(Path(m).stem for m in r['models'])} {r['status']}"
+                    + (f" in {r['seconds']} s, budget {r['budget_s']} s per size" if "seconds" in r else "")
+                    + (f" ({r['message']})" if r.get("message") else "") for r in runs))
+        lines += [""] + _batched_lines(run / "batched.json") + _training_lines(run / "train" / "comparison.json")
+    return lines
+
+
+def _batched_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    lines = ["#### Batched single points against the per-structure ASE loop", "",
+             "Energies of the same structures through the model's ASE calculator one by one, and through the batched "
+             "path (`omni_bench/models/batched.py`, default batch size for the device), alternating round by round "
+             "after the untimed warm-up rounds, as `benchmarks/test_batched_speed.py` does; every round compares the "
+             "two paths structure by structure (largest difference in the last column). Structures: the single "
+             "points of the first items of each task named. The ratio is the median of the per-round ratios.", "",
+             "| model | set (task: items) | structures | atoms | warm-up + timed rounds | ASE loop median (s) "
+             "| batched median (s) | batched/ASE | speed-up | max abs diff (meV/atom) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    entries = json.loads(path.read_text())["entries"]
+    for e in entries:
+        tasks = ", ".join(f"{t}: {'all' if n is None else n}" for t, n in e["tasks"])
+        lines.append(f"| {e['model']} | {e['set']} ({tasks}) | {e['n_structures']} | {e['n_atoms']} "
+                     f"| {e['warmup_rounds']} + {e['rounds']} "
+                     f"| {_fmt(statistics.median(e['ase_seconds']))} | {_fmt(statistics.median(e['batched_seconds']))} "
+                     f"| {e['median_ratio_batched_to_ase']:.3f} | {e['speedup']:.2f}x "
+                     f"| {_fmt(1e3 * e['max_abs_diff_eV_per_atom'])} |")
+    gpu = [e for e in entries if e["device"].startswith("cuda") and e["set"] == "molecules"]
+    if gpu:
+        verdicts = ", ".join(f"{e['model']} {e['speedup']:.2f}x ({'met' if e['speedup'] >= 3 else 'NOT met'})"
+                             for e in gpu)
+        lines += ["", f"Target on a GPU: the batched path at least 3x faster than the ASE loop on molecules: "
+                      f"{verdicts}."]
+    return lines + [""]
+
+
+def _training_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    verdict = json.loads(path.read_text())
+    lines = ["#### GPU training of omni", "",
+             f"{verdict['epochs']} epochs in {verdict['wall_s_training']} s on {verdict['hardware']}; validation "
+             "errors (meV/atom for energies, meV/A for forces) against the shipped omni (`reference_model/"
+             "model_card.yaml`):", "", "| validation error | shipped omni | GPU run | GPU / shipped |",
+             "|---|---|---|---|"]
+    for key, shipped in verdict["shipped"].items():
+        new = verdict["new"].get(key)
+        ratio = verdict["ratios"].get(key)
+        lines.append(f"| {key.removeprefix('val_')} | {_fmt(shipped)} | {_fmt(new)} | "
+                     f"{'-' if ratio is None else f'{ratio:.3f}'} |")
+    outcome = (f"a candidate: `{verdict['candidate']}`" if verdict.get("better")
+               else "not a candidate")
+    return lines + ["", f"Rule: {verdict['rule']}. Outcome: {outcome} ({verdict['reason']}).", ""]
+
+
 def render(frame: pd.DataFrame, benchmark_files: list[Path], plot: Path | None, report_dir: Path,
-           results: list[Path]) -> str:
+           results: list[Path], device_runs: list[Path] | None = None) -> str:
     sources = ", ".join(f"`{_rel(p, report_dir)}`" for p in [*results, *benchmark_files]) or "none"
     lines = [
         "# Speed: MD throughput and harness overhead",
@@ -184,7 +274,9 @@ def render(frame: pd.DataFrame, benchmark_files: list[Path], plot: Path | None, 
         "    --out reports/speed.md --plot reports/speed/ns_per_day.png",
         "```",
         "",
-        "On a GPU use `--device cuda`; results are stored per device and host, so CPU and GPU runs do not mix.",
+        "On a GPU use `--device cuda`; results are stored per device and host, so CPU and GPU runs do not mix. The "
+        "GPU rows come from the GPU pack (`scripts/device_pack.sh`, then `python scripts/device_report.py FOLDER...`"
+        ", README 'GPU pack'); this script finds its run folders under `reports/speed/` by itself.",
         "",
         "md-speed runs NVE velocity-Verlet MD (1 fs, 300 K) on diamond Si supercells of growing size, with untimed "
         "warm-up steps and three timed runs per size (median reported). The ladder stops at the first size that "
@@ -195,6 +287,7 @@ def render(frame: pd.DataFrame, benchmark_files: list[Path], plot: Path | None, 
         "",
     ]
     lines += md_speed_section(frame, plot, report_dir)
+    lines += device_runs_section(device_runs or [], report_dir)
     lines += overhead_section(benchmark_files)
     return "\n".join(lines)
 
@@ -208,14 +301,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", default=TASK, help="task name of the results files (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "speed.md")
     parser.add_argument("--plot", type=Path, help="also write the ns/day plot here (PNG), linked from the report")
+    parser.add_argument("--device-runs", nargs="*", type=Path, default=None,
+                        help="GPU pack run folders (default: those under reports/speed/); their md-speed results "
+                             "join --results")
     args = parser.parse_args(argv)
-    results = [p for p in args.results if p.exists()]
+    device_runs = device_run_dirs(REPO / "reports" / "speed") if args.device_runs is None else args.device_runs
+    results = [p for p in [*args.results, *[run / tag for run in device_runs for tag in ("md-speed", "md-speed-cueq")]]
+               if p.exists()]
     frame = md_speed_frame(results, task=args.task)
     plot = None
     if args.plot is not None and not frame[(frame["quantity"] == "ns_per_day") & (frame["status"] == "ok")].empty:
         plot = plot_md_speed(frame, args.plot)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(frame, args.benchmark, plot, args.out.parent, results))
+    args.out.write_text(render(frame, args.benchmark, plot, args.out.parent, results, device_runs))
     print(f"wrote {args.out}" + (f" and {plot}" if plot else ""), file=sys.stderr)
     return 0
 
