@@ -100,8 +100,8 @@ def load_task(path: Path) -> TaskSpec:
         top.fail("suites", "must be a non-empty list of suite names")
 
     dataset = Fields(path, "dataset", raw["dataset"], {
-        "loader": True, "source": True, "files": False, "params": False})
-    files = []
+        "loader": True, "source": True, "files": False, "files_from": False, "params": False})
+    files = _registry_files(dataset)
     for i, entry in enumerate(dataset.get("files", list, [])):
         f = Fields(path, f"dataset.files[{i}]", entry, {"path": True, "sha256": True})
         file_path, digest = f.text("path"), f.text("sha256")
@@ -166,6 +166,26 @@ def load_task(path: Path) -> TaskSpec:
     )
     _check_plugins(spec, protocol, dataset)
     return spec
+
+
+def _registry_files(dataset: Fields) -> list[DataFile]:
+    """The files (and sha256) the dataset registry lists under each folder of ``dataset.files_from``: a
+    task with hundreds of data files names their folder instead of repeating the registry line by line."""
+    from . import datasets  # the registry reads package data only: no model code
+
+    folders = dataset.get("files_from", list, [])
+    registered = [f for d in datasets.registry().values() for f in d.files]
+    files = []
+    for i, folder in enumerate(folders):
+        if not isinstance(folder, str) or not folder.strip() or folder.startswith("/") or ".." in folder:
+            dataset.fail(f"files_from[{i}]", f"must be a folder relative to the data root, got {folder!r}")
+        prefix = folder.rstrip("/") + "/"
+        found = [DataFile(f.path, f.sha256) for f in registered if f.path.startswith(prefix)]
+        if not found:
+            dataset.fail(f"files_from[{i}]", f"{folder!r} holds no file of the dataset registry "
+                         "(omni_bench/datasets.sha256; see: omni-bench data list)")
+        files += found
+    return files
 
 
 def _check_plugins(spec: TaskSpec, protocol: Fields, dataset: Fields) -> None:

@@ -6,6 +6,12 @@ calculation used. With ``relax_positions`` the atoms are relaxed at fixed cell b
 (relaxed-ion bulk modulus, what DFT equations of state of molecular frameworks report); without it each
 cell is a single point (clamped-ion), which for a MOF can be several times stiffer.
 
+Relaxations start at the cell of the lowest reference energy (the anchor). With ``relax_together`` every other
+cell then starts from the anchor's relaxed fractional positions and all of them relax in lock-step
+(models/lockstep.py): one batched force call per optimiser step for models with a batched path, the
+calculator per cell for the others. Without it the cells relax one by one, walking outwards from the anchor,
+each from its neighbour's relaxed positions.
+
 ``compute`` only stores the energies; ``derive`` fits them, so one failed fit (no minimum inside the
 sampled range) loses the bulk modulus but keeps the energy curve. Scored quantities:
 
@@ -23,11 +29,11 @@ from ase import Atoms
 from ase.eos import EquationOfState
 
 from ..items import Item, Prediction
+from ..models.lockstep import OPTIMIZERS, relax_together
 from ..store import StoredItem
 
 PARAMS = {"eos": "birchmurnaghan", "relax_positions": False, "optimizer": "LBFGS", "fmax": 0.001,
-          "max_steps": 1000, "warm_start": True, "require_minimum_inside": True}
-OPTIMIZERS = ("LBFGS", "BFGS", "FIRE")
+          "max_steps": 1000, "warm_start": True, "require_minimum_inside": True, "relax_together": False}
 #: A model without forces (the tabulated reference energies, which are already relaxed) gets single points.
 NO_FORCES_NOTE = "eos_curve: the model gives no forces, so the cells were not relaxed (single points)"
 #: scored quantities; ``compute`` stores the raw curve as ``energy:V0``, ``energy:V1``... in eV
@@ -48,6 +54,8 @@ def compute(item: Item, model, params: dict) -> dict[str, float]:
     roles = _roles(item)
     if not relax:
         return {f"energy:{role}": model.energy(item.structures[role]) for role in roles}
+    if params["relax_together"]:
+        return _relax_together(item, roles, model, params)
     # Relax the anchor cell first, then walk outwards, each cell starting from its neighbour's relaxed
     # fractional positions: the model's own internal relaxation is shared by all volumes, so later cells
     # need few steps, and every point stays on the same branch of minima (a smooth curve).
@@ -100,9 +108,28 @@ def _relax(atoms, model, params: dict):
     relaxing = model.attach(atoms)
     optimizer = getattr(optimize, params["optimizer"])(relaxing, logfile=None)
     if not optimizer.run(fmax=params["fmax"], steps=params["max_steps"]):
-        raise RuntimeError(f"fixed-cell relaxation did not reach fmax={params['fmax']} eV/A "
-                           f"in {params['max_steps']} steps")
+        raise _not_converged(params)
     return relaxing, float(relaxing.get_potential_energy())
+
+
+def _relax_together(item: Item, roles: list[str], model, params: dict) -> dict[str, float]:
+    """The anchor alone, then every other cell from its relaxed fractional positions, in lock-step."""
+    anchor = int(item.meta.get("reference_index", len(roles) // 2))
+    settings = {"optimizer": params["optimizer"], "fmax": params["fmax"], "max_steps": params["max_steps"]}
+    [first] = relax_together(model, [item.structures[roles[anchor]]], **settings)
+    others = [index for index in range(len(roles)) if index != anchor]
+    starts = [item.structures[roles[index]] for index in others]
+    if params["warm_start"]:
+        starts = [_rescaled(first.atoms, start) for start in starts]
+    relaxed = [first] + relax_together(model, starts, **settings)
+    if not all(r.converged for r in relaxed):
+        raise _not_converged(params)
+    return {f"energy:{roles[index]}": r.energy for index, r in zip([anchor] + others, relaxed, strict=True)}
+
+
+def _not_converged(params: dict) -> RuntimeError:
+    return RuntimeError(f"fixed-cell relaxation did not reach fmax={params['fmax']} eV/A "
+                        f"in {params['max_steps']} steps")
 
 
 def _rescaled(relaxed, target):
