@@ -5,7 +5,8 @@ One item per crystal (role ``crystal``, id = ``mp_id``); ``properties`` maps eac
 record field and its unit. Each crystal's element class (``groups['class']``, see ``element_class``) is
 what ``subset`` stratifies by: ``{per_class: k, max_sites: n}`` keeps, in each class, the first ``k``
 crystals of at most ``n`` sites in the order of sha256(mp_id), a fixed pseudo-random order that does not
-depend on the file's order or on anything a model computes. Without ``subset``, every crystal.
+depend on the file's order or on anything a model computes; the subset is listed smallest cell first, so that
+``--limit N`` takes the cheapest. Without ``subset``, every crystal, in the file's order.
 """
 
 from __future__ import annotations
@@ -52,13 +53,16 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
 
 def stratified_subset(items: list[Item], per_class: int, max_sites: int) -> list[Item]:
     """Per element class, the first ``per_class`` items of at most ``max_sites`` sites by sha256 of the id;
-    returned class by class (in ``ELEMENT_CLASSES`` order, intermetallics last), each in that order."""
-    order = [name for name, _ in ELEMENT_CLASSES] + ["intermetallic"]
+    returned by number of sites, then in that order."""
     chosen = []
-    for name in order:
+    for name in [name for name, _ in ELEMENT_CLASSES] + ["intermetallic"]:
         pool = [i for i in items if i.groups["class"] == name and len(i.structures["crystal"]) <= max_sites]
-        chosen += sorted(pool, key=lambda i: hashlib.sha256(i.id.encode()).hexdigest())[:per_class]
-    return chosen
+        chosen += sorted(pool, key=_hash_order)[:per_class]
+    return sorted(chosen, key=lambda i: (len(i.structures["crystal"]), _hash_order(i)))
+
+
+def _hash_order(item: Item) -> str:
+    return hashlib.sha256(item.id.encode()).hexdigest()
 
 
 def _subset_params(subset) -> dict:

@@ -6,11 +6,11 @@ calculation used. With ``relax_positions`` the atoms are relaxed at fixed cell b
 (relaxed-ion bulk modulus, what DFT equations of state of molecular frameworks report); without it each
 cell is a single point (clamped-ion), which for a MOF can be several times stiffer.
 
-Relaxations start at the cell of the lowest reference energy (the anchor). With ``relax_together`` every other
-cell then starts from the anchor's relaxed fractional positions and all of them relax in lock-step
-(models/lockstep.py): one batched force call per optimiser step for models with a batched path, the
-calculator per cell for the others. Without it the cells relax one by one, walking outwards from the anchor,
-each from its neighbour's relaxed positions.
+Relaxations walk outwards from the cell of the lowest reference energy (the anchor), each cell starting from
+its inner neighbour's relaxed fractional positions. The two cells at the same distance from the anchor do not
+depend on each other, so they relax side by side (models/lockstep.py): for models with a batched force path,
+one force call per optimiser step serves both; for the others each cell's ASE optimiser runs on the model's
+calculator, step for step as ``Optimizer.run`` would.
 
 ``compute`` only stores the energies; ``derive`` fits them, so one failed fit (no minimum inside the
 sampled range) loses the bulk modulus but keeps the energy curve. Scored quantities:
@@ -33,7 +33,7 @@ from ..models.lockstep import OPTIMIZERS, relax_together
 from ..store import StoredItem
 
 PARAMS = {"eos": "birchmurnaghan", "relax_positions": False, "optimizer": "LBFGS", "fmax": 0.001,
-          "max_steps": 1000, "warm_start": True, "require_minimum_inside": True, "relax_together": False}
+          "max_steps": 1000, "warm_start": True, "require_minimum_inside": True}
 #: A model without forces (the tabulated reference energies, which are already relaxed) gets single points.
 NO_FORCES_NOTE = "eos_curve: the model gives no forces, so the cells were not relaxed (single points)"
 #: scored quantities; ``compute`` stores the raw curve as ``energy:V0``, ``energy:V1``... in eV
@@ -54,21 +54,30 @@ def compute(item: Item, model, params: dict) -> dict[str, float]:
     roles = _roles(item)
     if not relax:
         return {f"energy:{role}": model.energy(item.structures[role]) for role in roles}
-    if params["relax_together"]:
-        return _relax_together(item, roles, model, params)
     # Relax the anchor cell first, then walk outwards, each cell starting from its neighbour's relaxed
     # fractional positions: the model's own internal relaxation is shared by all volumes, so later cells
     # need few steps, and every point stays on the same branch of minima (a smooth curve).
+    if params["optimizer"] not in OPTIMIZERS:
+        raise ValueError(f"protocol.params.optimizer: {params['optimizer']!r}; allowed: {', '.join(OPTIMIZERS)}")
     anchor = int(item.meta.get("reference_index", len(roles) // 2))
-    order = [anchor] + list(range(anchor + 1, len(roles))) + list(range(anchor - 1, -1, -1))
     relaxed: dict[int, object] = {}
     values = {}
-    for index in order:
-        start = item.structures[roles[index]]
-        neighbour = index - 1 if index > anchor else index + 1
-        if params["warm_start"] and index != anchor:
-            start = _rescaled(relaxed[neighbour], start)
-        relaxed[index], values[f"energy:{roles[index]}"] = _relax(start, model, params)
+    for distance in range(len(roles)):
+        ring = [i for i in sorted({anchor - distance, anchor + distance}) if 0 <= i < len(roles)]
+        if not ring:
+            break
+        starts = []
+        for index in ring:
+            start = item.structures[roles[index]]
+            if params["warm_start"] and index != anchor:
+                start = _rescaled(relaxed[index + 1 if index < anchor else index - 1], start)
+            starts.append(start)
+        results = relax_together(model, starts, params["optimizer"], params["fmax"], params["max_steps"])
+        if not all(r.converged for r in results):
+            raise RuntimeError(f"fixed-cell relaxation did not reach fmax={params['fmax']} eV/A "
+                               f"in {params['max_steps']} steps")
+        for index, result in zip(ring, results, strict=True):
+            relaxed[index], values[f"energy:{roles[index]}"] = result.atoms, result.energy
     return values
 
 
@@ -97,39 +106,6 @@ def _roles(item: Item) -> list[str]:
 
 def _has_forces(model) -> bool:
     return "forces" in getattr(model.calc, "implemented_properties", ())
-
-
-def _relax(atoms, model, params: dict):
-    """Atoms relaxed at fixed cell and their energy; not reaching ``fmax`` is a failure, not a value."""
-    from ase import optimize
-
-    if params["optimizer"] not in OPTIMIZERS:
-        raise ValueError(f"protocol.params.optimizer: {params['optimizer']!r}; allowed: {', '.join(OPTIMIZERS)}")
-    relaxing = model.attach(atoms)
-    optimizer = getattr(optimize, params["optimizer"])(relaxing, logfile=None)
-    if not optimizer.run(fmax=params["fmax"], steps=params["max_steps"]):
-        raise _not_converged(params)
-    return relaxing, float(relaxing.get_potential_energy())
-
-
-def _relax_together(item: Item, roles: list[str], model, params: dict) -> dict[str, float]:
-    """The anchor alone, then every other cell from its relaxed fractional positions, in lock-step."""
-    anchor = int(item.meta.get("reference_index", len(roles) // 2))
-    settings = {"optimizer": params["optimizer"], "fmax": params["fmax"], "max_steps": params["max_steps"]}
-    [first] = relax_together(model, [item.structures[roles[anchor]]], **settings)
-    others = [index for index in range(len(roles)) if index != anchor]
-    starts = [item.structures[roles[index]] for index in others]
-    if params["warm_start"]:
-        starts = [_rescaled(first.atoms, start) for start in starts]
-    relaxed = [first] + relax_together(model, starts, **settings)
-    if not all(r.converged for r in relaxed):
-        raise _not_converged(params)
-    return {f"energy:{roles[index]}": r.energy for index, r in zip([anchor] + others, relaxed, strict=True)}
-
-
-def _not_converged(params: dict) -> RuntimeError:
-    return RuntimeError(f"fixed-cell relaxation did not reach fmax={params['fmax']} eV/A "
-                        f"in {params['max_steps']} steps")
 
 
 def _rescaled(relaxed, target):
