@@ -134,6 +134,8 @@ def _fit(volumes: list[float], energies: list[float], params: dict) -> tuple[flo
         return None, f"EOS fit failed: {exc}"
     if not np.isfinite(b0) or not np.isfinite(v0):
         return None, "EOS fit returned a non-finite bulk modulus or volume"
+    if b0 <= 0:  # the fitted curve has a maximum, not a minimum (e.g. a cell that relaxed to another branch)
+        return None, f"EOS fit gives a bulk modulus of {b0:.3g} eV/A^3: the E(V) points have no minimum"
     if params["require_minimum_inside"] and not min(volumes) <= v0 <= max(volumes):
         return None, (f"E(V) minimum at {v0:.1f} A^3 lies outside the sampled volumes "
                       f"{min(volumes):.1f}-{max(volumes):.1f} A^3; B0 would be an extrapolation")
