@@ -30,7 +30,7 @@ from scipy.stats import spearmanr
 
 from .. import units
 from ..items import Item, Prediction, Quantity
-from ..store import StoredItem
+from ..store import StoredItem, stored_value
 
 PARAMS = {"structure_role": "crystal", "energy_window_kcal_mol": None}
 QUANTITIES = {"energy_per_molecule": "eV/molecule", "relative_energy": "eV/molecule",
@@ -65,7 +65,7 @@ def derive(items: list[Item], results: dict[str, StoredItem], params: dict) -> l
 def _system(system: str, members: list[Item], results: dict[str, StoredItem], params: dict) -> list[Prediction]:
     groups = {"system": system}
     reference = np.array([units.convert(*m.reference["energy_per_molecule"], _UNIT) for m in members])
-    model, errors = zip(*(_energy(m.id, results) for m in members), strict=True)
+    model, errors = zip(*(stored_value(results, m.id, "energy_per_molecule") for m in members), strict=True)
     anchor = int(np.argmin(reference))
     window = params["energy_window_kcal_mol"]
     window_ev = None if window is None else units.convert(window, "kcal/mol", "eV")
@@ -104,13 +104,3 @@ def _system(system: str, members: list[Item], results: dict[str, StoredItem], pa
                                   groups, error))
     return out
 
-
-def _energy(item_id: str, results: dict[str, StoredItem]) -> tuple[float | None, str | None]:
-    stored = results.get(item_id)
-    if stored is None:
-        return None, "not computed"
-    if stored.status != "ok":
-        return None, stored.error or "failed"
-    if "energy_per_molecule" not in stored.values:
-        return None, "protocol did not return 'energy_per_molecule'"
-    return stored.values["energy_per_molecule"], None
