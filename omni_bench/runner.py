@@ -272,11 +272,12 @@ def prefetch_single_points(model: LoadedModel, protocol, items: list[Item], star
 
 def _single_point_record(model: LoadedModel, counts: Counter, batch_atoms: int) -> dict[str, Any]:
     """Which path computed this task's energies (``model.energy`` calls), for the results file: ``batched``,
-    ``ase``, or ``batched+ase`` when some went through the calculator (fallbacks, or not single points)."""
+    ``ase``, or ``batched+ase`` when some went through the calculator (fallbacks, or not single points);
+    ``batched_forces`` counts the structures whose forces came from batches (lock-step relaxations)."""
     path = "+".join(name for name in ("batched", "ase") if counts[name]) or "none"
     return {"path": path, "batched_evaluator": model.batched_path, "batch_atoms": batch_atoms,
             "batched": counts["batched"], "ase": counts["ase"], "batch_failed": counts["batch_failed"],
-            "batched_error": model.batched_error}
+            "batched_error": model.batched_error, "batched_forces": counts["batched_forces"]}
 
 
 @contextmanager

@@ -62,6 +62,18 @@ class StoredItem:
     wall_s: float | None
 
 
+def stored_value(results: dict[str, StoredItem], item_id: str, key: str) -> tuple[float | None, str | None]:
+    """One stored value of an item, or None and why not (not computed, failed, or not returned)."""
+    stored = results.get(item_id)
+    if stored is None:
+        return None, "not computed"
+    if stored.status != "ok":
+        return None, stored.error or "failed"
+    if key not in stored.values:
+        return None, f"protocol did not return {key!r}"
+    return stored.values[key], None
+
+
 def default_store_path() -> Path:
     return Path(platformdirs.user_cache_dir("omni-bench")) / "results.sqlite"
 

@@ -121,9 +121,9 @@ def load_task(path: Path, check_plugins: bool = True) -> TaskSpec:
         top.fail("suites", "must be a non-empty list of suite names")
 
     dataset = Fields(path, "dataset", raw["dataset"], {
-        "loader": True, "source": True, "files": False, "tables": False, "params": False})
-    files, tables = _data_files(path, dataset, "files", "the data root"), _data_files(path, dataset, "tables",
-                                                                                     "the task file's folder")
+        "loader": True, "source": True, "files": False, "files_from": False, "tables": False, "params": False})
+    files = _registry_files(dataset) + _data_files(path, dataset, "files", "the data root")
+    tables = _data_files(path, dataset, "tables", "the task file's folder")
 
     reference = Fields(path, "reference", raw["reference"], {
         "level_of_theory": True, "citation": True, "notes": False, "by_energy_convention": False})
@@ -198,6 +198,26 @@ def _data_files(path: Path, dataset: Fields, key: str, relative_to: str) -> list
     return found
 
 
+def _registry_files(dataset: Fields) -> list[DataFile]:
+    """The files (and sha256) the dataset registry lists under each folder of ``dataset.files_from``: a
+    task with hundreds of data files names their folder instead of repeating the registry line by line."""
+    from . import datasets  # the registry reads package data only: no model code
+
+    folders = dataset.get("files_from", list, [])
+    registered = [f for d in datasets.registry().values() for f in d.files]
+    files = []
+    for i, folder in enumerate(folders):
+        if not isinstance(folder, str) or not folder.strip() or folder.startswith("/") or ".." in folder:
+            dataset.fail(f"files_from[{i}]", f"must be a folder relative to the data root, got {folder!r}")
+        prefix = folder.rstrip("/") + "/"
+        found = [DataFile(f.path, f.sha256) for f in registered if f.path.startswith(prefix)]
+        if not found:
+            dataset.fail(f"files_from[{i}]", f"{folder!r} holds no file of the dataset registry "
+                         "(omni_bench/datasets.sha256; see: omni-bench data list)")
+        files += found
+    return files
+
+
 def _alias(top: Fields) -> tuple[str, str] | None:
     raw = top.get("inputs_hash_alias", dict)
     if raw is None:
@@ -260,7 +280,8 @@ def check_task_plugins(spec: TaskSpec) -> None:
     both; once per task)."""
     protocol = Fields(spec.path, "protocol", spec.raw["protocol"], {"name": True, "params": False})
     dataset = Fields(spec.path, "dataset", spec.raw["dataset"], {
-        "loader": True, "source": True, "files": False, "tables": False, "params": False})
+        "loader": True, "source": True, "files": False, "files_from": False, "tables": False,
+        "params": False})
     for kind, fields, name, params, where in (
         ("protocol", protocol, spec.protocol, spec.protocol_params, "params"),
         ("loader", dataset, spec.loader, spec.loader_params, "params"),

@@ -18,6 +18,7 @@ _UNITS: dict[str, dict[str, float]] = {
         "eV": 1.0,
         "meV": 1e-3,
         "Hartree": _ase.Hartree,
+        "Ry": _ase.Rydberg,  # Quantum ESPRESSO-style totals (the Schrodinger organic-crystal sets)
         "kcal/mol": _ase.kcal / _ase.mol,
         "kJ/mol": _ase.kJ / _ase.mol,
     },
@@ -27,6 +28,9 @@ _UNITS: dict[str, dict[str, float]] = {
     # Forces (training labels of the reference model): quantum chemistry codes give Hartree/bohr gradients.
     "force": {"eV/A": 1.0, "meV/A": 1e-3, "Hartree/bohr": _ase.Hartree / _ase.Bohr},
     "angle": {"deg": 1.0},
+    # Heat capacity per mole of the cell it refers to (phonopy's thermal properties: per mole of primitive cells).
+    # kB per cell is R = 8.314 J/K/mol; 3 kB per atom is the classical (Dulong-Petit) limit.
+    "heat capacity": {"J/K/mol": 1.0, "kB": _ase.kB * _ase.mol / _ase.J},
     "dimensionless": {"1": 1.0},
     # Simulated time per wall-clock time (MD speed); fs/s is what a timestep times steps per second gives.
     "rate": {"ns/day": 1.0, "fs/s": 1e-6 * 86400},

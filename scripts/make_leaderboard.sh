@@ -5,6 +5,10 @@
 #
 #   scripts/make_leaderboard.sh                      # the full sweep (hours on a CPU; use DEVICE=cuda)
 #   LIMIT=2 SUITES=quick scripts/make_leaderboard.sh # a small slice, to check the pipeline end to end
+#   SUITES="molecules r2scan molecular-crystals organometallics crystals surfaces mofs" scripts/make_leaderboard.sh
+#                                                    # every suite on a CPU: heavy tasks as their CPU subsets
+#                                                    # (elastic-moduli, heat-capacity, mofsimbench-eos-small);
+#                                                    # the suite "full" holds their full-size versions
 #
 # Settings (environment): SUITES (default: every suite but "all", "quick" and the timing suite "speed"),
 # MODELS (default: every bundled uMLIP and channel), XTB_SUITES (suites where gfn2-xtb applies; default:

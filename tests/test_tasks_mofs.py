@@ -218,6 +218,11 @@ def test_eos_curve_keeps_the_energy_curve_when_the_fit_fails(mofsim_items):
     assert b0.value is None and "outside the sampled volumes" in b0.error
     curve = [p for p in predictions if p.quantity == "relative_energy"]
     assert len(curve) == len(roles) - 1 and all(p.value is not None for p in curve)
+    # A concave curve (the compressed cells relaxed onto a lower branch) fits to a negative bulk modulus.
+    values = {f"energy:{r}": float((k - 2) ** 2) * -0.01 for k, r in enumerate(roles)}
+    results = {item.id: StoredItem(item.id, "ok", values, None, [], 1.0)}
+    b0 = next(p for p in eos_curve.derive([item], results, eos_curve.PARAMS) if p.quantity == "bulk_modulus")
+    assert b0.value is None and "no minimum" in b0.error
 
 
 @pytest.mark.slow

@@ -132,11 +132,14 @@ def test_profile_not_computed_is_reported_failed(data_root):
     done = StoredItem(items[0].id, "ok", {f"energy@{r}": 0.01 * n for n, r in enumerate(items[0].structures)},
                       None, [], None)
     predictions = torsion_profile.derive(items, {items[0].id: done}, {"barrier": "max_minus_min"})
-    assert len(predictions) == 2 * 25
-    first, second = predictions[:25], predictions[25:]
+    assert len(predictions) == 2 * 26  # 24 relative energies, the barrier and its large-error flag
+    first, second = predictions[:26], predictions[26:]
     assert all(p.value is not None and p.error is None for p in first)
     assert all(p.value is None and p.error == "not computed" for p in second)
-    assert first[-1].quantity == "barrier_height" and first[-1].value == pytest.approx(0.23)
+    assert first[-2].quantity == "barrier_height" and first[-2].value == pytest.approx(0.23)
+    barrier_error = units.convert(0.23, "eV", "kcal/mol") - units.convert(*first[-2].reference, "kcal/mol")
+    assert first[-1].quantity == "large_barrier_error" and first[-1].reference is None
+    assert first[-1].value == float(abs(barrier_error) > 1.0) and abs(abs(barrier_error) - 1.0) > 0.1
 
 
 @pytest.mark.slow

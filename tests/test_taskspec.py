@@ -55,6 +55,9 @@ def test_builtin_tasks_load_and_form_the_quick_suite():
     (lambda d: d["gate"]["mae"].update(abs=-1), "'gate.mae.abs'", "negative"),
     (lambda d: d.update(suites=[]), "'suites'", "non-empty"),
     (lambda d: d.update(resample_by=["mof"]), "'resample_by'", "must be str"),
+    (lambda d: d["dataset"].update(files_from=["X23_DMC/nowhere/"]), "'dataset.files_from[0]'", "no file of the"),
+    (lambda d: d["dataset"].update(files_from=["../X23_DMC"]), "'dataset.files_from[0]'", "relative to the data"),
+    (lambda d: d["dataset"].update(files_from="X23_DMC"), "'dataset.files_from'", "must be list"),
 ])
 def test_mistakes_name_file_and_field(tmp_path, change, field, hint):
     path = write_variant(tmp_path, change)
@@ -62,6 +65,21 @@ def test_mistakes_name_file_and_field(tmp_path, change, field, hint):
         load_task(path)
     message = str(info.value)
     assert str(path) in message and field in message and hint in message
+
+
+def test_files_from_takes_a_registry_folder_with_its_hashes(tmp_path):
+    """A task may name a folder of the dataset registry instead of listing its files; the files and their
+    sha256 become the task's, so they are verified before use and enter the inputs hash."""
+    from omni_bench import datasets
+    from omni_bench.taskspec import inputs_hash
+
+    registered = {f.path: f.sha256 for f in datasets.get("X23_DMC").files if f.path.startswith("X23_DMC/solid/")}
+    listed = load_task(write_variant(tmp_path, lambda d: d["dataset"].update(
+        files=[{"path": p, "sha256": h} for p, h in registered.items()])))
+    folder = load_task(write_variant(tmp_path, lambda d: d["dataset"].update(files_from=["X23_DMC/solid"])))
+    assert len(registered) == 23 and {f.path: f.sha256 for f in folder.files} == registered
+    assert inputs_hash(folder, {}) == inputs_hash(listed, {})
+    assert inputs_hash(folder, {}) != inputs_hash(load_task(S22), {})
 
 
 def test_invalid_yaml_names_the_file(tmp_path):

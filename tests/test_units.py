@@ -9,6 +9,8 @@ def test_energy_conversions_match_codata_based_ase_values():
     assert convert(1.0, "eV", "kcal/mol") == pytest.approx(23.0605, rel=1e-5)
     assert convert(1.0, "Hartree", "eV") == pytest.approx(27.211386, rel=1e-6)
     assert convert(1.0, "eV/A^3", "GPa") == pytest.approx(160.21766, rel=1e-6)
+    assert convert(1.0, "Ry", "eV") == pytest.approx(13.605693, rel=1e-6)
+    assert convert(1.0, "kB", "J/K/mol") == pytest.approx(8.314463, rel=1e-6)  # the gas constant
 
 
 def test_normalisation_suffix_is_kept_and_must_match():

@@ -9,6 +9,9 @@ type (a subclass may compute something else), so an unknown calculator keeps the
 A batch that raises (out of memory, a structure the network cannot take) is split in halves down to single
 structures; a structure that fails alone is left to the ASE calculator, which then fails or succeeds exactly
 as it would have without batching.
+
+``energies_forces`` is the same batch with forces (autograd through the whole network, as the calculators do),
+for relaxing many structures in lock-step (models/lockstep.py); ``energies`` stays the energy-only path.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..errors import ItemTimeout
 
 if TYPE_CHECKING:  # importing this module (the CLI does, for the default) must not import ase or torch
+    import numpy as np
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
@@ -49,6 +53,8 @@ class BatchedEvaluator(Protocol):
     def supports(self, atoms: Atoms) -> bool: ...
 
     def energies(self, structures: Sequence[Atoms]) -> list[float]: ...
+
+    def energies_forces(self, structures: Sequence[Atoms]) -> list[tuple[float, np.ndarray]]: ...
 
 
 def evaluator_for(calc: Calculator) -> BatchedEvaluator | None:
@@ -83,9 +89,8 @@ class SevenNetBatch:
         """Elements the network knows; the others go to the calculator, whose error names the element."""
         return set(atoms.numbers.tolist()) <= set(self.calc.type_map)
 
-    def energies(self, structures: Sequence[Atoms]) -> list[float]:
+    def _batch(self, structures: Sequence[Atoms]):
         import sevenn._keys as KEY
-        import torch
         from sevenn.atom_graph_data import AtomGraphData
         from sevenn.train.dataload import unlabeled_atoms_to_graph
         from torch_geometric.data import Batch
@@ -96,7 +101,13 @@ class SevenNetBatch:
             if self.calc.modal:
                 graph[KEY.DATA_MODALITY] = self.calc.modal
             graphs.append(graph)
-        batch = Batch.from_data_list(graphs).to(self.calc.device)
+        return Batch.from_data_list(graphs).to(self.calc.device)
+
+    def energies(self, structures: Sequence[Atoms]) -> list[float]:
+        import sevenn._keys as KEY
+        import torch
+
+        batch = self._batch(structures)
         model = self.calc.model  # shared with the calculator: restore its single-graph mode afterwards
         model.set_is_batch_data(True)
         try:
@@ -108,6 +119,22 @@ class SevenNetBatch:
         finally:
             model.set_is_batch_data(False)
         return data[KEY.PRED_TOTAL_ENERGY].detach().cpu().reshape(-1).tolist()
+
+    def energies_forces(self, structures: Sequence[Atoms]) -> list[tuple[float, np.ndarray]]:
+        """The whole network, force module included, on one batch: what the calculator computes per graph."""
+        import sevenn._keys as KEY
+
+        batch = self._batch(structures)
+        model = self.calc.model
+        model.set_is_batch_data(True)
+        try:
+            data = model(batch)
+        finally:
+            model.set_is_batch_data(False)
+        energies = data[KEY.PRED_TOTAL_ENERGY].detach().cpu().reshape(-1).tolist()
+        forces = data[KEY.PRED_FORCE].detach().cpu().numpy()
+        bounds = batch.ptr.cpu().tolist()
+        return [(energies[k], forces[bounds[k]:bounds[k + 1]]) for k in range(len(structures))]
 
 
 class CHGNetBatch:
@@ -122,17 +149,24 @@ class CHGNetBatch:
     def supports(self, atoms: Atoms) -> bool:
         return True
 
-    def energies(self, structures: Sequence[Atoms]) -> list[float]:
+    def _predict(self, structures: Sequence[Atoms], task: str) -> list[tuple[dict, int]]:
+        """CHGNet's predictions for ``task`` with the factor that makes its energies totals."""
         from pymatgen.io.ase import AseAtomsAdaptor
 
         model = self.calc.model
         crystals = [AseAtomsAdaptor.get_structure(atoms) for atoms in structures]
         graphs = [model.graph_converter(crystal) for crystal in crystals]
-        predictions = model.predict_graph(graphs, task="e", batch_size=len(graphs))
+        predictions = model.predict_graph(graphs, task=task, batch_size=len(graphs))
         if isinstance(predictions, dict):  # one graph in, one dict out
             predictions = [predictions]
-        return [float(p["e"] * (len(c) if model.is_intensive else 1)) for p, c in zip(predictions, crystals,
-                                                                                       strict=True)]
+        return [(p, len(c) if model.is_intensive else 1) for p, c in zip(predictions, crystals, strict=True)]
+
+    def energies(self, structures: Sequence[Atoms]) -> list[float]:
+        return [float(p["e"] * factor) for p, factor in self._predict(structures, "e")]
+
+    def energies_forces(self, structures: Sequence[Atoms]) -> list[tuple[float, np.ndarray]]:
+        """Task ``ef``: energies scaled as ``energies`` does, forces as the calculator takes them."""
+        return [(float(p["e"] * factor), p["f"]) for p, factor in self._predict(structures, "ef")]
 
 
 @dataclass

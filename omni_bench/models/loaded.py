@@ -182,6 +182,21 @@ class LoadedModel:
             self.batched_error = f"{self._evaluator.name}: {next(iter(outcome.errors.values()))}"
             self._evaluator = None
 
+    @property
+    def batched_forces(self) -> bool:
+        """Whether ``energies_forces`` computes many structures in one call (else relaxations use the calculator)."""
+        return self._evaluator is not None and hasattr(self._evaluator, "energies_forces")
+
+    def energies_forces(self, prepared: list[Atoms]) -> list[tuple[float, np.ndarray]]:
+        """Energies (eV) and forces (eV/A) of structures already prepared (``attach``), in one batched call,
+        with D3 added per structure as ``SumCalculator`` adds it. Only when ``batched_forces``."""
+        results = self._evaluator.energies_forces(prepared)
+        if self.d3_calc is not None:
+            results = [(energy + self.d3_calc.get_potential_energy(atoms), forces + self.d3_calc.get_forces(atoms))
+                       for (energy, forces), atoms in zip(results, prepared, strict=True)]
+        self.evaluations["batched_forces"] += len(prepared)
+        return results
+
     def _apply_charge_spin(self, atoms: Atoms) -> None:
         charge = int(atoms.info.get("charge", 0))
         multiplicity = int(atoms.info.get("spin", 1))

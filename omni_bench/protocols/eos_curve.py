@@ -6,6 +6,12 @@ calculation used. With ``relax_positions`` the atoms are relaxed at fixed cell b
 (relaxed-ion bulk modulus, what DFT equations of state of molecular frameworks report); without it each
 cell is a single point (clamped-ion), which for a MOF can be several times stiffer.
 
+Relaxations walk outwards from the cell of the lowest reference energy (the anchor), each cell starting from
+its inner neighbour's relaxed fractional positions. The two cells at the same distance from the anchor do not
+depend on each other, so they relax side by side (models/lockstep.py): for models with a batched force path,
+one force call per optimiser step serves both; for the others each cell's ASE optimiser runs on the model's
+calculator, step for step as ``Optimizer.run`` would.
+
 ``compute`` only stores the energies; ``derive`` fits them, so one failed fit (no minimum inside the
 sampled range) loses the bulk modulus but keeps the energy curve. Scored quantities:
 
@@ -23,11 +29,11 @@ from ase import Atoms
 from ase.eos import EquationOfState
 
 from ..items import Item, Prediction
+from ..models.lockstep import OPTIMIZERS, relax_together
 from ..store import StoredItem
 
 PARAMS = {"eos": "birchmurnaghan", "relax_positions": False, "optimizer": "LBFGS", "fmax": 0.001,
           "max_steps": 1000, "warm_start": True, "require_minimum_inside": True}
-OPTIMIZERS = ("LBFGS", "BFGS", "FIRE")
 #: A model without forces (the tabulated reference energies, which are already relaxed) gets single points.
 NO_FORCES_NOTE = "eos_curve: the model gives no forces, so the cells were not relaxed (single points)"
 #: scored quantities; ``compute`` stores the raw curve as ``energy:V0``, ``energy:V1``... in eV
@@ -51,16 +57,27 @@ def compute(item: Item, model, params: dict) -> dict[str, float]:
     # Relax the anchor cell first, then walk outwards, each cell starting from its neighbour's relaxed
     # fractional positions: the model's own internal relaxation is shared by all volumes, so later cells
     # need few steps, and every point stays on the same branch of minima (a smooth curve).
+    if params["optimizer"] not in OPTIMIZERS:
+        raise ValueError(f"protocol.params.optimizer: {params['optimizer']!r}; allowed: {', '.join(OPTIMIZERS)}")
     anchor = int(item.meta.get("reference_index", len(roles) // 2))
-    order = [anchor] + list(range(anchor + 1, len(roles))) + list(range(anchor - 1, -1, -1))
     relaxed: dict[int, object] = {}
     values = {}
-    for index in order:
-        start = item.structures[roles[index]]
-        neighbour = index - 1 if index > anchor else index + 1
-        if params["warm_start"] and index != anchor:
-            start = _rescaled(relaxed[neighbour], start)
-        relaxed[index], values[f"energy:{roles[index]}"] = _relax(start, model, params)
+    for distance in range(len(roles)):
+        ring = [i for i in sorted({anchor - distance, anchor + distance}) if 0 <= i < len(roles)]
+        if not ring:
+            break
+        starts = []
+        for index in ring:
+            start = item.structures[roles[index]]
+            if params["warm_start"] and index != anchor:
+                start = _rescaled(relaxed[index + 1 if index < anchor else index - 1], start)
+            starts.append(start)
+        results = relax_together(model, starts, params["optimizer"], params["fmax"], params["max_steps"])
+        if not all(r.converged for r in results):
+            raise RuntimeError(f"fixed-cell relaxation did not reach fmax={params['fmax']} eV/A "
+                               f"in {params['max_steps']} steps")
+        for index, result in zip(ring, results, strict=True):
+            relaxed[index], values[f"energy:{roles[index]}"] = result.atoms, result.energy
     return values
 
 
@@ -91,20 +108,6 @@ def _has_forces(model) -> bool:
     return "forces" in getattr(model.calc, "implemented_properties", ())
 
 
-def _relax(atoms, model, params: dict):
-    """Atoms relaxed at fixed cell and their energy; not reaching ``fmax`` is a failure, not a value."""
-    from ase import optimize
-
-    if params["optimizer"] not in OPTIMIZERS:
-        raise ValueError(f"protocol.params.optimizer: {params['optimizer']!r}; allowed: {', '.join(OPTIMIZERS)}")
-    relaxing = model.attach(atoms)
-    optimizer = getattr(optimize, params["optimizer"])(relaxing, logfile=None)
-    if not optimizer.run(fmax=params["fmax"], steps=params["max_steps"]):
-        raise RuntimeError(f"fixed-cell relaxation did not reach fmax={params['fmax']} eV/A "
-                           f"in {params['max_steps']} steps")
-    return relaxing, float(relaxing.get_potential_energy())
-
-
 def _rescaled(relaxed, target):
     """``target`` (its cell, numbers and info) with the fractional positions of ``relaxed``."""
     start = target.copy()
@@ -131,6 +134,8 @@ def _fit(volumes: list[float], energies: list[float], params: dict) -> tuple[flo
         return None, f"EOS fit failed: {exc}"
     if not np.isfinite(b0) or not np.isfinite(v0):
         return None, "EOS fit returned a non-finite bulk modulus or volume"
+    if b0 <= 0:  # the fitted curve has a maximum, not a minimum (e.g. a cell that relaxed to another branch)
+        return None, f"EOS fit gives a bulk modulus of {b0:.3g} eV/A^3: the E(V) points have no minimum"
     if params["require_minimum_inside"] and not min(volumes) <= v0 <= max(volumes):
         return None, (f"E(V) minimum at {v0:.1f} A^3 lies outside the sampled volumes "
                       f"{min(volumes):.1f}-{max(volumes):.1f} A^3; B0 would be an extrapolation")

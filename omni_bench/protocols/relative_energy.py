@@ -14,7 +14,7 @@ from __future__ import annotations
 from ase import Atoms
 
 from ..items import Item, Prediction
-from ..store import StoredItem
+from ..store import StoredItem, stored_value
 
 PARAMS = {"structure_role": "crystal"}
 QUANTITIES = {"energy_per_h2o": "eV/H2O", "relative_energy": "eV/H2O"}
@@ -38,8 +38,8 @@ def derive(items: list[Item], results: dict[str, StoredItem], params: dict) -> l
         if "relative_energy" not in item.reference:
             continue
         base = item.meta["relative_to"]
-        own, own_error = _energy(item.id, results)
-        base_energy, base_error = _energy(base, results)
+        own, own_error = stored_value(results, item.id, "energy_per_h2o")
+        base_energy, base_error = stored_value(results, base, "energy_per_h2o")
         value, error = None, own_error
         if own_error is None and base_error is not None:
             error = f"reference polymorph {base}: {base_error}"
@@ -49,13 +49,3 @@ def derive(items: list[Item], results: dict[str, StoredItem], params: dict) -> l
                                       item.groups, error))
     return predictions
 
-
-def _energy(item_id: str, results: dict[str, StoredItem]) -> tuple[float | None, str | None]:
-    stored = results.get(item_id)
-    if stored is None:
-        return None, "not computed"
-    if stored.status != "ok":
-        return None, stored.error or "failed"
-    if "energy_per_h2o" not in stored.values:
-        return None, "protocol did not return 'energy_per_h2o'"
-    return stored.values["energy_per_h2o"], None

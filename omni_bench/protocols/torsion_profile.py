@@ -10,6 +10,9 @@ barrier definition: ``max_minus_min`` (highest minus lowest point) or ``adjacent
 largest energy difference between neighbouring stationary points of the periodic profile (smaller than
 ``max_minus_min`` when the global minimum and maximum are separated by another well, as in 12 of the 59
 reference profiles).
+
+``large_barrier_error`` is 1 for a profile whose barrier is off by more than 1 kcal/mol and 0 otherwise, a
+flag with no reference: its sum is the count of such profiles that LAMBench reports for TorsionNet500.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ from itertools import pairwise
 import numpy as np
 from ase import Atoms
 
+from .. import units
 from ..items import Item, Prediction, Quantity
 from ..store import StoredItem
 
 PARAMS = {"barrier": "max_minus_min"}
-QUANTITIES = {"relative_energy": "eV", "barrier_height": "eV"}
+QUANTITIES = {"relative_energy": "eV", "barrier_height": "eV", "large_barrier_error": "1"}
 BARRIER_DEFINITIONS = ("max_minus_min", "adjacent_extrema")
+#: the barrier error above which ``large_barrier_error`` flags a profile (LAMBench's threshold)
+LARGE_BARRIER_ERROR = (1.0, "kcal/mol")
 _PREFIX = "energy@"
 
 
@@ -78,6 +84,11 @@ def derive(items: list[Item], results: dict[str, StoredItem], params: dict) -> l
         model_barrier = None if model_rel is None else barrier_height(model_rel, angles, params["barrier"])
         predictions.append(Prediction(item.id, "barrier_height", model_barrier, Quantity(ref_barrier, ref_unit),
                                       item.groups, error))
+        flag = None
+        if model_barrier is not None:
+            barrier_error = model_barrier - units.convert(ref_barrier, ref_unit, QUANTITIES["barrier_height"])
+            flag = float(abs(barrier_error) > units.convert(*LARGE_BARRIER_ERROR, QUANTITIES["barrier_height"]))
+        predictions.append(Prediction(item.id, "large_barrier_error", flag, None, item.groups, error))
     return predictions
 
 

@@ -1,0 +1,160 @@
+"""Lock-step relaxation (models/lockstep.py) and the batched forces behind it (models/batched.py).
+
+The driver must step each structure exactly as its ASE optimiser's own ``run`` does (checked bit for bit with
+EMT, with and without a batched evaluator), must never use forces of other positions, and with a real model
+the batched forces must equal the calculator's and lead to the same minimum.
+
+Tolerance for forces, 1e-5 eV/A: both paths run the same float32 network on the same graphs (forces are
+per-atom derivatives, so batching other graphs beside them changes no sum they depend on); measured 0 with
+7net-0 and CHGNet on MOF cells.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import optimize
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from conftest import task_items
+from test_batched import EMTBatch, emt_with, loaded_model
+
+from omni_bench.items import Item
+from omni_bench.models import lockstep
+from omni_bench.protocols import eos_curve
+
+FORCE_TOLERANCE = 1e-5  # eV/A
+
+
+class EMTForces(EMTBatch):
+    """EMT as a batched force path: one call per round for every structure it is given."""
+
+    def energies_forces(self, structures):
+        self.batch_sizes.append(len(structures))
+        out = []
+        for atoms in structures:
+            atoms = atoms.copy()
+            atoms.calc = EMT()
+            out.append((atoms.get_potential_energy(), atoms.get_forces()))
+        return out
+
+
+def rattled_cells() -> list:
+    """Copper cells of three sizes and strains, rattled so they need a few dozen steps."""
+    cells = [bulk("Cu", "fcc", a=3.55).repeat(2), bulk("Cu", "fcc", a=3.65, cubic=True),
+             bulk("Cu", "fcc", a=3.6) * (3, 1, 1)]
+    for seed, atoms in enumerate(cells):
+        atoms.rattle(0.05, seed=seed)
+    return cells
+
+
+def ase_loop(cells, optimizer: str, fmax: float) -> list:
+    relaxed = []
+    for atoms in cells:
+        atoms = atoms.copy()
+        atoms.calc = EMT()
+        opt = getattr(optimize, optimizer)(atoms, logfile=None)
+        assert opt.run(fmax=fmax, steps=500)
+        relaxed.append((atoms, opt.nsteps))
+    return relaxed
+
+
+@pytest.mark.parametrize("optimizer", ["LBFGS", "FIRE"])
+@pytest.mark.parametrize("batched", [False, True])
+def test_lockstep_steps_each_structure_as_its_own_optimizer_run_does(monkeypatch, optimizer, batched):
+    cells = rattled_cells()
+    evaluator = EMTForces()
+    model = emt_with(monkeypatch, evaluator)
+    assert model.batched_forces
+    together = lockstep.relax_together(model, cells, optimizer, fmax=0.01, max_steps=500, batched=batched,
+                                       max_atoms=100)
+    for result, (atoms, steps) in zip(together, ase_loop(cells, optimizer, 0.01), strict=True):
+        assert result.converged and result.steps == steps > 5
+        np.testing.assert_allclose(result.atoms.positions, atoms.positions, rtol=0, atol=1e-12)
+        assert result.energy == pytest.approx(atoms.get_potential_energy(), abs=1e-12)
+    if batched:  # rounds shrink as structures converge; while all three run they share one call
+        sizes = evaluator.batch_sizes
+        assert sizes[0] == 3 and sizes == sorted(sizes, reverse=True)
+        assert len(sizes) == max(r.steps for r in together) + 1
+        assert model.evaluations["batched_forces"] == sum(evaluator.batch_sizes) == sum(r.steps + 1 for r in together)
+    else:
+        assert evaluator.batch_sizes == []
+
+
+def test_the_atom_budget_splits_a_round_into_batches(monkeypatch):
+    evaluator = EMTForces()
+    model = emt_with(monkeypatch, evaluator)
+    lockstep.relax_together(model, rattled_cells(), fmax=0.01, max_atoms=9)  # 8, 4 and 3 atoms
+    assert evaluator.batch_sizes[:2] == [1, 2]
+
+
+def test_not_converging_is_reported_and_stale_forces_are_refused(monkeypatch):
+    model = emt_with(monkeypatch, EMTForces())
+    [result] = lockstep.relax_together(model, rattled_cells()[:1], fmax=1e-6, max_steps=3)
+    assert not result.converged and result.steps == 3
+    result.atoms.positions[0, 0] += 0.01
+    with pytest.raises(RuntimeError, match="not evaluated"):
+        result.atoms.get_forces()
+    with pytest.raises(ValueError, match="optimizer 'MDMin'"):
+        lockstep.relax_together(model, rattled_cells(), optimizer="MDMin")
+
+
+def test_eos_curve_walk_gives_what_one_optimizer_run_per_cell_gives(monkeypatch):
+    """The protocol's outward walk, two cells at a time in lock-step (batched or not), against the walk one
+    cell at a time with ``LBFGS.run`` on EMT, each cell from its inner neighbour's relaxed positions."""
+    cells = {}
+    for k, scale in enumerate((0.97, 0.985, 1.0, 1.015, 1.03)):
+        atoms = bulk("Cu", "fcc", a=3.6 * scale).repeat(2)
+        atoms.rattle(0.03, seed=k)
+        cells[f"V{k}"] = atoms
+    item = Item("Cu", cells, meta={"reference_index": 2})
+    params = {**eos_curve.PARAMS, "relax_positions": True, "fmax": 1e-3}
+    expected, relaxed = {}, {}
+    for index in (2, 3, 4, 1, 0):
+        start = cells[f"V{index}"].copy()
+        if index != 2:
+            start.set_scaled_positions(relaxed[index - 1 if index > 2 else index + 1].get_scaled_positions())
+        start.calc = EMT()
+        assert optimize.LBFGS(start, logfile=None).run(fmax=1e-3, steps=1000)
+        relaxed[index], expected[f"energy:V{index}"] = start, start.get_potential_energy()
+    evaluator = EMTForces()
+    model = emt_with(monkeypatch, evaluator)
+    assert eos_curve.compute(item, model, params) == pytest.approx(expected, abs=1e-12)
+    assert evaluator.batch_sizes[:1] == [1] and 2 in evaluator.batch_sizes  # the anchor alone, then pairs
+    calls = evaluator.batch_sizes.copy()
+    monkeypatch.setattr(eos_curve, "relax_together", lambda *a: lockstep.relax_together(*a, batched=False))
+    assert eos_curve.compute(item, model, params) == pytest.approx(expected, abs=1e-12)
+    assert evaluator.batch_sizes == calls  # the second walk used the calculator only
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["7net-0", "chgnet", "7net-0+d3"])
+def test_batched_forces_match_the_ase_calculator(name, data_root):
+    """Two strained cells of the smallest MOF (CALF-20, 44 atoms), rattled, and a bulk crystal, in one batch."""
+    model = loaded_model(name)
+    assert model.batched_forces
+    mof = task_items("mofsimbench-eos", data_root, limit=1)[0]
+    structures = [mof.structures["V0"].copy(), mof.structures["V4"].copy(), bulk("Si", "diamond", a=5.43).repeat(2)]
+    for seed, atoms in enumerate(structures):
+        atoms.rattle(0.03, seed=seed)
+    prepared = [model.attach(atoms) for atoms in structures]
+    batched = model.energies_forces(prepared)
+    for atoms, (energy, forces) in zip(prepared, batched, strict=True):
+        assert np.abs(forces - atoms.get_forces()).max() <= FORCE_TOLERANCE
+        assert abs(energy - atoms.get_potential_energy()) / len(atoms) <= 1e-5
+
+
+@pytest.mark.slow
+def test_7net0_lockstep_reaches_the_minimum_of_the_ase_loop():
+    """Two strained, rattled silicon cells relaxed in one batch per step, against LBFGS on the calculator."""
+    model = loaded_model("7net-0")
+    cells = [bulk("Si", "diamond", a=a).repeat((2, 1, 1)) for a in (5.40, 5.47)]
+    for seed, atoms in enumerate(cells):
+        atoms.rattle(0.05, seed=seed)
+    together = lockstep.relax_together(model, cells, fmax=0.005, max_steps=300)
+    assert model.batched_forces
+    for result, atoms in zip(together, cells, strict=True):
+        atoms = model.attach(atoms)
+        assert optimize.LBFGS(atoms, logfile=None).run(fmax=0.005, steps=300) and result.converged
+        assert result.energy == pytest.approx(atoms.get_potential_energy(), abs=1e-4)
+        assert np.abs(result.atoms.positions - atoms.positions).max() < 2e-3

@@ -1,0 +1,124 @@
+"""matcalc's crystal property sets: elastic moduli (MP binaries) and phonon heat capacity (Alexandria binaries).
+
+The loader against the raw files and the stratified subset rule (recomputed here); the protocols against
+physics the test can check independently (EMT: K_VRH of a cubic crystal is its E(V) bulk modulus; Cv per cell
+scales with the cell and stays below 3 kB per atom); 7net-0 end to end on the cheapest crystal of each subset.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.eos import EquationOfState
+from ase.filters import ExpCellFilter
+from ase.optimize import BFGS
+from ase.units import GPa
+from conftest import run_task, task_items
+from test_batched import loaded_model
+
+from omni_bench import units
+from omni_bench.items import Item
+from omni_bench.loaders.matcalc_properties import ELEMENT_CLASSES, element_class
+from omni_bench.protocols import elastic_moduli, phonon_heat_capacity
+from omni_bench.task_registry import all_tasks
+
+FILES = {"elastic-moduli": "mp-binary-pbe-elasticity-2025.1.json.gz",
+         "heat-capacity": "alexandria-binary-pbe-phonon-2025.1.json.gz"}
+CLASSES = [name for name, _ in ELEMENT_CLASSES] + ["intermetallic"]
+
+
+def _records(data_root, task):
+    with gzip.open(data_root / "matcalc_benchmarks" / FILES[task], "rt") as fh:
+        return json.load(fh)
+
+
+def test_element_classes():
+    assert element_class({"Na", "Cl"}) == "halide" and element_class({"Zn", "O"}) == "oxide"
+    assert element_class({"O", "F"}) == "halide"  # first match wins: OF2 is a fluoride
+    assert element_class({"Si", "C"}) == "boride-carbide-silicide" and element_class({"Cu", "Au"}) == "intermetallic"
+
+
+@pytest.mark.parametrize("task", ["elastic-moduli", "heat-capacity"])
+def test_subset_follows_its_rule_and_the_full_variant_has_every_crystal(task, data_root):
+    records = _records(data_root, task)
+    subset = task_items(task, data_root)
+    full = task_items(f"{task}-full", data_root)
+    assert [i.id for i in full] == [r["mp_id"] for r in records]
+    assert [i.id for i in task_items(task, data_root)] == [i.id for i in subset]  # deterministic
+    rule = all_tasks()[task].loader_params["subset"]
+    expected = set()
+    for name in CLASSES:  # recomputed from the raw records: per class, the first k small crystals by sha256(mp_id)
+        pool = [r["mp_id"] for r in records if len(r["structure"]["sites"]) <= rule["max_sites"]
+                and element_class({s["species"][0]["element"] for s in r["structure"]["sites"]}) == name]
+        expected |= set(sorted(pool, key=lambda m: hashlib.sha256(m.encode()).hexdigest())[:rule["per_class"]])
+    assert {i.id for i in subset} == expected
+    assert Counter(i.groups["class"] for i in subset) == {name: rule["per_class"] for name in CLASSES}
+    sizes = [len(i.structures["crystal"]) for i in subset]
+    assert sizes == sorted(sizes), "the cheapest crystals come first, for --limit"
+    by_id = {r["mp_id"]: r for r in records}
+    for item in subset:
+        for quantity, value in item.reference.items():
+            assert value.value == float(by_id[item.id][quantity])
+
+
+def test_heat_capacity_reference_is_per_primitive_cell(data_root):
+    """Every reference Cv is below the classical 3 kB per atom of the given cell, and close to it for many:
+    the values are per mole of the given (primitive) cells, which is what the protocol returns."""
+    items = task_items("heat-capacity-full", data_root)
+    ratio = np.array([units.convert(i.reference["heat_capacity"].value, "J/K/mol", "kB")
+                      / (3 * len(i.structures["crystal"])) for i in items])
+    assert ratio.max() < 1.0 and np.percentile(ratio, 95) > 0.97
+
+
+class EMTModel:
+    """What the protocols need of a model: a calculator and a place for notes."""
+
+    calc = EMT()
+    notes: set[str] = set()
+
+
+def test_elastic_bulk_modulus_of_a_cubic_crystal_is_its_eos_bulk_modulus():
+    """EMT copper: K_VRH from matcalc's strain-stress fit against ase.eos on the relaxed cell's E(V)."""
+    item = Item("Cu", {"crystal": bulk("Cu", "fcc", a=3.65)})
+    result = elastic_moduli.compute(item, EMTModel(), elastic_moduli.PARAMS)
+    relaxed = bulk("Cu", "fcc", a=3.65)
+    relaxed.calc = EMT()
+    BFGS(ExpCellFilter(relaxed), logfile=None).run(fmax=1e-4)
+    cell = relaxed.cell.copy()
+    volumes, energies = [], []
+    for scale in np.linspace(0.98, 1.02, 9):
+        relaxed.set_cell(cell * scale, scale_atoms=True)
+        volumes.append(relaxed.get_volume())
+        energies.append(relaxed.get_potential_energy())
+    b0 = EquationOfState(volumes, energies).fit()[2] / GPa
+    assert result["bulk_modulus_vrh"] == pytest.approx(b0, rel=0.02)
+    assert 20 < result["shear_modulus_vrh"] < result["bulk_modulus_vrh"]
+
+
+def test_heat_capacity_is_per_given_cell_and_below_the_classical_limit():
+    params = {**phonon_heat_capacity.PARAMS, "min_length": 10.0}
+    primitive = phonon_heat_capacity.compute(Item("p", {"crystal": bulk("Cu", "fcc", a=3.6)}), EMTModel(), params)
+    cubic = phonon_heat_capacity.compute(Item("c", {"crystal": bulk("Cu", "fcc", a=3.6, cubic=True)}), EMTModel(),
+                                         params)
+    assert cubic["heat_capacity"] == pytest.approx(4 * primitive["heat_capacity"], rel=1e-3)
+    per_atom_in_kb = units.convert(primitive["heat_capacity"], "J/K/mol", "kB")
+    assert 0.9 * 3 < per_atom_in_kb < 3  # copper's Debye temperature (~340 K) is near 300 K
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["elastic-moduli", "heat-capacity"])
+def test_7net0_on_the_cheapest_crystal(task, tmp_path, data_root):
+    loaded_model("7net-0")  # shared with the other test files
+    [outcome] = run_task(task, "7net-0", tmp_path, data_root=data_root, limit=1)
+    assert outcome.n_failed == 0
+    headline = outcome.metrics["bulk_mae" if task == "elastic-moduli" else "mae"]
+    # Plausible bounds: moduli of binaries are tens to hundreds of GPa, Cv tens of J/K/mol per cell.
+    assert headline["n"] == 1 and math.isfinite(headline["value"]) and headline["value"] < 100
