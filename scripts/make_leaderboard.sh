@@ -12,8 +12,9 @@
 #
 # Settings (environment): SUITES (default: every suite but "all", "quick" and the timing suite "speed"),
 # MODELS (default: every bundled uMLIP and channel), XTB_SUITES (suites where gfn2-xtb applies; default:
-# molecules organometallics; empty: none), TASKS (single tasks to add to the suites, e.g. one task of a suite that
-# is too slow to run whole; default: none), LIMIT (first N items of each task), DEVICE (default: auto),
+# molecules organometallics; empty: none), XTB_TASKS (single tasks to add for gfn2-xtb; default: none), TASKS
+# (single tasks to add to the suites, e.g. one task of a suite that is too slow to run whole; default: none),
+# LIMIT (first N items of each task), DEVICE (default: auto),
 # OMNI_BENCH_DATA (reference data root), STORE (result store, the cache that makes a rerun cheap; default:
 # omni-bench's own), RESULTS (results folder, rewritten each time; default: omni-bench-results/leaderboard),
 # OUT (default: reports/leaderboard).
@@ -46,6 +47,7 @@ done
 # gfn2-xtb is a semi-empirical baseline for molecules, not a uMLIP: it runs where it applies.
 xtb_args=()
 for suite in $XTB_SUITES; do xtb_args+=(--suite "$suite"); done
+for task in ${XTB_TASKS:-}; do xtb_args+=(--task "$task"); done
 if [[ ${#xtb_args[@]} -gt 0 ]]; then
     run omni-bench run --model gfn2-xtb "${xtb_args[@]}" "${common[@]}"
 fi
