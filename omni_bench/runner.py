@@ -343,12 +343,17 @@ def compute_item(model: LoadedModel, protocol, item: Item, params: dict[str, Any
     context manager that enforces the time limit (SIGALRM by default, which works in the main thread only)."""
     model.notes.clear()
     start = time.perf_counter()
-    with ExitStack() as guard:
-        try:
-            guard.enter_context(limit(timeout))
-        except Exception as exc:  # the harness's own setting, not the model: fail the run, store nothing
-            raise OmniBenchError(f"cannot enforce --item-timeout {timeout!r}: {type(exc).__name__}: {exc}") from None
-        return _compute(model, protocol, item, params, start)
+    try:
+        with ExitStack() as guard:
+            try:
+                guard.enter_context(limit(timeout))
+            except Exception as exc:  # the harness's own setting, not the model: fail the run, store nothing
+                raise OmniBenchError(f"cannot enforce --item-timeout {timeout!r}: {type(exc).__name__}: "
+                                     f"{exc}") from None
+            return _compute(model, protocol, item, params, start)
+    except ItemTimeout as exc:  # caught outside the limit, which words it (a Dask thread's timer cannot)
+        return ItemResult(item.id, "failed", error=f"ItemTimeout: {exc}", notes=list(model.notes),
+                          wall_s=time.perf_counter() - start)
 
 
 def _compute(model: LoadedModel, protocol, item: Item, params: dict[str, Any], start: float) -> ItemResult:
@@ -358,7 +363,7 @@ def _compute(model: LoadedModel, protocol, item: Item, params: dict[str, Any], s
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             raise ValueError(f"non-finite value for {', '.join(bad)}")
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ItemTimeout):
         raise
     except Exception as exc:  # a model failing on one structure must not stop the run
         return ItemResult(item.id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000], notes=list(model.notes),
