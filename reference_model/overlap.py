@@ -80,3 +80,10 @@ def overlaps(training: Iterable[Atoms], benchmark: tuple[set[str], set[str]]) ->
     bench_molecules, bench_crystals = benchmark
     return ([f"molecule {key}" for key in sorted(train_molecules & bench_molecules)]
             + [f"crystal {formula}" for formula in sorted(train_crystals & bench_crystals)])
+
+
+def tasks_sharing_structures(training: list[Atoms], task_structures: dict[str, list[Atoms]]) -> list[str]:
+    """The tasks (name -> their structures) with a molecule or crystal the training set has: the model is
+    in-domain there, which its card declares (``in_domain``) so that reports mark those results."""
+    return sorted(name for name, structures in task_structures.items()
+                  if overlaps(training, collect(structures)))

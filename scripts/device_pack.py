@@ -341,6 +341,7 @@ def md_speed_task(folder: Path, sizes: Sizes, budget_s: float) -> Path:
 
     raw = yaml.safe_load(all_tasks()["md-speed"].path.read_text())
     raw["dataset"]["params"]["repeats"] = sizes.ladder
+    raw["counts"] = {**raw["counts"], "items": len(sizes.ladder)}  # one item per size, checked on load
     raw["protocol"]["params"].update(sizes.md_params, max_seconds_per_size=round(budget_s, 1))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "md-speed.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -51,6 +51,11 @@ def hanging_emt(hang_for: str) -> Calculator:
     return _Hanging(hang_for)
 
 
+def hanging_on_cu32() -> Calculator:
+    """``hanging_emt`` for the 32-atom copper cell, for commands that take no model arguments."""
+    return _Hanging("Cu32")
+
+
 class _Logging(_Wrapped):
     """EMT that appends a line per computed structure to a file: tests count how often each was computed."""
 

@@ -119,11 +119,6 @@ def test_a_part_past_its_limit_is_killed_with_the_processes_it_started(tmp_path)
 
 def test_a_hanging_md_speed_run_is_killed_and_keeps_the_sizes_it_finished(tmp_path, monkeypatch):
     device_pack = script("device_pack")
-    card = tmp_path / "hangs-on-cu32.yaml"
-    card.write_text(yaml.safe_dump({
-        "name": "hangs-on-cu32", "description": "EMT that never returns on the 32-atom cell",
-        "factory": "fake_models:hanging_emt", "args": {"hang_for": "Cu32"}, "level_of_theory": "EMT",
-        "trained_with_dispersion": False, "training_data": [], "provenance": "tests", "packages": ["ase"]}))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]))
 
     def copper_task(folder: Path, sizes, budget_s: float) -> Path:  # EMT has no Si: the same ladder of Cu cells
@@ -131,14 +126,15 @@ def test_a_hanging_md_speed_run_is_killed_and_keeps_the_sizes_it_finished(tmp_pa
         raw["dataset"]["params"] = {"repeats": sizes.ladder, "element": "Cu", "crystalstructure": "fcc",
                                     "lattice_constant": 3.61}
         raw["protocol"]["params"].update(sizes.md_params, max_seconds_per_size=budget_s)
+        raw["counts"]["items"] = len(sizes.ladder)
         folder.mkdir(parents=True)
         (folder / "md-speed.yaml").write_text(yaml.safe_dump(raw))
         return folder
 
     monkeypatch.setattr(device_pack, "md_speed_task", copper_task)
     sizes = dataclasses.replace(device_pack.DRY, ladder=[1, 2, 3])  # 4, 32 (hangs), 108 atoms
-    record = device_pack.md_speed_run([str(card)], 30.0, 15.0, sizes, tmp_path / "work", tmp_path / "results",
-                                      "hang")
+    record = device_pack.md_speed_run(["fake_models:hanging_on_cu32"], 30.0, 15.0, sizes, tmp_path / "work",
+                                      tmp_path / "results", "hang")
     assert record["status"] == "killed" and record["recovered"] == "ok"
     assert record["message"] == "killed after 15 s with 1 size(s) stored"
     frame = md_speed_frame([tmp_path / "results"])

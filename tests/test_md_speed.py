@@ -61,6 +61,7 @@ def write_speed_task(folder: Path, name: str, loader_params: dict, protocol_para
     raw = yaml.safe_load((REPO / "tasks" / "md-speed.yaml").read_text())
     raw["name"] = name
     raw["dataset"]["params"] = loader_params
+    raw["counts"] = {**raw["counts"], "items": len(loader_params["repeats"])}  # one item per size
     raw["protocol"]["params"] = {**raw["protocol"]["params"], **protocol_params}
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return name

@@ -118,10 +118,10 @@ def stored_values(store: Path, model: str, task: str) -> dict[tuple[str, str], d
 
 
 def run(models: list[str], task: str, folder: Path, limit: int, cache: dict, data_root: Path | None = None,
-        channels: list[str] | None = None) -> None:
+        channels: list[str] | None = None, trust_code: bool = False) -> None:
     store = ResultStore(folder / "store.sqlite")
     try:
-        run_benchmarks(resolve_models(models, channels), [all_tasks()[task]],
+        run_benchmarks(resolve_models(models, channels, trust_code=trust_code), [all_tasks()[task]],
                        RunOptions(store=store, out_dir=folder / "out", data_root=data_root, device="cpu",
                                   limit=limit, progress=False, model_cache=cache))
     finally:
@@ -170,7 +170,7 @@ def test_a_multi_head_mace_runs_as_channels_each_equal_to_a_direct_call_with_its
         "channel_arg": "head", "python": str(mace_python), "trained_with_dispersion": False,
         "channels": {"pbe": {"level_of_theory": "PBE"}, "r2scan": {"level_of_theory": "r2SCAN"}},
         "packages": ["mace-torch", "e3nn", "torch"]}))
-    run([str(card)], "s22", tmp_path, TWO_HEAD_ITEMS, {}, channels=["all"])
+    run([str(card)], "s22", tmp_path, TWO_HEAD_ITEMS, {}, channels=["all"], trust_code=True)  # names python:
     values = stored_values(tmp_path / "store.sqlite", "mace-two-heads", "s22")
     items = task_items("s22", None, TWO_HEAD_ITEMS)
     for head in ("pbe", "r2scan"):

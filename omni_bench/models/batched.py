@@ -154,7 +154,9 @@ class CHGNetBatch:
         from pymatgen.io.ase import AseAtomsAdaptor
 
         model = self.calc.model
-        crystals = [AseAtomsAdaptor.get_structure(atoms) for atoms in structures]
+        # copies without the calculator: the adaptor reads a calculator's last results (magnetic moments,
+        # charges) as site properties, and the shared calculator's may be another structure's
+        crystals = [AseAtomsAdaptor.get_structure(atoms.copy()) for atoms in structures]
         graphs = [model.graph_converter(crystal) for crystal in crystals]
         predictions = model.predict_graph(graphs, task=task, batch_size=len(graphs))
         if isinstance(predictions, dict):  # one graph in, one dict out
