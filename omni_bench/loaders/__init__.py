@@ -28,3 +28,12 @@ def read_table(path: Path) -> list[tuple[int, dict[str, str]]]:
     while header < len(lines) and lines[header].startswith("#"):
         header += 1
     return [(header + i + 2, row) for i, row in enumerate(csv.DictReader(lines[header:]))]
+
+
+def reaction_rows(files: dict[str, Path], table: str) -> list[tuple[str, dict[str, str]]]:
+    """(where, row) of a reaction table the task lists (``where`` names the table, row and reaction, for
+    errors); an error naming ``dataset.params.reactions`` when the task does not list it."""
+    if table not in files:
+        raise OmniBenchError(f"dataset.params.reactions: {table} is not among the task's dataset.tables or "
+                             "dataset.files")
+    return [(f"{table} row {line} (reaction {row.get('reaction_id')})", row) for line, row in read_table(files[table])]

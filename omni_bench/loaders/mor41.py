@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import OmniBenchError
 from ..items import Item
 from ..protocols.reaction_energy import Reaction, molecule_items, reference_value
-from . import read_table
+from . import reaction_rows
 from ._turbomole import listed_molecules, read_coord
 
 PARAMS = {
@@ -26,9 +26,6 @@ PARAMS = {
 
 def load(files: dict[str, Path], params: dict) -> list[Item]:
     params = {**PARAMS, **params}
-    if params["reactions"] not in files:
-        raise OmniBenchError(f"dataset.params.reactions: {params['reactions']} is not among the task's "
-                             "dataset.tables or dataset.files")
     molecules: dict = {}
     for name, path in listed_molecules(files, params["structures"], "mor41").items():
         atoms = read_coord(path)
@@ -36,8 +33,7 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
         molecules[name] = atoms  # one folder per molecule: a name cannot come twice
     aliases = params["species_aliases"] or {}
     reactions = []
-    for line, row in read_table(files[params["reactions"]]):
-        where = f"{params['reactions']} row {line} (reaction {row.get('reaction_id')})"
+    for where, row in reaction_rows(files, params["reactions"]):
         stoichiometry: dict[str, float] = {}
         for side, sign in (("reactants", -1.0), ("products", 1.0)):
             for name, coefficient in _terms(row.get(side) or "", where):

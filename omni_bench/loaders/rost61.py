@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import OmniBenchError
 from ..items import Item
 from ..protocols.reaction_energy import Reaction, molecule_items, reference_value
-from . import read_table
+from . import reaction_rows
 from ._turbomole import listed_molecules, read_coord
 
 PARAMS = {"structures": "ROST61", "reactions": "rost61-reactions.csv"}
@@ -22,9 +22,6 @@ PARAMS = {"structures": "ROST61", "reactions": "rost61-reactions.csv"}
 
 def load(files: dict[str, Path], params: dict) -> list[Item]:
     params = {**PARAMS, **params}
-    if params["reactions"] not in files:
-        raise OmniBenchError(f"dataset.params.reactions: {params['reactions']} is not among the task's "
-                             "dataset.tables or dataset.files")
     molecules: dict = {}
     for name, path in listed_molecules(files, params["structures"], "rost61").items():
         atoms = read_coord(path)
@@ -35,8 +32,7 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
         atoms.info = {"name": name, "charge": charge, "spin": n_unpaired + 1}
         molecules[name] = atoms  # one folder per molecule: a name cannot come twice
     reactions = []
-    for line, row in read_table(files[params["reactions"]]):
-        where = f"{params['reactions']} row {line} (reaction {row.get('reaction_id')})"
+    for where, row in reaction_rows(files, params["reactions"]):
         try:
             stoichiometry: dict[str, float] = {}
             for term in (row["stoichiometry"] or "").split():
