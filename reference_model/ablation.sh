@@ -1,40 +1,50 @@
 #!/usr/bin/env bash
 # The recipe ablation: trains the same data four ways (plain multi-task; + selective regularisation;
-# + domain-bridging set; + both), runs the molecules and r2scan suites on each, and writes
-# reference_model/ABLATION.md from the results. No number in it is typed by hand.
+# + domain-bridging set; + both), three seeds each, scores every run on the held-out domain-B dimers (inside
+# training) and on S22, and writes reference_model/ABLATION.md from the results. No number in it is typed by hand.
 #
 #   reference_model/ablation.sh              # train what is missing, evaluate, write ABLATION.md
 #
-# Settings (environment): RUNS (training outputs, results and store; default runs/ablation), DEVICE
-# (default: auto), OMNI_BENCH_DATA (reference data root). Training resumes from RUNS/<variant>/resume.pt.
+# Settings (environment): RUNS (training outputs, results and store; default runs/ablation), VARIANTS
+# (default: plain selreg dbs both), SEEDS (default: 20261121 20261122 20261123), DEVICE (default: auto),
+# OMNI_BENCH_DATA (reference data root). Training resumes from RUNS/<variant>-<seed>/resume.pt. Runs of
+# the same variant and seed can go in parallel from different shells.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-runs/ablation}
 DEVICE=${DEVICE:-auto}
-VARIANTS="plain selreg dbs both"
+VARIANTS=${VARIANTS:-"plain selreg dbs both"}
+SEEDS=${SEEDS:-"20261121 20261122 20261123"}
+TRAIN_ONLY=${TRAIN_ONLY:-}
 common=(--out "$RUNS/results" --store "$RUNS/store.sqlite" --device "$DEVICE" --no-progress)
 if [[ -n "${OMNI_BENCH_DATA:-}" ]]; then common+=(--data-dir "$OMNI_BENCH_DATA"); fi
 
 run() { echo "+ $*" >&2; "$@"; }
 
 for variant in $VARIANTS; do
-    out="$RUNS/$variant"
-    if [[ ! -f "$out/metrics.json" ]]; then
-        resume=(); if [[ -f "$out/resume.pt" ]]; then resume=(--resume); fi
-        run python -m reference_model.train --config "reference_model/configs/$variant.yaml" --out "$out" "${resume[@]}"
-    fi
-    run python -m reference_model.card "$out" --name "omni-$variant" --checkpoint "$PWD/$out/checkpoint.pth" \
-        --out "$out/card.yaml"
+    for seed in $SEEDS; do
+        out="$RUNS/$variant-$seed"
+        if [[ ! -f "$out/metrics.json" ]]; then
+            resume=(); if [[ -f "$out/resume.pt" ]]; then resume=(--resume); fi
+            run python -m reference_model.train --config "reference_model/configs/$variant.yaml" --seed "$seed" \
+                --out "$out" "${resume[@]}"
+        fi
+    done
 done
-rm -rf "$RUNS/results"
+if [[ -n "$TRAIN_ONLY" ]]; then exit 0; fi
 for variant in $VARIANTS; do
-    # the new molecular channels on the molecule tasks; the replayed channels on the r2SCAN-level tasks
-    run omni-bench run --model "$RUNS/$variant/card.yaml" --channel PBE0 --channel GFN2 --suite molecules "${common[@]}"
-    run omni-bench run --model "$RUNS/$variant/card.yaml" --channel PBE --channel R2SCAN --suite r2scan "${common[@]}"
+    for seed in $SEEDS; do
+        out="$RUNS/$variant-$seed"
+        run python -m reference_model.card "$out" --name "omni-$variant-$seed" \
+            --checkpoint "$(cd "$out" && pwd)/checkpoint.pth" --out "$out/card.yaml" --in-domain-from reference_model/model_card.yaml
+        # the new hybrid channel on S22 (domain B's kind of structure, at CCSD(T)), without and with D3(BJ)
+        run omni-bench run --model "$out/card.yaml" --channel PBE0 --channel PBE0+d3 --task s22 "${common[@]}"
+    done
 done
-# the starting model, for how much of it the replay keeps
-run omni-bench run --model 7net-mf-0 --channel PBE --channel R2SCAN --suite r2scan --suite molecules "${common[@]}"
-run omni-bench leaderboard --results "$RUNS/results" --out "$RUNS/leaderboard"
+# the reference rows: PBE0/def2-SVP itself (PySCF; its S22 costs about N CPU-minutes once, then the store has it)
+# and the starting model
+run omni-bench run --model pbe0-def2svp --model pbe0-def2svp+d3 --model 7net-mf-0@PBE --model 7net-mf-0@PBE+d3 \
+    --task s22 "${common[@]}"
 run python -m reference_model.ablation_report "$RUNS" > reference_model/ABLATION.md
 echo "wrote reference_model/ABLATION.md"

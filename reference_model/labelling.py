@@ -15,8 +15,6 @@ from importlib.metadata import version
 import numpy as np
 from ase import Atoms
 
-from omni_bench.units import convert
-
 Label = tuple[float, np.ndarray, "np.ndarray | None"]
 
 
@@ -37,21 +35,11 @@ PYSCF_SETTINGS = {
 
 
 def pyscf_pbe0(atoms: Atoms) -> Label:
-    from pyscf import dft, gto
+    from omni_bench.models.pyscf_dft import energy_and_forces
 
-    mol = gto.M(atom=[(s, tuple(p)) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions, strict=True)],
-                unit="Angstrom", basis=PYSCF_SETTINGS["basis"], charge=int(atoms.info.get("charge", 0)),
-                spin=int(atoms.info.get("spin", 1)) - 1, verbose=0)
-    mf = dft.RKS(mol).density_fit(auxbasis=PYSCF_SETTINGS["density_fitting"])
-    mf.xc = PYSCF_SETTINGS["xc"]
-    mf.grids.level = PYSCF_SETTINGS["grids_level"]
-    mf.conv_tol = PYSCF_SETTINGS["conv_tol_hartree"]
-    energy = mf.kernel()
-    if not mf.converged:
-        raise RuntimeError("SCF did not converge")
-    gradient = mf.nuc_grad_method().kernel()
-    forces = -np.asarray(gradient) * convert(1.0, "Hartree/bohr", "eV/A")
-    return convert(energy, "Hartree", "eV"), forces, None
+    settings = {k: PYSCF_SETTINGS[k] for k in ("xc", "basis", "density_fitting", "grids_level", "conv_tol_hartree")}
+    energy, forces = energy_and_forces(atoms, forces=True, **settings)
+    return energy, forces, None
 
 
 # --- GFN2-xTB --------------------------------------------------------------------------------------

@@ -52,7 +52,9 @@ class RecipeConfig:
     regularisation: float = 0.0  # lambda of the selective L2 penalty on theta_T; 0 turns it off
     regularised_channels: tuple[str, ...] | None = None  # whose theta_T rows are penalised; None: all
     dbs_fraction: float = 0.0  # share of DBS frames in every batch; 0: DBS geometries keep one label only
-    dbs_keep_channel: str = "PBE0"  # the label a DBS geometry keeps when the DBS is not mixed in
+    dbs_keep_channel: str = "GFN2"  # the label a DBS geometry keeps when the DBS is not mixed in
+    patience: int | None = None  # early stopping: stop after this many epochs without a better validation loss
+    min_delta: float = 0.0  # ... better meaning lower by more than this (loss units)
     device: str = "auto"
     threads: int | None = 1
 
@@ -133,14 +135,20 @@ def batch_loss(output, config: RecipeConfig) -> torch.Tensor:
     return total
 
 
-def validation_errors(model: torch.nn.Module, graphs: list, batch_size: int, device: torch.device) -> dict:
-    """Per channel: energy MAE (meV/atom), force MAE (meV/A, over components) and the frame count."""
+def validation_errors(model: torch.nn.Module, graphs: list, config: RecipeConfig,
+                      device: torch.device) -> tuple[dict, float]:
+    """Per channel: energy MAE (meV/atom), force MAE (meV/A, over components) and the frame count; and the
+    training loss over all validation frames (what early stopping watches)."""
     import sevenn._keys as KEY
 
     model.eval()
     sums: dict[str, dict[str, float]] = {}
-    for start in range(0, len(graphs), batch_size):
-        output = model(collate(graphs[start:start + batch_size]).to(device))
+    loss, frames = 0.0, 0
+    for start in range(0, len(graphs), config.batch_size):
+        batch = graphs[start:start + config.batch_size]
+        output = model(collate(batch).to(device))
+        loss += float(batch_loss(output, config).detach()) * len(batch)
+        frames += len(batch)
         energy_error = ((output[KEY.PRED_TOTAL_ENERGY] - output[KEY.ENERGY]) / output[KEY.NUM_ATOMS]).abs().detach()
         force_error = (output[KEY.PRED_FORCE] - output[KEY.FORCE]).abs().mean(dim=-1).detach()
         per_frame_force = torch.zeros(len(energy_error), dtype=force_error.dtype, device=force_error.device)
@@ -151,9 +159,60 @@ def validation_errors(model: torch.nn.Module, graphs: list, batch_size: int, dev
             entry["force"] += float(per_frame_force[k])
             entry["atoms"] += int(output[KEY.NUM_ATOMS][k])
             entry["frames"] += 1
-    return {channel: {"energy_mae_meV_per_atom": MEV_PER_EV * s["energy"] / s["frames"],
-                      "force_mae_meV_per_A": MEV_PER_A_PER_EV_PER_A * s["force"] / s["atoms"], "frames": s["frames"]}
-            for channel, s in sorted(sums.items())}
+    errors = {channel: {"energy_mae_meV_per_atom": MEV_PER_EV * s["energy"] / s["frames"],
+                        "force_mae_meV_per_A": MEV_PER_A_PER_EV_PER_A * s["force"] / s["atoms"], "frames": s["frames"]}
+              for channel, s in sorted(sums.items())}
+    return errors, loss / max(frames, 1)
+
+
+def _predict(model: torch.nn.Module, frames: list[Atoms], channel: str, cutoff: float, batch_size: int,
+             device: torch.device) -> list[tuple[float, np.ndarray]]:
+    import sevenn._keys as KEY
+
+    model.eval()
+    out = []
+    for start in range(0, len(frames), batch_size):
+        work = [a.copy() for a in frames[start:start + batch_size]]
+        for atoms, source in zip(work, frames[start:start + batch_size], strict=True):
+            atoms.calc = source.calc
+            atoms.info["channel"] = channel
+        output = model(collate([to_graph(a, cutoff) for a in work]).to(device))
+        energies = output[KEY.PRED_TOTAL_ENERGY].detach().cpu().numpy()
+        forces = output[KEY.PRED_FORCE].detach().cpu().numpy()
+        counts = np.cumsum([0] + [len(a) for a in work])
+        out.extend((float(energies[k]), forces[counts[k]:counts[k + 1]]) for k in range(len(work)))
+    return out
+
+
+def domain_b_errors(model: torch.nn.Module, dimers: list[Atoms], fragments: list[Atoms], channel: str,
+                    cutoff: float, batch_size: int, device: torch.device) -> dict:
+    """The channel's errors on held-out domain-B dimers against their own labels: energy (meV/atom), forces
+    (meV/A, over components) and interaction energies E(dimer) - E(A) - E(B) at the dimer geometry
+    (kcal/mol per dimer; both fragments must be labelled)."""
+    if not dimers:
+        return {}
+    predicted = _predict(model, dimers, channel, cutoff, batch_size, device)
+    energy = [abs(e - a.get_potential_energy()) / len(a) for (e, _), a in zip(predicted, dimers, strict=True)]
+    force = np.concatenate([np.abs(f - a.get_forces()).ravel() for (_, f), a in zip(predicted, dimers, strict=True)])
+    by_parent: dict[str, list[Atoms]] = {}
+    for part in fragments:
+        by_parent.setdefault(part.info["parent"], []).append(part)
+    complete = [(k, sorted(by_parent[a.info["id"]], key=lambda p: p.info["id"])) for k, a in enumerate(dimers)
+                if len(by_parent.get(a.info["id"], [])) == 2]
+    parts = [p for _, pair in complete for p in pair]
+    part_energies = [e for e, _ in _predict(model, parts, channel, cutoff, batch_size, device)] if parts else []
+    ie_errors = []
+    for n, (k, pair) in enumerate(complete):
+        model_ie = predicted[k][0] - part_energies[2 * n] - part_energies[2 * n + 1]
+        reference_ie = dimers[k].get_potential_energy() - sum(p.get_potential_energy() for p in pair)
+        ie_errors.append(abs(model_ie - reference_ie))
+    result = {"channel": channel, "dimers": len(dimers),
+              "energy_mae_meV_per_atom": MEV_PER_EV * float(np.mean(energy)),
+              "force_mae_meV_per_A": MEV_PER_A_PER_EV_PER_A * float(np.mean(force)),
+              "interaction_dimers": len(ie_errors)}
+    if ie_errors:
+        result["interaction_energy_mae_kcal_per_mol"] = convert(float(np.mean(ie_errors)), "eV", "kcal/mol")
+    return result
 
 
 def count_frames(frames: list[Atoms]) -> dict[str, int]:

@@ -25,8 +25,18 @@ import torch
 from omni_bench.data import sha256_file
 
 from . import channels as ch
-from .recipe import RecipeConfig, batch_loss, collate, count_frames, read_frames, to_graph, validation_errors
+from .recipe import (
+    RecipeConfig,
+    batch_loss,
+    collate,
+    count_frames,
+    domain_b_errors,
+    read_frames,
+    to_graph,
+    validation_errors,
+)
 from .sampling import DBSMixingSampler, partition, validation_ids
+from .training_set import TEST_POOLS
 
 RESUME_FILE = "resume.pt"
 SHIPPED_FILE = "checkpoint.pth"
@@ -80,6 +90,8 @@ def train(config: RecipeConfig, out: Path, resume: bool = False, max_minutes: fl
     device = _device(config.device)
     out.mkdir(parents=True, exist_ok=True)
     frames = read_frames(config.training_set_path, config.max_structures_per_pool)
+    test = {pool: [a for a in frames if a.info["pool"] == pool] for pool in TEST_POOLS}
+    frames = [a for a in frames if a.info["pool"] not in TEST_POOLS]
     training_set_sha256 = sha256_file(config.training_set_path)
     held_out = validation_ids(frames, config.validation_fraction, config.seed)
     split = partition(frames, held_out, mix_dbs=config.dbs_fraction > 0, keep_channel=config.dbs_keep_channel)
@@ -110,10 +122,12 @@ def train(config: RecipeConfig, out: Path, resume: bool = False, max_minutes: fl
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay_per_epoch)
     history: list[dict] = []
     wall_before = 0.0
+    best = {"loss": float("inf"), "epoch": 0, "state": None}
     if state is not None:
         optimizer.load_state_dict(state["optimizer_state_dict"])
         scheduler.load_state_dict(state["scheduler_state_dict"])
         history, wall_before = state["history"], state["wall_s"]
+        best = {"loss": state["best_loss"], "epoch": state["best_epoch"], "state": state["best_state_dict"]}
 
     cutoff = float(sevenn_config["cutoff"])
     graphs = [to_graph(a, cutoff) for a in training]
@@ -123,11 +137,16 @@ def train(config: RecipeConfig, out: Path, resume: bool = False, max_minutes: fl
     start = time.perf_counter()
     setup_s = start - setup_start
     wall = wall_before
+    stopped = "epochs"
     for epoch in range(len(history) + 1, config.epochs + 1):
         epoch_start = time.perf_counter()
+        if config.patience is not None and history and epoch - 1 - best["epoch"] >= config.patience:
+            stopped = "early_stopping"
+            break
         if max_minutes is not None and history and (
                 epoch_start - setup_start + history[-1]["epoch_s"] > 60 * max_minutes):
             print(f"stopping before epoch {epoch}: --max-minutes {max_minutes:g} reached", flush=True)
+            stopped = "max_minutes"
             break
         model.train()
         losses, penalties = [], []
@@ -142,24 +161,35 @@ def train(config: RecipeConfig, out: Path, resume: bool = False, max_minutes: fl
             penalties.append(penalty.item())
         learning_rate = scheduler.get_last_lr()[0]
         scheduler.step()
-        errors = validation_errors(model, validation_graphs, config.batch_size, device)
+        errors, validation_loss = validation_errors(model, validation_graphs, config, device)
         history.append({"epoch": epoch, "lr": learning_rate, "train_loss": sum(losses) / len(losses),
-                        "theta_T_sq_sum": penalties[-1], "batches": len(losses),
+                        "val_loss": validation_loss, "theta_T_sq_sum": penalties[-1], "batches": len(losses),
                         "epoch_s": round(time.perf_counter() - epoch_start, 2), **_flat_validation(errors)})
         wall = wall_before + time.perf_counter() - start
+        if validation_loss < best["loss"] - config.min_delta or best["state"] is None:
+            best = {"loss": validation_loss, "epoch": epoch,
+                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            _save_atomically(ch.shipped_checkpoint(sevenn_config, model, epoch, config.as_dict()), out / SHIPPED_FILE)
         _save_atomically({"recipe": config.as_dict(), "training_set_sha256": training_set_sha256,
                           "sevenn_config": sevenn_config,
                           "model_state_dict": model.state_dict(), "optimizer_state_dict": optimizer.state_dict(),
-                          "scheduler_state_dict": scheduler.state_dict(), "history": history, "wall_s": wall},
+                          "scheduler_state_dict": scheduler.state_dict(), "history": history, "wall_s": wall,
+                          "best_loss": best["loss"], "best_epoch": best["epoch"], "best_state_dict": best["state"]},
                          out / RESUME_FILE)
-        _save_atomically(ch.shipped_checkpoint(sevenn_config, model, epoch, config.as_dict()), out / SHIPPED_FILE)
         _write_log(history, out / "log.csv")
         print(f"epoch {epoch}/{config.epochs} loss {history[-1]['train_loss']:.5f} "
               f"({history[-1]['epoch_s']:.1f} s) " + " ".join(
                   f"{c}: {e['energy_mae_meV_per_atom']:.1f} meV/atom {e['force_mae_meV_per_A']:.0f} meV/A"
                   for c, e in errors.items()), flush=True)
 
+    if best["state"] is not None:  # the shipped checkpoint and every figure below are the best epoch's
+        model.load_state_dict(best["state"])
     metrics = _metrics(config, training_set_sha256, model, masks, split, held_out, history, device, out, wall)
+    best_row = next((row for row in history if row["epoch"] == best["epoch"]), {})
+    metrics["final_validation"] = {k: v for k, v in best_row.items() if k.startswith("val_") and k != "val_loss"}
+    metrics.update(stopped=stopped, best_epoch=best["epoch"], best_val_loss=best["loss"],
+                   domain_b=domain_b_errors(model, test["test_dimers"], test["test_fragments"], config.new_channels[0],
+                                            cutoff, config.batch_size, device))
     metrics["setup_s_last_call"] = round(setup_s, 1)
     if max_minutes is not None:
         metrics["max_minutes_last_call"] = max_minutes
@@ -206,11 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="output folder (default: runs/reference_model/<name>)")
     parser.add_argument("--resume", action="store_true", help=f"continue from OUT/{RESUME_FILE}")
     parser.add_argument("--epochs", type=int, help="train this many epochs instead of the config's")
+    parser.add_argument("--seed", type=int, help="seed of the validation split and batch order instead of the config's")
     parser.add_argument("--max-minutes", type=float, help="start no epoch that would end after this many minutes")
     args = parser.parse_args(argv)
     config = RecipeConfig.from_yaml(args.config)
     if args.epochs is not None:
         config = dataclasses.replace(config, epochs=args.epochs)
+    if args.seed is not None:
+        config = dataclasses.replace(config, seed=args.seed)
     out = Path(args.out) if args.out else Path("runs") / "reference_model" / config.name
     metrics = train(config, out, resume=args.resume, max_minutes=args.max_minutes)
     print(json.dumps({"out": str(out), "final_validation": metrics["final_validation"],

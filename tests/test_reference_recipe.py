@@ -4,6 +4,7 @@ routing, checkpoint round trips, modal append, and a smoke training run through 
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import subprocess
 import sys
@@ -323,8 +324,12 @@ def test_smoke_training_run_gives_a_model_omni_bench_can_run(tmp_path):
     assert metrics["dbs"]["frames_in_training"] > 0
     assert metrics["parameters"]["theta_T_regularised"] == 2 * 1728  # the PBE0 and GFN2 rows
     assert all(np.isfinite(v) for v in metrics["final_validation"].values())
+    domain_b = metrics["domain_b"]  # the held-out test dimers: scored, never trained or validated on
+    assert domain_b["channel"] == "PBE0" and domain_b["interaction_dimers"] >= 1
+    assert np.isfinite(domain_b["interaction_energy_mae_kcal_per_mol"]) and np.isfinite(domain_b["force_mae_meV_per_A"])
     raw = torch.load(out / "checkpoint.pth", weights_only=True)
-    assert raw["epoch"] == 2 and "optimizer_state_dict" not in raw
+    assert raw["epoch"] == metrics["best_epoch"] and "optimizer_state_dict" not in raw
+    assert metrics["stopped"] == "epochs"
     for channel in NEW_CHANNELS:
         atoms = molecule("CH3CH2OH")
         atoms.calc = sevennet(model=str(out / "checkpoint.pth"), modal=channel, device="cpu")
@@ -334,7 +339,18 @@ def test_smoke_training_run_gives_a_model_omni_bench_can_run(tmp_path):
     config = RecipeConfig.from_yaml(config_path)
     logged = (out / "log.csv").read_text().strip().splitlines()
     resumed = train(RecipeConfig(**{**config.__dict__, "epochs": 3}), out, resume=True)
-    assert resumed["epochs"] == 3 and resumed["final_validation"] != metrics["final_validation"]
+    history = list(csv.DictReader((out / "log.csv").open()))
+    assert resumed["epochs"] == 3 and len(history) == 3
+    best = min(history, key=lambda row: float(row["val_loss"]))
+    assert resumed["best_epoch"] == int(best["epoch"])  # the shipped model is the best epoch's, not the last
+    assert resumed["final_validation"]["val_energy_mae_meV_per_atom_PBE0"] == pytest.approx(
+        float(best["val_energy_mae_meV_per_atom_PBE0"]), abs=1e-4)
     assert (out / "log.csv").read_text().strip().splitlines()[:3] == logged and len(logged) == 1 + 2
     with pytest.raises(ValueError, match="another recipe"):
         train(RecipeConfig(**{**config.__dict__, "regularisation": 0.5}), out, resume=True)
+
+    # early stopping: no later epoch beats the first by the huge min_delta, so patience 1 stops before epoch 3
+    stopping = train(RecipeConfig(**{**config.__dict__, "epochs": 5, "patience": 1, "min_delta": 1e9}),
+                     tmp_path / "early")
+    assert stopping["stopped"] == "early_stopping" and stopping["epochs"] == 2 and stopping["best_epoch"] == 1
+    assert torch.load(tmp_path / "early" / "checkpoint.pth", weights_only=True)["epoch"] == 1

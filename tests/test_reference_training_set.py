@@ -97,6 +97,7 @@ def test_labels_reproduce(frames):
 def test_labelling_resumes_from_its_chunks(tmp_path, monkeypatch):
     small = {"gfn2": [a for a in training_set.pools()["gfn2"][:3]]}
     monkeypatch.setattr(training_set, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(training_set, "TRAINING_SET", tmp_path / "no-previous-set.extxyz")
     monkeypatch.setattr(training_set, "pools", lambda: small)
     monkeypatch.setattr(training_set, "CHUNK", 2)
     training_set.label(["gfn2"], max_chunks=1)
@@ -108,3 +109,41 @@ def test_labelling_resumes_from_its_chunks(tmp_path, monkeypatch):
     assert len(chunks) == 2 and chunks[0].stat().st_mtime_ns == stamp
     labelled = [a for path in chunks for a in read(path, index=":")]
     assert [a.info["id"] for a in labelled] == [a.info["id"] for a in small["gfn2"]]
+
+
+def test_a_geometry_of_the_committed_set_keeps_its_label_without_a_new_calculation(frames, tmp_path, monkeypatch):
+    """Changing the pools relabels only new geometries: the PBE0 labels of the unchanged ones are reused."""
+    committed = [a for a in frames if a.info["labeller"] == "pbe0"][:2]
+    pool = [a.copy() for a in committed]
+    for atoms, source in zip(pool, committed, strict=True):
+        atoms.info = {k: source.info[k] for k in ("id", "pool", "molecule", "charge", "spin")}
+    monkeypatch.setattr(training_set, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(training_set, "pools", lambda: {"pbe0": pool})
+
+    def no_calculation(atoms):
+        raise AssertionError("a committed geometry was recomputed")
+
+    original = labelling.labellers()["pbe0"]
+    monkeypatch.setattr(training_set, "labellers",
+                        lambda: {"pbe0": labelling.Labeller(original.name, original.channel, original.level_of_theory,
+                                                            original.settings, no_calculation)})
+    training_set.label(["pbe0"], max_chunks=None)
+    labelled = [a for path in sorted(tmp_path.rglob("*.extxyz")) for a in read(path, index=":")]
+    assert [a.info["id"] for a in labelled] == [a.info["id"] for a in committed]
+    for new, old in zip(labelled, committed, strict=True):
+        assert new.get_potential_energy() == pytest.approx(old.get_potential_energy(), abs=1e-8)
+        np.testing.assert_allclose(new.get_forces(), old.get_forces(), atol=1e-8)
+
+
+def test_domain_b_dimers_reach_pbe0_only_through_the_bridging_set_and_the_test_dimers_are_never_trained(frames):
+    """The cross-domain design: every PBE0-labelled dimer is a DBS or a held-out test dimer, every test dimer
+    has both fragments labelled, and no test geometry is a training geometry."""
+    pbe0_dimers = {a.info["pool"] for a in frames if a.info["channel"] == "PBE0" and "+" in a.info["molecule"]}
+    assert pbe0_dimers == {"dbs", "test_dimers"}
+    test = [a for a in frames if a.info["pool"] in training_set.TEST_POOLS]
+    assert {a.info["channel"] for a in test} == {"PBE0"}
+    parents = [a.info["parent"] for a in frames if a.info["pool"] == "test_fragments"]
+    dimer_ids = [a.info["id"] for a in frames if a.info["pool"] == "test_dimers"]
+    assert sorted(parents) == sorted(2 * dimer_ids) and len(dimer_ids) >= 40
+    trained = {training_set._geometry_key(a) for a in frames if a.info["pool"] not in training_set.TEST_POOLS}
+    assert not {training_set._geometry_key(a) for a in test} & trained

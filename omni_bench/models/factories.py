@@ -68,3 +68,10 @@ class TabulatedCalculator(Calculator):
 
 def tabulated(key: str, device: str = "cpu") -> Calculator:
     return TabulatedCalculator(key)
+
+
+def pyscf_dft(device: str = "cpu", **settings) -> Calculator:
+    """Hybrid DFT (PySCF) with the settings of :mod:`omni_bench.models.pyscf_dft` (a reference method)."""
+    from omni_bench.models.pyscf_dft import PySCFDFT
+
+    return PySCFDFT(**settings)
