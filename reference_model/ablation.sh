@@ -6,7 +6,8 @@
 #   reference_model/ablation.sh              # train what is missing, evaluate, write ABLATION.md
 #
 # Settings (environment): RUNS (training outputs, results and store; default runs/ablation), VARIANTS
-# (default: plain selreg dbs both), SEEDS (default: 20261121 20261122 20261123), DEVICE (default: auto),
+# (default: plain selreg dbs both), SEEDS (default: 20261121 20261122 20261123), EPOCHS (a cap below the
+# configs' own, for a CPU budget; default: the configs'), TRAIN_ONLY (1: train, score nothing), DEVICE (default: auto),
 # OMNI_BENCH_DATA (reference data root). Training resumes from RUNS/<variant>-<seed>/resume.pt. Runs of
 # the same variant and seed can go in parallel from different shells.
 set -euo pipefail
@@ -26,9 +27,10 @@ for variant in $VARIANTS; do
     for seed in $SEEDS; do
         out="$RUNS/$variant-$seed"
         if [[ ! -f "$out/metrics.json" ]]; then
-            resume=(); if [[ -f "$out/resume.pt" ]]; then resume=(--resume); fi
+            extra=(); if [[ -f "$out/resume.pt" ]]; then extra+=(--resume); fi
+            if [[ -n "${EPOCHS:-}" ]]; then extra+=(--epochs "$EPOCHS"); fi
             run python -m reference_model.train --config "reference_model/configs/$variant.yaml" --seed "$seed" \
-                --out "$out" "${resume[@]}"
+                --out "$out" "${extra[@]}"
         fi
     done
 done

@@ -53,6 +53,7 @@ class RecipeConfig:
     regularised_channels: tuple[str, ...] | None = None  # whose theta_T rows are penalised; None: all
     dbs_fraction: float = 0.0  # share of DBS frames in every batch; 0: DBS geometries keep one label only
     dbs_keep_channel: str = "GFN2"  # the label a DBS geometry keeps when the DBS is not mixed in
+    warm_start_from: str | None = None  # start the new channels as copies of this old channel (rows and shift)
     patience: int | None = None  # early stopping: stop after this many epochs without a better validation loss
     min_delta: float = 0.0  # ... better meaning lower by more than this (loss units)
     device: str = "auto"
@@ -165,7 +166,7 @@ def validation_errors(model: torch.nn.Module, graphs: list, config: RecipeConfig
     return errors, loss / max(frames, 1)
 
 
-def _predict(model: torch.nn.Module, frames: list[Atoms], channel: str, cutoff: float, batch_size: int,
+def predict(model: torch.nn.Module, frames: list[Atoms], channel: str, cutoff: float, batch_size: int,
              device: torch.device) -> list[tuple[float, np.ndarray]]:
     import sevenn._keys as KEY
 
@@ -191,7 +192,7 @@ def domain_b_errors(model: torch.nn.Module, dimers: list[Atoms], fragments: list
     (kcal/mol per dimer; both fragments must be labelled)."""
     if not dimers:
         return {}
-    predicted = _predict(model, dimers, channel, cutoff, batch_size, device)
+    predicted = predict(model, dimers, channel, cutoff, batch_size, device)
     energy = [abs(e - a.get_potential_energy()) / len(a) for (e, _), a in zip(predicted, dimers, strict=True)]
     force = np.concatenate([np.abs(f - a.get_forces()).ravel() for (_, f), a in zip(predicted, dimers, strict=True)])
     by_parent: dict[str, list[Atoms]] = {}
@@ -200,7 +201,7 @@ def domain_b_errors(model: torch.nn.Module, dimers: list[Atoms], fragments: list
     complete = [(k, sorted(by_parent[a.info["id"]], key=lambda p: p.info["id"])) for k, a in enumerate(dimers)
                 if len(by_parent.get(a.info["id"], [])) == 2]
     parts = [p for _, pair in complete for p in pair]
-    part_energies = [e for e, _ in _predict(model, parts, channel, cutoff, batch_size, device)] if parts else []
+    part_energies = [e for e, _ in predict(model, parts, channel, cutoff, batch_size, device)] if parts else []
     ie_errors = []
     for n, (k, pair) in enumerate(complete):
         model_ie = predicted[k][0] - part_energies[2 * n] - part_energies[2 * n + 1]

@@ -31,6 +31,7 @@ from .recipe import (
     collate,
     count_frames,
     domain_b_errors,
+    predict,
     read_frames,
     to_graph,
     validation_errors,
@@ -109,6 +110,11 @@ def train(config: RecipeConfig, out: Path, resume: bool = False, max_minutes: fl
         sevenn_config, initial_state = ch.append_channels(config.base_model, new)
     model = ch.build_model(sevenn_config, state["model_state_dict"] if state else initial_state).to(device)
     model.set_is_batch_data(True)
+    cutoff = float(sevenn_config["cutoff"])
+    if state is None and config.warm_start_from:
+        source_energies = {c: [e for e, _ in predict(model, frames_c, config.warm_start_from, cutoff,
+                                                      config.batch_size, device)] for c, frames_c in new.items()}
+        ch.warm_start(model, sevenn_config, config.warm_start_from, new, source_energies)
     unknown = {a.info["channel"] for a in frames} - set(model.modal_map)
     if unknown:
         raise ValueError(f"frames with channels {sorted(unknown)} that the model does not have")
@@ -117,6 +123,13 @@ def train(config: RecipeConfig, out: Path, resume: bool = False, max_minutes: fl
         raise ValueError(f"channel_weights has no weight for {sorted(unweighted)}")
 
     masks = ch.task_specific_mask(model, list(config.regularised_channels) if config.regularised_channels else None)
+    # the penalty's anchor: the task rows as they start (zero after sevenn's append; the copied rows after a
+    # warm start), kept with the resume state
+    parameters = dict(model.named_parameters())
+    if state is not None:
+        anchor = {name: rows.to(device) for name, rows in state["penalty_anchor"].items()}
+    else:
+        anchor = {name: parameters[name][mask].detach().clone() for name, mask in masks.items()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay_per_epoch)
@@ -129,7 +142,6 @@ def train(config: RecipeConfig, out: Path, resume: bool = False, max_minutes: fl
         history, wall_before = state["history"], state["wall_s"]
         best = {"loss": state["best_loss"], "epoch": state["best_epoch"], "state": state["best_state_dict"]}
 
-    cutoff = float(sevenn_config["cutoff"])
     graphs = [to_graph(a, cutoff) for a in training]
     validation_graphs = [to_graph(a, cutoff) for a in split.validation]
     sampler = DBSMixingSampler(list(range(len(split.main))), list(range(len(split.main), len(training))),
@@ -154,7 +166,7 @@ def train(config: RecipeConfig, out: Path, resume: bool = False, max_minutes: fl
             optimizer.zero_grad()
             output = model(collate([graphs[i] for i in indices]).to(device))
             loss = batch_loss(output, config)
-            penalty = ch.selective_penalty(model, masks)
+            penalty = ch.selective_penalty(model, masks, anchor)
             (loss + config.regularisation * penalty if config.regularisation else loss).backward()
             optimizer.step()
             losses.append(loss.item())
@@ -174,7 +186,8 @@ def train(config: RecipeConfig, out: Path, resume: bool = False, max_minutes: fl
                           "sevenn_config": sevenn_config,
                           "model_state_dict": model.state_dict(), "optimizer_state_dict": optimizer.state_dict(),
                           "scheduler_state_dict": scheduler.state_dict(), "history": history, "wall_s": wall,
-                          "best_loss": best["loss"], "best_epoch": best["epoch"], "best_state_dict": best["state"]},
+                          "best_loss": best["loss"], "best_epoch": best["epoch"], "best_state_dict": best["state"],
+                          "penalty_anchor": anchor},
                          out / RESUME_FILE)
         _write_log(history, out / "log.csv")
         print(f"epoch {epoch}/{config.epochs} loss {history[-1]['train_loss']:.5f} "

@@ -193,6 +193,46 @@ def test_new_channels_shift_by_least_squares_element_energies(model):
 
 
 @pytest.mark.slow
+def test_a_warm_started_channel_predicts_its_source_shifted_per_element(model, appended, fixture_frames):
+    """After warm_start from PBE, each new channel's rows equal PBE's, its energy differs from PBE's by the
+    least-squares per-element fit of (label - PBE prediction), its forces are PBE's, and the penalty anchored
+    at the start is zero with no gradient outside theta_T."""
+    import sevenn._keys as KEY
+
+    config = copy.deepcopy(appended[0])
+    source = {c: [_predict(model, a, "PBE")[0] for a in frames] for c, frames in fixture_frames.items()}
+    ch.warm_start(model, config, "PBE", fixture_frames, source)
+    parameters = dict(model.named_parameters())
+    pbe_rows = ch.channel_rows(model, "PBE")
+    probe = _probe()
+    pbe_energy, pbe_forces = _predict(model, probe, "PBE")
+    for channel, frames in fixture_frames.items():
+        for name, mask in ch.channel_rows(model, channel).items():
+            assert torch.equal(parameters[name][mask], parameters[name][pbe_rows[name]])
+        residual = []
+        for atoms, pbe in zip(frames, source[channel], strict=True):
+            copy_ = atoms.copy()
+            copy_.calc = SinglePointCalculator(copy_, energy=atoms.get_potential_energy() - pbe)
+            residual.append(copy_)
+        fit = ch.element_reference_energies(residual)
+        energy, forces = _predict(model, probe, channel)
+        # the shift is float32: a few thousand eV hold about 1e-3 eV
+        assert energy - pbe_energy == pytest.approx(sum(fit[z] for z in probe.numbers), abs=1e-3)
+        np.testing.assert_allclose(forces, pbe_forces, atol=1e-5)
+        assert config[KEY.SHIFT][channel][6] == pytest.approx(
+            float(model.rescale_atomic_energy.shift[model.modal_map[channel], model.type_map[6]]))
+    masks = ch.task_specific_mask(model, list(NEW_CHANNELS))
+    anchor = {n: parameters[n][m].detach().clone() for n, m in masks.items()}
+    penalty = ch.selective_penalty(model, masks, anchor)
+    assert float(penalty) == 0.0
+    _fill_task_rows(model, NEW_CHANNELS[0], seed=5)
+    ch.selective_penalty(model, masks, anchor).backward()
+    for name, parameter in model.named_parameters():
+        if parameter.grad is not None and name in masks:
+            assert not parameter.grad[~masks[name]].any()
+
+
+@pytest.mark.slow
 def test_checkpoint_round_trips_with_identical_predictions(model, appended, tmp_path):
     from sevenn.calculator import SevenNetCalculator
 
