@@ -49,3 +49,36 @@ def test_omni_runs_s22(channel, tmp_path, data_root):
     assert outcome.n_failed == 0
     mae = outcome.metrics["mae"]["value"]
     assert math.isfinite(mae) and 0 <= mae < 50  # kcal/mol: bounded by physics, not a stored figure
+
+
+def _ablation_run(runs, name: str, ie_mae: float) -> None:
+    """A finished run folder with the metrics.json fields the ablation report reads."""
+    import json
+
+    run = runs / name
+    run.mkdir(parents=True)
+    metrics = {"recipe": {"epochs": 12, "patience": 3, "min_delta": 1e-5, "batch_size": 8, "learning_rate": 5e-4,
+                          "lr_decay_per_epoch": 0.9},
+               "regularisation_lambda": 1e-3 if name.startswith(("selreg", "both")) else 0.0,
+               "dbs": {"dbs_fraction": 0.125 if name.startswith(("dbs", "both")) else 0.0},
+               "hardware": "CPU", "best_epoch": 10, "epochs": 12, "wall_s_training": 600.0,
+               "final_validation": {"val_energy_mae_meV_per_atom_PBE0": 20.0, "val_force_mae_meV_per_A_PBE0": 150.0},
+               "domain_b": {"dimers": 56, "interaction_dimers": 56, "interaction_energy_mae_kcal_per_mol": ie_mae,
+                            "energy_mae_meV_per_atom": 10.0, "force_mae_meV_per_A": 100.0}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_ablation_report_gives_mean_and_spread_and_a_verdict_against_the_seed_spread(tmp_path):
+    from reference_model.ablation_report import report
+
+    for seed, (plain, dbs, both) in enumerate([(1.20, 1.00, 1.19), (1.22, 1.02, 1.23), (1.24, 1.01, 1.21)]):
+        _ablation_run(tmp_path, f"plain-{seed}", plain)
+        _ablation_run(tmp_path, f"dbs-{seed}", dbs)
+        _ablation_run(tmp_path, f"both-{seed}", both)
+    text = report(tmp_path)
+    assert "| interaction energy MAE (kcal/mol) | 1.22 ± 0.02 | 1.01 ± 0.01 | 1.21 ± 0.02 |" in text
+    assert "domain-bridging set** lowers the domain-B interaction-energy MAE by 0.210 kcal/mol" in text
+    assert "so the effect is larger than twice the seed spread" in text
+    assert "both (the full recipe)** lowers the domain-B interaction-energy MAE by 0.010 kcal/mol" in text
+    assert "so the effect is not larger than twice the seed spread" in text
+    assert "plain (n=3)" in text
