@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from .training_set import HEADER
+from .training_set import HEADER, TEST_POOLS
 
 REPO = Path(__file__).resolve().parent.parent
 CHANNEL_LEVELS = {
@@ -93,9 +93,12 @@ def build_card(run_dir: Path, name: str, checkpoint: str, data_root: Path | None
         "trained_with_dispersion": False,
         "in_domain": in_domain if in_domain is not None else in_domain_tasks(data_root),
         "training_data": ["MPtrj and MP r2SCAN (through 7net-mf-0)",
-                          f"reference_model/data/training_set.extxyz ({header['frames']} frames)"],
+                          f"reference_model/data/training_set.extxyz ({header['frames']} frames, of which "
+                          f"{sum(header['structures_by_pool'][p] for p in TEST_POOLS)} are the held-out domain-B "
+                          "test, never trained on)"],
         "provenance": ("Trained by `python -m reference_model.train --config "
-                       f"reference_model/configs/{recipe['name']}.yaml`; card generated at git {_git_hash()}"),
+                       f"reference_model/configs/{recipe['name']}.yaml --seed {recipe['seed']} --epochs "
+                       f"{recipe['epochs']}`; card generated at git {_git_hash()}"),
         "packages": ["sevenn", "torch", "e3nn"],
         "architecture": "SevenNet (NequIP-style, 5 interaction layers, lmax 2, 5 A cutoff) with modality one-hot",
         "parameters": metrics["parameters"]["trainable"],
