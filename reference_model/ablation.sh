@@ -41,10 +41,11 @@ for variant in $VARIANTS; do
         run python -m reference_model.card "$out" --name "omni-$variant-$seed" \
             --checkpoint "$(cd "$out" && pwd)/checkpoint.pth" --out "$out/card.yaml" --in-domain-from reference_model/model_card.yaml
         # the new hybrid channel on S22 (domain B's kind of structure, at CCSD(T)), without and with D3(BJ)
-        run omni-bench run --model "$out/card.yaml" --channel PBE0 --channel PBE0+d3 --task s22 "${common[@]}"
+        run omni-bench run --model "$out/card.yaml@PBE0" --model "$out/card.yaml@PBE0+d3" --task s22 "${common[@]}"
     done
 done
-# the reference rows: PBE0/def2-SVP itself (PySCF; its S22 costs about N CPU-minutes once, then the store has it)
+# the reference rows: PBE0/def2-SVP itself (PySCF; its S22 took 27 minutes on
+# one core of a busy 2-core machine, once: then the store has it)
 # and the starting model
 run omni-bench run --model pbe0-def2svp --model pbe0-def2svp+d3 --model 7net-mf-0@PBE --model 7net-mf-0@PBE+d3 \
     --task s22 "${common[@]}"

@@ -40,7 +40,7 @@ VALIDATION = [(f"{channel} {quantity}", (lambda c, q: lambda m, s: m["final_vali
 TRAINING = [
     ("epochs (best)", lambda m, s: m["best_epoch"], ".1f"),
     ("epochs run", lambda m, s: m["epochs"], ".1f"),
-    ("train CPU-min", lambda m, s: m["wall_s_training"] / 60, ".1f"),
+    ("training wall-min (1 thread; two runs shared the 2 cores)", lambda m, s: m["wall_s_training"] / 60, ".1f"),
 ]
 
 
@@ -101,22 +101,26 @@ def _table(runs: dict[str, list[tuple[dict, dict]]], rows: list) -> str:
 
 
 def verdict(runs: dict[str, list[tuple[dict, dict]]]) -> list[str]:
-    """Each recipe part's effect on the domain-B interaction-energy MAE against the seed spread."""
-    values = {v: [m["domain_b"].get("interaction_energy_mae_kcal_per_mol") for m, _ in r] for v, r in runs.items()}
-    if "plain" not in values or len(values["plain"]) < 2:
+    """Each recipe part's effect on the domain-B metrics against plain, and whether it exceeds twice the
+    larger of the two seed standard deviations."""
+    if len(runs.get("plain", [])) < 2:
         return ["Too few seeds of the plain variant for a verdict."]
-    lines = []
+    header = ["variant", *[label for label, _, _ in DOMAIN_B]]
+    rows = []
     for variant in ("selreg", "dbs", "both"):
-        if len(values.get(variant, [])) < 2:
+        if len(runs.get(variant, [])) < 2:
             continue
-        difference = np.mean(values[variant]) - np.mean(values["plain"])
-        spread = max(np.std(values[variant], ddof=1), np.std(values["plain"], ddof=1))
-        size = "larger" if abs(difference) > 2 * spread else "not larger"
-        direction = "lowers" if difference < 0 else "raises"
-        lines.append(f"- **{VARIANTS[variant]}** {direction} the domain-B interaction-energy MAE by "
-                     f"{abs(difference):.3f} kcal/mol against plain; the larger seed standard deviation of the two "
-                     f"is {spread:.3f}, so the effect is {size} than twice the seed spread.")
-    return lines
+        cells = []
+        for _, get, fmt in DOMAIN_B:
+            ours = [get(m, s) for m, s in runs[variant]]
+            plain = [get(m, s) for m, s in runs["plain"]]
+            difference = float(np.mean(ours) - np.mean(plain))
+            spread = max(np.std(ours, ddof=1), np.std(plain, ddof=1))
+            size = "larger" if abs(difference) > 2 * spread else "not larger"
+            cells.append(f"{difference:+{fmt}} ({size} than 2 × {spread:{fmt}})")
+        rows.append([VARIANTS[variant], *cells])
+    return ["Change against plain, mean over seeds (negative: better), and whether it is larger than twice the "
+            "larger seed standard deviation of the two variants:", "", markdown_table(header, rows)]
 
 
 def report(runs_dir: Path) -> str:

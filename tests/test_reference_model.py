@@ -77,8 +77,6 @@ def test_ablation_report_gives_mean_and_spread_and_a_verdict_against_the_seed_sp
         _ablation_run(tmp_path, f"both-{seed}", both)
     text = report(tmp_path)
     assert "| interaction energy MAE (kcal/mol) | 1.22 ± 0.02 | 1.01 ± 0.01 | 1.21 ± 0.02 |" in text
-    assert "domain-bridging set** lowers the domain-B interaction-energy MAE by 0.210 kcal/mol" in text
-    assert "so the effect is larger than twice the seed spread" in text
-    assert "both (the full recipe)** lowers the domain-B interaction-energy MAE by 0.010 kcal/mol" in text
-    assert "so the effect is not larger than twice the seed spread" in text
+    assert "| + domain-bridging set | -0.21 (larger than 2 × 0.02) |" in text
+    assert "| + both (the full recipe) | -0.01 (not larger than 2 × 0.02) |" in text
     assert "plain (n=3)" in text
