@@ -123,6 +123,15 @@ def verdict(runs: dict[str, list[tuple[dict, dict]]]) -> list[str]:
             "larger seed standard deviation of the two variants:", "", markdown_table(header, rows)]
 
 
+def run_table(runs: dict[str, list[tuple[dict, dict]]]) -> str:
+    """Every run on its own line (the shipped omni is one of them)."""
+    columns = [*DOMAIN_B, *S22, *TRAINING[:2]]
+    rows = [[m["name"] + f" (seed {m['recipe']['seed']})",
+             *[(lambda v, fmt: "-" if v is None else f"{v:{fmt}}")(get(m, s), fmt) for _, get, fmt in columns]]
+            for variant_runs in runs.values() for m, s in variant_runs]
+    return markdown_table(["run", *[label for label, _, _ in columns]], rows)
+
+
 def report(runs_dir: Path) -> str:
     runs = collect(runs_dir)
     first = next(iter(runs.values()))[0][0]
@@ -164,6 +173,9 @@ def report(runs_dir: Path) -> str:
         _table(runs, VALIDATION), "",
         "## Training", "",
         _table(runs, TRAINING), "",
+        "## Every run", "",
+        "Domain-B and S22 figures as above, one run per line; `omni` ships the `both` run of seed 20261121.", "",
+        run_table(runs), "",
     ])
 
 
