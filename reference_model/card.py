@@ -65,6 +65,14 @@ def in_domain_from(card_path: Path, training_set_sha256: str) -> list[str]:
     return list(other["in_domain"])
 
 
+def _train_command(recipe: dict) -> str:
+    command = f"python -m reference_model.train --config reference_model/configs/{recipe['name']}.yaml"
+    for option in ("seed", "epochs"):
+        if recipe.get(option) is not None:
+            command += f" --{option} {recipe[option]}"
+    return command
+
+
 def build_card(run_dir: Path, name: str, checkpoint: str, data_root: Path | None = None,
                in_domain: list[str] | None = None) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -96,9 +104,7 @@ def build_card(run_dir: Path, name: str, checkpoint: str, data_root: Path | None
                           f"reference_model/data/training_set.extxyz ({header['frames']} frames, of which "
                           f"{sum(header['structures_by_pool'][p] for p in TEST_POOLS)} are the held-out domain-B "
                           "test, never trained on)"],
-        "provenance": ("Trained by `python -m reference_model.train --config "
-                       f"reference_model/configs/{recipe['name']}.yaml --seed {recipe['seed']} --epochs "
-                       f"{recipe['epochs']}`; card generated at git {_git_hash()}"),
+        "provenance": (f"Trained by `{_train_command(recipe)}`; card generated at git {_git_hash()}"),
         "packages": ["sevenn", "torch", "e3nn"],
         "architecture": "SevenNet (NequIP-style, 5 interaction layers, lmax 2, 5 A cutoff) with modality one-hot",
         "parameters": metrics["parameters"]["trainable"],

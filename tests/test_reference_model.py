@@ -57,8 +57,10 @@ def _ablation_run(runs, name: str, ie_mae: float) -> None:
 
     run = runs / name
     run.mkdir(parents=True)
-    metrics = {"recipe": {"epochs": 12, "patience": 3, "min_delta": 1e-5, "batch_size": 8, "learning_rate": 5e-4,
-                          "lr_decay_per_epoch": 0.9},
+    variant, seed = name.split("-")
+    metrics = {"name": variant,
+               "recipe": {"epochs": 12, "patience": 3, "min_delta": 1e-5, "batch_size": 8, "learning_rate": 5e-4,
+                          "lr_decay_per_epoch": 0.9, "seed": int(seed)},
                "regularisation_lambda": 1e-3 if name.startswith(("selreg", "both")) else 0.0,
                "dbs": {"dbs_fraction": 0.125 if name.startswith(("dbs", "both")) else 0.0},
                "hardware": "CPU", "best_epoch": 10, "epochs": 12, "wall_s_training": 600.0,
@@ -80,3 +82,4 @@ def test_ablation_report_gives_mean_and_spread_and_a_verdict_against_the_seed_sp
     assert "| + domain-bridging set | -0.21 (larger than 2 × 0.02) |" in text
     assert "| + both (the full recipe) | -0.01 (not larger than 2 × 0.02) |" in text
     assert "plain (n=3)" in text
+    assert "| dbs (seed 1) | 1.02 | 10.0 | 100 |" in text  # every run on its own line
