@@ -217,7 +217,6 @@ def _metrics(config: RecipeConfig, training_set_sha256: str, model: torch.nn.Mod
     shipped = out / SHIPPED_FILE
     dbs_frames = [a for a in split.main + split.dbs if a.info["dbs"]]
     first_new_rows = ch.channel_rows(model, config.new_channels[0]).values()
-    final = {k: v for k, v in history[-1].items() if k.startswith("val_")} if history else {}
     return {
         "name": config.name, "recipe": config.as_dict(),
         "training_set": {"path": str(config.training_set_path), "sha256": training_set_sha256},
@@ -239,7 +238,6 @@ def _metrics(config: RecipeConfig, training_set_sha256: str, model: torch.nn.Mod
         "versions": {name: version(name) for name in ("torch", "sevenn", "e3nn", "ase")},
         "checkpoint": {"file": SHIPPED_FILE, "bytes": shipped.stat().st_size if shipped.exists() else None,
                        "sha256": sha256_file(shipped) if shipped.exists() else None},
-        "final_validation": final,
     }
 
 
