@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 from ase import Atoms
-from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
 #: sevenn config keys that name data files; an appended config must not carry temporary paths along.
@@ -102,11 +101,14 @@ def _drop_data_paths(config: dict) -> None:
         config.pop(key)
 
 
-def element_reference_energies(frames: list[Atoms]) -> dict[int, float]:
-    """Per-element energies (eV) by least squares of the frames' energies on their composition."""
+def element_reference_energies(frames: list[Atoms], energies: list[float] | None = None) -> dict[int, float]:
+    """Per-element energies (eV) by least squares of the frames' energies (or ``energies``, one per frame)
+    on their composition."""
     elements = sorted({int(z) for atoms in frames for z in atoms.numbers})
     composition = np.array([[np.count_nonzero(atoms.numbers == z) for z in elements] for atoms in frames], float)
-    energies = np.array([atoms.get_potential_energy() for atoms in frames], float)
+    if energies is None:
+        energies = [atoms.get_potential_energy() for atoms in frames]
+    energies = np.asarray(energies, float)
     solution = np.linalg.lstsq(composition, energies, rcond=None)[0]
     return {z: float(e) for z, e in zip(elements, solution, strict=True)}
 
@@ -176,13 +178,12 @@ def warm_start(model: torch.nn.Module, config: dict, source: str, channel_frames
         for channel, frames in channel_frames.items():
             for name, mask in channel_rows(model, channel).items():
                 parameters[name][mask] = parameters[name][source_rows[name]]
-            residual = [a.copy() for a in frames]
-            for atoms, frame, energy in zip(residual, frames, source_energies[channel], strict=True):
-                atoms.calc = SinglePointCalculator(atoms, energy=frame.get_potential_energy() - float(energy))
+            residual = [frame.get_potential_energy() - float(energy)
+                        for frame, energy in zip(frames, source_energies[channel], strict=True)]
             row = shift[model.modal_map[channel]]
             row.copy_(shift[model.modal_map[source]])
             type_map = {int(z): int(index) for z, index in config[KEY.TYPE_MAP].items()}
-            for z, energy in element_reference_energies(residual).items():
+            for z, energy in element_reference_energies(frames, residual).items():
                 row[type_map[z]] += energy
             config[KEY.SHIFT][channel] = [0.0] * len(config[KEY.SHIFT][channel])
             for z, index in type_map.items():

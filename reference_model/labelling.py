@@ -15,6 +15,9 @@ from importlib.metadata import version
 import numpy as np
 from ase import Atoms
 
+from omni_bench.models.pyscf_dft import DEFAULTS as PYSCF_DEFAULTS
+from omni_bench.models.pyscf_dft import energy_and_forces
+
 Label = tuple[float, np.ndarray, "np.ndarray | None"]
 
 
@@ -28,17 +31,11 @@ class Labeller:
 
 
 # --- PySCF hybrid DFT ------------------------------------------------------------------------------
-PYSCF_SETTINGS = {
-    "code": "PySCF", "xc": "PBE0", "basis": "def2-SVP", "density_fitting": "def2-universal-jkfit",
-    "grids_level": 3, "conv_tol_hartree": 1e-10, "spin": "restricted closed-shell", "dispersion": "none",
-}
+PYSCF_SETTINGS = {"code": "PySCF", **PYSCF_DEFAULTS, "spin": "restricted closed-shell", "dispersion": "none"}
 
 
 def pyscf_pbe0(atoms: Atoms) -> Label:
-    from omni_bench.models.pyscf_dft import energy_and_forces
-
-    settings = {k: PYSCF_SETTINGS[k] for k in ("xc", "basis", "density_fitting", "grids_level", "conv_tol_hartree")}
-    energy, forces = energy_and_forces(atoms, forces=True, **settings)
+    energy, forces = energy_and_forces(atoms, forces=True)
     return energy, forces, None
 
 
