@@ -83,13 +83,30 @@ class ResultStore:
         self.path = Path(path) if path else default_store_path()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
+            self.db = self._open_with_retries(self.path)
         except (OSError, sqlite3.Error) as exc:
             raise OmniBenchError(f"cannot open result store {self.path}: {exc} (is the disk full or the folder "
                                  "read-only? --store PATH picks another place)") from None
+
+    @staticmethod
+    def _open_with_retries(path: Path, patience_s: float = 60.0) -> sqlite3.Connection:
+        """Connect, switch to WAL and create the schema. Two runs opening a fresh store at once can get
+        "database is locked" straight away from the journal-mode switch (SQLite skips its busy handler there),
+        so that one error is retried with backoff until ``patience_s`` has passed."""
+        deadline, pause = time.monotonic() + patience_s, 0.05
+        while True:
+            db = sqlite3.connect(path, timeout=patience_s, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(_SCHEMA)
+                return db
+            except sqlite3.OperationalError as exc:
+                db.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(2 * pause, 1.0)
 
     def close(self) -> None:
         self.db.close()
