@@ -149,6 +149,22 @@ def test_csp_tabulated_is_perfect_and_reference_ranks_are_the_documented_ones(tm
     assert min(spans) == pytest.approx(6.1, abs=0.05) and max(spans) == pytest.approx(10.3, abs=0.05)
 
 
+def test_csp_cpu_subset_keeps_every_fourth_crystal_by_energy_and_every_experimental_match(tmp_path, data_root):
+    raw = _raw(data_root, LANDSCAPES)
+    expected = set()
+    for records in raw.values():
+        ranked = sorted(records, key=_per_molecule)
+        expected |= {r["title"] for r in ranked[::4]} | {r["title"] for r in records if r.get("experimental_match")}
+    items = task_items("csp-landscapes-small", data_root)
+    assert {i.id for i in items} == expected and len(items) == 376
+    assert sum(bool(i.meta["experimental_match"]) for i in items) == 13
+    [outcome] = run_task("csp-landscapes-small", TABULATED, tmp_path, data_root=data_root, model_args=[PBE_D3])
+    m = outcome.metrics
+    assert m["spearman_mean"]["value"] == pytest.approx(1.0) and m["experimental_match_rank_mae"]["value"] == 0.0
+    # Ranks within the subset, as its task notes quote them.
+    assert (m["experimental_match_rank_best"]["value"], m["experimental_match_rank_mean"]["value"]) == (2.0, 8.0)
+
+
 @pytest.mark.slow
 def test_7net0_on_the_first_molecule_of_polymorphs(tmp_path, data_root):
     """ACBNZA's two forms are the first two items: one complete molecule."""

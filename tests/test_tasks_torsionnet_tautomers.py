@@ -6,6 +6,7 @@ gives straight from the JSON files; loaders checked against the raw records; 7ne
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -62,6 +63,30 @@ def test_tabulated_wb97x_against_dlpno_ccsdt_matches_numpy(tmp_path, data_root):
     # The figures the task notes quote.
     assert (round(m["relative_energy_mae"]["value"], 3), round(m["barrier_mae"]["value"], 3)) == (0.161, 0.260)
     assert m["barriers_off_by_over_1_kcal_mol"]["value"] == 14
+
+
+def test_cpu_subset_is_the_first_50_scans_by_hash_and_its_tabulated_figures_match_numpy(tmp_path, data_root):
+    """torsionnet500-small: the scans picked from the file names alone, and the figures its task notes quote."""
+    raw = _scans(data_root)
+    picked = sorted(sorted(raw, key=lambda stem: hashlib.sha256(stem.encode()).hexdigest())[:50])
+    assert [i.id for i in task_items("torsionnet500-small", data_root)] == picked
+    [outcome] = run_task("torsionnet500-small", TABULATED, tmp_path, data_root=data_root, model_args=[WB97X])
+    barriers = np.array([np.ptp([r[DFT] for r in raw[s]]) - np.ptp([r[CCSDT] for r in raw[s]]) for s in picked])
+    m = outcome.metrics
+    assert m["relative_energy_mae"]["n"] == 1200 and m["barrier_mae"]["n"] == 50
+    assert m["barrier_mae"]["value"] == pytest.approx(np.abs(barriers).mean() * HARTREE_IN_KCAL_MOL, rel=1e-9)
+    assert (round(m["relative_energy_mae"]["value"], 3), round(m["barrier_mae"]["value"], 3)) == (0.196, 0.303)
+    assert m["barriers_off_by_over_1_kcal_mol"]["value"] == 4
+
+
+@pytest.mark.parametrize("subset", [{"scans": 0}, {"every": 4}, [50]])
+def test_a_bad_subset_names_the_field_and_the_fix(subset, data_root):
+    from omni_bench.errors import OmniBenchError
+    from omni_bench.loaders import torsionnet500
+
+    files = {f"{TORSIONS}/{p.name}": p for p in (data_root / TORSIONS).glob("fragment_00*.json")}
+    with pytest.raises(OmniBenchError, match=r"dataset.params.subset must be \{scans: n\}"):
+        torsionnet500.load(files, {"subset": subset})
 
 
 def test_wb97x_variant_scores_its_own_level_exactly(tmp_path, data_root):

@@ -10,6 +10,9 @@ Ry); ``groups['system']`` is the molecule, the set within which energies are com
 Each cell must hold whole molecules of one composition: the atom count per molecule and the element counts
 are checked against ``number_of_molecules`` for every crystal of a molecule, so a wrong Z cannot slip into
 an energy per molecule. ``exclude`` drops crystals by title (the task file says why).
+
+``subset: {every: k}`` is a CPU slice of a landscape that keeps its energy range: per molecule, the crystals
+in reference-energy order, every k-th from the lowest, plus every crystal that matches an experimental form.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from ..items import Item, Quantity
 from ._schrodinger_json import energy, files_under, read_records, to_atoms
 
 PARAMS = {"folder": "MLFF_test_data_Schrodinger/OrganicCrystals_PBE-D3_experimental_structures",
-          "reference": "PBE-D3", "tabulated": {"PBE-D3": "PBE-D3"}, "exclude": []}
+          "reference": "PBE-D3", "tabulated": {"PBE-D3": "PBE-D3"}, "exclude": [],
+          "subset": None}
 
 
 def load(files: dict[str, Path], params: dict) -> list[Item]:
@@ -49,7 +53,26 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
     unknown = excluded - seen
     if unknown:
         raise OmniBenchError(f"dataset.params.exclude: {sorted(unknown)} are not titles in {params['folder']}")
-    return items
+    return items if params["subset"] is None else energy_range_subset(items, _every(params["subset"]))
+
+
+def energy_range_subset(items: list[Item], every: int) -> list[Item]:
+    """Per molecule, every ``every``-th crystal by reference energy (the lowest always) plus the experimental
+    matches, in the input order."""
+    kept = set()
+    for system in {i.groups["system"] for i in items}:
+        ranked = sorted((i for i in items if i.groups["system"] == system),
+                        key=lambda i: i.reference["energy_per_molecule"].value)
+        kept |= {i.id for i in ranked[::every]} | {i.id for i in ranked if i.meta["experimental_match"]}
+    return [i for i in items if i.id in kept]
+
+
+def _every(subset) -> int:
+    every = subset.get("every") if isinstance(subset, dict) and set(subset) == {"every"} else None
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise OmniBenchError(f"dataset.params.subset must be {{every: k}} with a positive integer k (or absent for "
+                             f"every crystal), got {subset!r}")
+    return every
 
 
 def _crystal(record: dict, system: str, title: str, where: str, params: dict) -> Item:

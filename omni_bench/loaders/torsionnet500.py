@@ -5,10 +5,13 @@ is one scan, in the layout of the OpenFF torsion loader, so the ``torsion_profil
 roles ``phi=-165`` ... ``phi=+180`` and reference energies ``energy@<role>`` (absolute, the file's unit).
 ``reference`` names the method whose energies are scored; each of ``tabulated`` is attached to the structures
 as ``atoms.info['ref_energy:<label>']`` (eV) for the tabulated model that validates the protocol.
+``subset: {scans: n}`` keeps the first ``n`` scans in sha256-of-id order (a CPU slice that depends on neither
+the file order nor anything a model computes), listed by id; without it, all 500.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from .. import units
@@ -21,13 +24,29 @@ PARAMS = {
     "folder": "MLFF_test_data_Schrodinger/TorsionNet500",
     "reference": "DLPNO-CCSD(T)",
     "tabulated": {"wB97X-D3BJ": "wB97X-D3BJ/def2-TZVPD"},
+    "subset": None,
 }
 ANGLES = list(range(-165, 181, 15))
 
 
 def load(files: dict[str, Path], params: dict) -> list[Item]:
     params = {**PARAMS, **params}
-    return [_scan(rel, path, params) for rel, path in files_under(files, params["folder"], "folder")]
+    found = files_under(files, params["folder"], "folder")
+    if params["subset"] is not None:
+        found = sorted(sorted(found, key=lambda pair: _hash_order(pair[0]))[:_subset_size(params["subset"])])
+    return [_scan(rel, path, params) for rel, path in found]
+
+
+def _hash_order(rel: str) -> str:
+    return hashlib.sha256(Path(rel).stem.encode()).hexdigest()
+
+
+def _subset_size(subset) -> int:
+    size = subset.get("scans") if isinstance(subset, dict) and set(subset) == {"scans"} else None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise OmniBenchError(f"dataset.params.subset must be {{scans: n}} with a positive integer n (or absent for "
+                             f"every scan), got {subset!r}")
+    return size
 
 
 def _scan(rel: str, path: Path, params: dict) -> Item:
