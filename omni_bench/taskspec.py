@@ -61,6 +61,9 @@ class TaskCounts:
     item_name: str = "items"
     scored: int | None = None
     scored_name: str = "items"
+    #: a CPU subset names the task with the full set and its item count (``subset_of: {task: T, items: N}``)
+    subset_of: str | None = None
+    subset_of_items: int | None = None
 
 
 @dataclass(eq=False)
@@ -231,13 +234,20 @@ def _counts(top: Fields) -> TaskCounts | None:
     if "counts" not in top.data:
         return None
     c = Fields(top.path, "counts", top.data["counts"], {
-        "items": True, "item_name": False, "scored": False, "scored_name": False})
+        "items": True, "item_name": False, "scored": False, "scored_name": False, "subset_of": False})
     numbers = {key: c.get(key, int) for key in ("items", "scored")}
     for key, value in numbers.items():
         if value is not None and value < 1:
             c.fail(key, "must be a positive integer")
     item_name = c.text("item_name", "items")
-    return TaskCounts(numbers["items"], item_name, numbers["scored"], c.text("scored_name", item_name))
+    full_task, full_items = None, None
+    if "subset_of" in c.data:
+        full = Fields(top.path, "counts.subset_of", c.data["subset_of"], {"task": True, "items": True})
+        full_task, full_items = full.text("task"), full.get("items", int)
+        if full_items <= numbers["items"]:
+            full.fail("items", f"must be the full task's item count, more than this subset's {numbers['items']}")
+    return TaskCounts(numbers["items"], item_name, numbers["scored"], c.text("scored_name", item_name),
+                      full_task, full_items)
 
 
 def _by_energy_convention(reference: Fields, task_units: dict[str, str]) -> dict[str, dict[str, str]]:

@@ -4,9 +4,11 @@ headless Chromium, as a reader would open them, in tests/test_report_browser.py.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -238,6 +240,24 @@ def test_leaderboard_command_writes_terminal_markdown_csv_and_html(emt_results, 
     # the normalised-error chart and the channel matrix of emt-channels; plotly.js once, under 5 MB in all
     assert plotly_divs(html_path.read_text()) == ["normalised", "channels-0"]
     assert html_path.stat().st_size < 5_000_000
+
+
+def test_a_cpu_subset_task_says_so_in_the_leaderboard(emt_results, tmp_path):
+    """A results file whose task declares ``counts.subset_of`` (as elastic-moduli does) gets a note under its
+    heading and in the page's reference table."""
+    folder = tmp_path / "results"
+    shutil.copytree(emt_results, folder)
+    for path in folder.glob("*/dcdft.json"):
+        record = json.loads(path.read_text())
+        record["task"]["config"]["counts"]["subset_of"] = {"task": "dcdft-full", "items": 64}
+        path.write_text(json.dumps(record))
+    stem = tmp_path / "board"
+    assert cli.main(["leaderboard", "--results", str(folder), "--out", str(stem), "--bootstrap", "50"]) == 0
+    note = "CPU subset: 16 of the 64 elemental crystals of dcdft-full (run that task for the full set)."
+    markdown = Path(f"{stem}.md").read_text()
+    assert markdown.split("### dcdft:")[1].split("###")[0].count(note) == 1 and "### s22:" in markdown
+    assert markdown.count("CPU subset") == 1
+    assert html.escape(note) in Path(f"{stem}.html").read_text()
 
 
 def test_model_and_suite_selection(emt_results, tmp_path, capsys):

@@ -58,6 +58,9 @@ def test_builtin_tasks_load_and_form_the_quick_suite():
     (lambda d: d["dataset"].update(files_from=["X23_DMC/nowhere/"]), "'dataset.files_from[0]'", "no file of the"),
     (lambda d: d["dataset"].update(files_from=["../X23_DMC"]), "'dataset.files_from[0]'", "relative to the data"),
     (lambda d: d["dataset"].update(files_from="X23_DMC"), "'dataset.files_from'", "must be list"),
+    (lambda d: d["counts"].update(subset_of={"task": "s66", "items": 22}), "'counts.subset_of.items'",
+     "more than this subset's 22"),
+    (lambda d: d["counts"].update(subset_of={"task": "s66"}), "'counts.subset_of.items'", "is required"),
 ])
 def test_mistakes_name_file_and_field(tmp_path, change, field, hint):
     path = write_variant(tmp_path, change)
@@ -65,6 +68,18 @@ def test_mistakes_name_file_and_field(tmp_path, change, field, hint):
         load_task(path)
     message = str(info.value)
     assert str(path) in message and field in message and hint in message
+
+
+def test_every_cpu_subset_names_its_full_task_with_the_same_data_protocol_and_item_count():
+    tasks = all_tasks()
+    subsets = {name: spec for name, spec in tasks.items() if spec.counts and spec.counts.subset_of}
+    assert {"elastic-moduli", "heat-capacity", "mofsimbench-eos-small", "torsionnet500-small",
+            "torsionnet500-wb97x-small", "csp-landscapes-small"} <= set(subsets)
+    for name, spec in subsets.items():
+        full = tasks[spec.counts.subset_of]
+        assert full.counts.items == spec.counts.subset_of_items, name
+        assert (full.loader, full.protocol, full.level_of_theory) == (spec.loader, spec.protocol, spec.level_of_theory)
+        assert "full" in full.suites and "full" not in spec.suites, name
 
 
 def test_files_from_takes_a_registry_folder_with_its_hashes(tmp_path):

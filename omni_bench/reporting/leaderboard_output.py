@@ -87,8 +87,12 @@ def markdown(board: Leaderboard, results: list[TaskResult], command: str) -> str
         "## Overall", "", markdown_table(OVERALL_HEADER, _overall_rows(board)), "",
         "## All tasks at a glance", "", "Headline metric per task (rank in brackets); units and intervals below.",
         "", markdown_table(header, rows), "", "## Per task", ""]
-    for _, group in board.tasks.groupby("task", sort=True):
-        parts += [f"### {_task_heading(group)}", "", markdown_table(TASK_HEADER, _task_rows(group)), ""]
+    subsets = subset_notes(results)
+    for task, group in board.tasks.groupby("task", sort=True):
+        parts += [f"### {_task_heading(group)}", ""]
+        if task in subsets:
+            parts += [subsets[task], ""]
+        parts += [markdown_table(TASK_HEADER, _task_rows(group)), ""]
     parts += ["## How these results were produced", "", "```bash", *run_commands(results), "```", "",
               markdown_table(VERSION_HEADER, versions(results)), ""]
     return "\n".join(parts)
@@ -103,8 +107,8 @@ def html_page(board: Leaderboard, results: list[TaskResult], command: str) -> st
             html_table(OVERALL_HEADER, _overall_rows(board)), "<h2>All results</h2>", results_table(board.tasks)]
     charts = board_figures(board)
     body += charts
-    body += ["<h2>Reference levels of theory</h2>", html_table(["task", "suites", "reference level of theory"],
-                                                              reference_rows(results))]
+    body += ["<h2>Reference levels of theory</h2>",
+             html_table(["task", "suites", "reference level of theory", "items"], reference_rows(results))]
     body += ["<h2>How these results were produced</h2>",
              "<pre>" + html.escape("\n".join(run_commands(results))) + "</pre>",
              html_table(VERSION_HEADER, versions(results))]
@@ -113,9 +117,25 @@ def html_page(board: Leaderboard, results: list[TaskResult], command: str) -> st
 
 
 def reference_rows(results: list[TaskResult]) -> list[list[str]]:
-    """Each task's reference level of theory, as its task file gives it (warnings compare against these)."""
-    seen = {r.task: [r.task, ", ".join(r.suites), r.record["task"].get("level_of_theory", "")] for r in results}
+    """Each task's reference level of theory, as its task file gives it (warnings compare against these), and
+    whether its items are a CPU subset."""
+    subsets = subset_notes(results)
+    seen = {r.task: [r.task, ", ".join(r.suites), r.record["task"].get("level_of_theory", ""),
+                     subsets.get(r.task, "all")] for r in results}
     return [seen[t] for t in sorted(seen)]
+
+
+def subset_notes(results: list[TaskResult]) -> dict[str, str]:
+    """For each task that is a CPU subset (its file's ``counts.subset_of``), one sentence saying of what."""
+    notes = {}
+    for r in results:
+        counts = (r.record["task"].get("config") or {}).get("counts") or {}
+        full = counts.get("subset_of")
+        if full:
+            name = counts.get("item_name", "items")
+            notes[r.task] = (f"CPU subset: {counts['items']:,} of the {full['items']:,} {name} of {full['task']} "
+                             "(run that task for the full set).")
+    return notes
 
 
 def board_figures(board: Leaderboard) -> list[str]:
