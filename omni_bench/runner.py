@@ -22,6 +22,7 @@ from typing import Any
 from tqdm import tqdm
 
 from . import data, plugins, results, scoring, units
+from .computed_as import StoreIdentity, store_identity
 from .errors import ItemTimeout, OmniBenchError, StopTask
 from .items import Item
 from .models.batched import default_batch_atoms
@@ -32,7 +33,7 @@ from .models.loaded import CHARGE_SPIN_IGNORED, LoadedModel
 from .models.registry import ModelVariant
 from .scored import check_scored
 from .store import ResultStore
-from .taskspec import TaskSpec, check_task_plugins, inputs_hash, primary_metric, protocol_params
+from .taskspec import TaskSpec, check_task_plugins, primary_metric, protocol_params
 
 
 @dataclass
@@ -88,6 +89,12 @@ class PreparedTask:
     params: dict[str, Any]
     #: items of the whole task (``items`` may be the first --limit of them)
     n_total: int = 0
+    #: where its computed items are stored: its own name, or the task it is ``computed_as``
+    stored_as: StoreIdentity | None = None
+
+    def __post_init__(self) -> None:
+        if self.stored_as is None:
+            self.stored_as = store_identity(self.spec, self.params)
 
     @property
     def partial(self) -> bool:
@@ -98,9 +105,11 @@ def prepare(tasks: list[TaskSpec], options: RunOptions) -> list[PreparedTask]:
     """Check data and load items for every task before any model runs, so bad input fails fast."""
     prepared = []
     for spec in tasks:
+        params = protocol_params(spec)
+        stored_as = store_identity(spec, params)  # a false computed_as claim fails before any data is read
         items = load_items(spec, options.data_root, options.data_origin)
         chosen = items[: options.limit] if options.limit is not None else items
-        prepared.append(PreparedTask(spec, chosen, protocol_params(spec), len(items)))
+        prepared.append(PreparedTask(spec, chosen, params, len(items), stored_as))
     return prepared
 
 
@@ -148,7 +157,7 @@ def claim_task_inputs(store: ResultStore, key: tuple, task: PreparedTask, label:
     parameters, data): record the hash on first use, and refuse a task file edited since without a version
     bump, unless ``rerun`` asks to replace the stale items. Items stored before hashes were recorded are
     taken to match the current task file of the same version."""
-    current = inputs_hash(task.spec, task.params)
+    current = task.stored_as.inputs_hash
     stored = store.inputs_hash(key)
     if stored == current:
         return
@@ -302,7 +311,7 @@ def time_limit(seconds: float | None):
 
 def store_key(store_fp: str, variant: ModelVariant, task: PreparedTask) -> tuple[str, str, str, int]:
     """The result store's key of a variant's items of a task, under a store fingerprint (``_store_fingerprint``)."""
-    return store_fp, variant.channel or "", task.spec.name, task.spec.version
+    return store_fp, variant.channel or "", task.stored_as.name, task.stored_as.version
 
 
 def local_store_key(fid: str, variant: ModelVariant, task: PreparedTask, device: str) -> tuple[str, str, str, int]:
@@ -402,7 +411,8 @@ def _summarise(variant, fid, fp, task: PreparedTask, protocol, options: RunOptio
             label=variant.label, fingerprint_id=fid, fingerprint=fp, card_source=variant.card.source,
             task=task.spec, data_root=str(options.data_root) if task.spec.files else None,
             config={"device": options.device, "limit": options.limit, "rerun": options.rerun,
-                    "store": str(options.store.path), "inputs_hash": inputs_hash(task.spec, task.params),
+                    "store": str(options.store.path), "inputs_hash": task.stored_as.inputs_hash,
+                    "stored_as": task.stored_as.name,
                     "protocol_params": task.params,
                     "loader_params": task.spec.loader_params, "single_points": single_points,
                     "reference_energy_convention": outcome.reference_convention,

@@ -97,6 +97,9 @@ class TaskSpec:
     tables: list[DataFile] = field(default_factory=list)
     #: (current inputs hash, the hash its stored results were computed under); see ``inputs_hash``
     inputs_hash_alias: tuple[str, str] | None = None
+    #: a task of the same folder whose computed items this one scores against another reference
+    #: (``computed_as.py``); None: its own
+    computed_as: str | None = None
 
     @property
     def needs_data(self) -> bool:
@@ -111,7 +114,7 @@ def load_task(path: Path, check_plugins: bool = True) -> TaskSpec:
     top = Fields(path, "", raw, {
         "name": True, "version": True, "description": True, "suites": True, "dataset": True,
         "reference": True, "protocol": True, "units": True, "metrics": True, "gate": False, "notes": False,
-        "resample_by": False, "inputs_hash_alias": False, "counts": False,
+        "resample_by": False, "inputs_hash_alias": False, "counts": False, "computed_as": False,
     })
     name = top.text("name")
     if name != path.stem:
@@ -181,7 +184,7 @@ def load_task(path: Path, check_plugins: bool = True) -> TaskSpec:
         units=task_units, metrics=metrics, gate=gate, notes=top.get("notes", str, ""),
         resample_by=top.text("resample_by"), counts=_counts(top),
         by_energy_convention=_by_energy_convention(reference, task_units), path=path, raw=raw, tables=tables,
-        inputs_hash_alias=_alias(top),
+        inputs_hash_alias=_alias(top), computed_as=top.text("computed_as"),
     )
     if check_plugins:
         check_task_plugins(spec)

@@ -27,6 +27,8 @@ PARAMS = {
     "subset": None,
 }
 ANGLES = list(range(-165, 181, 15))
+#: choose the reference or the scans kept, never how a scan is computed (see computed_as.py)
+REFERENCE_AND_SELECTION_PARAMS = ("reference", "subset")
 
 
 def load(files: dict[str, Path], params: dict) -> list[Item]:
