@@ -24,8 +24,9 @@ def test_the_bundled_variants_are_stored_as_their_full_task():
     full = store_identity(tasks["torsionnet500"], protocol_params(tasks["torsionnet500"]))
     for name in ("torsionnet500-small", "torsionnet500-wb97x", "torsionnet500-wb97x-small"):
         assert store_identity(tasks[name], protocol_params(tasks[name])) == full, name
-    csp = tasks["csp-landscapes-small"]
-    assert store_identity(csp, protocol_params(csp)).name == "csp-landscapes"
+    for subset, whole in [("csp-landscapes-small", "csp-landscapes"), ("elastic-moduli", "elastic-moduli-full"),
+                          ("heat-capacity", "heat-capacity-full")]:
+        assert store_identity(tasks[subset], protocol_params(tasks[subset])).name == whole
 
 
 def test_a_second_reference_scores_the_stored_energies_without_computing_again(tmp_path, data_root):
