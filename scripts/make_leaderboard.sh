@@ -7,8 +7,9 @@
 #   LIMIT=2 SUITES=quick scripts/make_leaderboard.sh # a small slice, to check the pipeline end to end
 #   SUITES="molecules r2scan molecular-crystals organometallics crystals surfaces mofs" scripts/make_leaderboard.sh
 #                                                    # every suite on a CPU: heavy tasks as their CPU subsets
-#                                                    # (elastic-moduli, heat-capacity, mofsimbench-eos-small);
-#                                                    # the suite "full" holds their full-size versions
+#                                                    # (elastic-moduli, heat-capacity, mofsimbench-eos-small,
+#                                                    # torsionnet500-small, csp-landscapes-small: task files with
+#                                                    # counts.subset_of); the suite "full" holds the full sets
 #
 # Settings (environment): SUITES (default: every suite but "all", "quick" and the timing suite "speed"),
 # MODELS (default: every bundled uMLIP and channel), XTB_SUITES (suites where gfn2-xtb applies; default:
