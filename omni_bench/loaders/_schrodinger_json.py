@@ -72,3 +72,12 @@ def files_under(files: dict[str, Path], folder: str, param: str) -> list[tuple[s
         raise OmniBenchError(f"dataset.params.{param}: no JSON file of {prefix} is among the task's data files "
                              f"(dataset.files or dataset.files_from)")
     return found
+
+
+def subset_count(subset, key: str, what: str) -> int:
+    """The positive integer of a ``subset: {<key>: n}`` loader parameter, or one line naming the field."""
+    value = subset.get(key) if isinstance(subset, dict) and set(subset) == {key} else None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise OmniBenchError(f"dataset.params.subset must be {{{key}: n}} with a positive integer n (or absent for "
+                             f"every {what}), got {subset!r}")
+    return value

@@ -23,7 +23,7 @@ from pathlib import Path
 from .. import units
 from ..errors import OmniBenchError
 from ..items import Item, Quantity
-from ._schrodinger_json import energy, files_under, read_records, to_atoms
+from ._schrodinger_json import energy, files_under, read_records, subset_count, to_atoms
 
 PARAMS = {"folder": "MLFF_test_data_Schrodinger/OrganicCrystals_PBE-D3_experimental_structures",
           "reference": "PBE-D3", "tabulated": {"PBE-D3": "PBE-D3"}, "exclude": [],
@@ -55,7 +55,9 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
     unknown = excluded - seen
     if unknown:
         raise OmniBenchError(f"dataset.params.exclude: {sorted(unknown)} are not titles in {params['folder']}")
-    return items if params["subset"] is None else energy_range_subset(items, _every(params["subset"]))
+    if params["subset"] is None:
+        return items
+    return energy_range_subset(items, subset_count(params["subset"], "every", "crystal"))
 
 
 def energy_range_subset(items: list[Item], every: int) -> list[Item]:
@@ -67,14 +69,6 @@ def energy_range_subset(items: list[Item], every: int) -> list[Item]:
                         key=lambda i: i.reference["energy_per_molecule"].value)
         kept |= {i.id for i in ranked[::every]} | {i.id for i in ranked if i.meta["experimental_match"]}
     return [i for i in items if i.id in kept]
-
-
-def _every(subset) -> int:
-    every = subset.get("every") if isinstance(subset, dict) and set(subset) == {"every"} else None
-    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-        raise OmniBenchError(f"dataset.params.subset must be {{every: k}} with a positive integer k (or absent for "
-                             f"every crystal), got {subset!r}")
-    return every
 
 
 def _crystal(record: dict, system: str, title: str, where: str, params: dict) -> Item:

@@ -17,7 +17,7 @@ from pathlib import Path
 from .. import units
 from ..errors import OmniBenchError
 from ..items import Item
-from ._schrodinger_json import energy, files_under, read_records, to_atoms
+from ._schrodinger_json import energy, files_under, read_records, subset_count, to_atoms
 from .openff_torsions import role
 
 PARAMS = {
@@ -35,20 +35,13 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
     params = {**PARAMS, **params}
     found = files_under(files, params["folder"], "folder")
     if params["subset"] is not None:
-        found = sorted(sorted(found, key=lambda pair: _hash_order(pair[0]))[:_subset_size(params["subset"])])
+        size = subset_count(params["subset"], "scans", "scan")
+        found = sorted(sorted(found, key=lambda pair: _hash_order(pair[0]))[:size])
     return [_scan(rel, path, params) for rel, path in found]
 
 
 def _hash_order(rel: str) -> str:
     return hashlib.sha256(Path(rel).stem.encode()).hexdigest()
-
-
-def _subset_size(subset) -> int:
-    size = subset.get("scans") if isinstance(subset, dict) and set(subset) == {"scans"} else None
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise OmniBenchError(f"dataset.params.subset must be {{scans: n}} with a positive integer n (or absent for "
-                             f"every scan), got {subset!r}")
-    return size
 
 
 def _scan(rel: str, path: Path, params: dict) -> Item:
