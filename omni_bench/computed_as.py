@@ -54,15 +54,15 @@ def _source(spec: TaskSpec) -> TaskSpec:
 
 def computation_differences(spec: TaskSpec, source: TaskSpec) -> list[str]:
     """What makes ``spec`` compute something else than ``source`` (empty: the same items and values)."""
-    reference_only = set(getattr(plugins.load("loader", spec.loader), "REFERENCE_AND_SELECTION_PARAMS", ()))
+    not_computed = set(getattr(plugins.load("loader", spec.loader), "REFERENCE_AND_SELECTION_PARAMS", ()))
 
     def computed_params(task: TaskSpec) -> dict[str, Any]:
-        return {k: v for k, v in task.loader_params.items() if k not in reference_only}
+        return {k: v for k, v in task.loader_params.items() if k not in not_computed}
 
     compared = {
         "dataset.loader": (spec.loader, source.loader),
         "the data files": (_files(spec), _files(source)),
-        "dataset.params other than " + (", ".join(sorted(reference_only)) or "none"):
+        "dataset.params other than " + (", ".join(sorted(not_computed)) or "none"):
             (computed_params(spec), computed_params(source)),
         "protocol.name": (spec.protocol, source.protocol),
         "protocol.params": (protocol_params(spec), protocol_params(source)),

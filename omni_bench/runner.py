@@ -87,14 +87,10 @@ class PreparedTask:
     spec: TaskSpec
     items: list[Item]
     params: dict[str, Any]
+    #: where its computed items are stored: its own name, or the task it is ``computed_as``
+    stored_as: StoreIdentity
     #: items of the whole task (``items`` may be the first --limit of them)
     n_total: int = 0
-    #: where its computed items are stored: its own name, or the task it is ``computed_as``
-    stored_as: StoreIdentity | None = None
-
-    def __post_init__(self) -> None:
-        if self.stored_as is None:
-            self.stored_as = store_identity(self.spec, self.params)
 
     @property
     def partial(self) -> bool:
@@ -109,7 +105,7 @@ def prepare(tasks: list[TaskSpec], options: RunOptions) -> list[PreparedTask]:
         stored_as = store_identity(spec, params)  # a false computed_as claim fails before any data is read
         items = load_items(spec, options.data_root, options.data_origin)
         chosen = items[: options.limit] if options.limit is not None else items
-        prepared.append(PreparedTask(spec, chosen, params, len(items), stored_as))
+        prepared.append(PreparedTask(spec, chosen, params, stored_as, len(items)))
     return prepared
 
 
