@@ -69,6 +69,12 @@ class RecipeConfig:
         for key in ("new_channels", "regularised_channels"):
             if raw.get(key) is not None:
                 raw[key] = tuple(raw[key])
+        for f in dataclasses.fields(cls):
+            value = raw.get(f.name)
+            if any(kind in str(f.type) for kind in ("float", "int")) and isinstance(value, str):
+                # PyYAML reads 1e-4 (no dot) as text, and a string lambda fails only inside the first backward
+                raise ValueError(f"{path}: field {f.name!r} is the text {value!r}, not a number; "
+                                 f"write it with a dot, e.g. {f.name}: 1.0e-4")
         return cls(**raw)
 
     @property

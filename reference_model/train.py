@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import platform
+import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -250,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="seed of the validation split and batch order instead of the config's")
     parser.add_argument("--max-minutes", type=float, help="start no epoch that would end after this many minutes")
     args = parser.parse_args(argv)
-    config = RecipeConfig.from_yaml(args.config)
+    try:
+        config = RecipeConfig.from_yaml(args.config)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.epochs is not None:
         config = dataclasses.replace(config, epochs=args.epochs)
     if args.seed is not None:

@@ -349,6 +349,18 @@ def test_configs_differ_only_where_the_ablation_says():
     assert configs["dbs"]["dbs_fraction"] == configs["both"]["dbs_fraction"] > 0
 
 
+def test_a_number_yaml_reads_as_text_is_one_clear_line_and_exit_2(tmp_path, capsys):
+    from reference_model.train import main
+
+    text = (REPO / "reference_model" / "configs" / "both.yaml").read_text()
+    config = tmp_path / "lambda.yaml"
+    config.write_text(text.replace("regularisation: 1.0e-3", "regularisation: 1e-4"))  # PyYAML: the text '1e-4'
+    assert main(["--config", str(config), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(config) in err and "'regularisation'" in err and "1.0e-4" in err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_smoke_training_run_gives_a_model_omni_bench_can_run(tmp_path):
     from omni_bench.models.factories import sevennet
