@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from omni_bench.data import sha256_file
 from omni_bench.reporting.text import markdown_table
 
 VARIANTS = {
@@ -21,6 +22,7 @@ VARIANTS = {
     "dbs": "+ domain-bridging set",
     "both": "+ both (the full recipe)",
 }
+SHIPPED = Path(__file__).resolve().parent / "omni.pth"
 #: (label, getter over a run's metrics and S22 results, format)
 DOMAIN_B = [
     ("interaction energy MAE (kcal/mol)", lambda m, s: m["domain_b"].get("interaction_energy_mae_kcal_per_mol"), ".2f"),
@@ -73,6 +75,29 @@ def _reference_rows(results: Path) -> list[list[str]]:
             mae = json.loads(path.read_text())["metrics"]["mae"]
             rows.append([model, f"{mae['value']:.2f}", str(mae["n"])])
     return rows
+
+
+def collect_probes(runs: Path) -> dict[str, tuple[dict, dict]]:
+    """(metrics, S22 MAE by channel) of the runs beyond the ablation (``RUNS/uncapped-*``), by folder name."""
+    return {path.parent.name: (json.loads(path.read_text()), _s22(runs / "results", f"omni-{path.parent.name}"))
+            for path in sorted(runs.glob("uncapped-*/metrics.json"))}
+
+
+def shipped_run(runs: Path, shipped: Path = SHIPPED) -> str | None:
+    """The run folder whose checkpoint is the shipped ``omni.pth`` (by sha256), if any."""
+    if not shipped.is_file():
+        return None
+    sha = sha256_file(shipped)
+    return next((path.parent.name for path in sorted(runs.glob("*/metrics.json"))
+                 if json.loads(path.read_text())["checkpoint"]["sha256"] == sha), None)
+
+
+def probe_table(probes: dict[str, tuple[dict, dict]]) -> str:
+    columns = [("lambda", lambda m, s: m["regularisation_lambda"], "g"), *TRAINING[:2],
+               *DOMAIN_B, *S22, *VALIDATION[:2], VALIDATION[4]]
+    rows = [[name, *[(lambda v, fmt: "-" if v is None else f"{v:{fmt}}")(get(m, s), fmt) for _, get, fmt in columns]]
+            for name, (m, s) in probes.items()]
+    return markdown_table(["run", *[label for label, _, _ in columns]], rows)
 
 
 def collect(runs: Path) -> dict[str, list[tuple[dict, dict]]]:
@@ -132,8 +157,24 @@ def run_table(runs: dict[str, list[tuple[dict, dict]]]) -> str:
     return markdown_table(["run", *[label for label, _, _ in columns]], rows)
 
 
+def _probe_section(runs_dir: Path) -> list[str]:
+    probes = collect_probes(runs_dir)
+    if not probes:
+        return []
+    return [
+        "## Beyond the ablation: the penalty's strength, trained to convergence", "",
+        "The full recipe's settings with other selective-penalty strengths (lambda 0 is the `dbs` variant; "
+        "lambda 1e-3 is `both` above), one seed, each trained until early stopping or the config's own epoch cap "
+        "instead of the ablation's cap. "
+        "Columns as above; the last three are the validation errors (PBE0 energy and force, and the PBE replay "
+        "energy: how far the old channel moved).", "",
+        probe_table(probes), "",
+    ]
+
+
 def report(runs_dir: Path) -> str:
     runs = collect(runs_dir)
+    shipped = shipped_run(runs_dir)
     first = next(iter(runs.values()))[0][0]
     recipe = first["recipe"]
     lam = max(m["regularisation_lambda"] for r in runs.values() for m, _ in r)
@@ -174,8 +215,11 @@ def report(runs_dir: Path) -> str:
         "## Training", "",
         _table(runs, TRAINING), "",
         "## Every run", "",
-        "Domain-B and S22 figures as above, one run per line; `omni` ships the `both` run of seed 20261121.", "",
+        "Domain-B and S22 figures as above, one run per line.", "",
         run_table(runs), "",
+        *_probe_section(runs_dir),
+        f"The shipped `omni` (reference_model/omni.pth) is the run `{shipped}` (same checkpoint sha256)."
+        if shipped else "The shipped `omni` is none of these runs.", "",
     ])
 
 

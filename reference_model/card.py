@@ -65,16 +65,58 @@ def in_domain_from(card_path: Path, training_set_sha256: str) -> list[str]:
     return list(other["in_domain"])
 
 
+def task_figures(results_dir: Path, name: str, checkpoint_sha256: str) -> dict[str, dict]:
+    """The headline figure of every task a variant of this checkpoint was run on, by variant label then task,
+    from the results files ``omni-bench run --out`` wrote; results of another checkpoint are left out."""
+    from omni_bench.reporting.load import read_result, result_files
+    from omni_bench.taskspec import primary_metric
+
+    figures: dict[str, dict] = {}
+    for path in result_files(results_dir):
+        if path.parent.name.split("@")[0].split("+")[0] != name:
+            continue
+        result = read_result(path)
+        if (result.record["model"].get("fingerprint") or {}).get("checkpoint_sha256") != checkpoint_sha256:
+            continue
+        spec = primary_metric(result.metric_specs)
+        stored = result.metrics[spec.name]
+        figures.setdefault(result.label, {})[result.task] = {
+            "metric": spec.name, "value": None if stored.get("value") is None else round(float(stored["value"]), 4),
+            "unit": stored.get("unit"), "n": stored.get("n"), "failed": result.n_failed,
+            "reference": result.record["task"].get("level_of_theory")}
+    return dict(sorted(figures.items()))
+
+
 def _train_command(recipe: dict) -> str:
-    command = f"python -m reference_model.train --config reference_model/configs/{recipe['name']}.yaml"
+    """The command that trained the run: the config, its seed and epoch cap, and a penalty strength other than
+    the config file's (``train --regularisation``)."""
+    from .recipe import RecipeConfig
+
+    config_file = REPO / "reference_model" / "configs" / f"{recipe['name']}.yaml"
+    command = f"python -m reference_model.train --config {config_file.relative_to(REPO)}"
     for option in ("seed", "epochs"):
         if recipe.get(option) is not None:
             command += f" --{option} {recipe[option]}"
+    if not config_file.is_file() or RecipeConfig.from_yaml(config_file).regularisation != recipe["regularisation"]:
+        command += f" --regularisation {recipe['regularisation']:g}"
     return command
 
 
+def _description(metrics: dict) -> str:
+    """What the run is, with the recipe parts it really used."""
+    parts = [f"selective L2 on task rows (lambda {metrics['regularisation_lambda']:g})"
+             if metrics["regularisation_lambda"] else None,
+             "domain-bridging set" if metrics["dbs"]["mixed_in"] else None, "replay"]
+    text = ("omni-bench's reference model: 7net-mf-0 with PBE0 and GFN2 channels appended and trained by the "
+            f"SevenNet-Omni recipe ({', '.join(p for p in parts if p)}) on the project's own small labelled set.")
+    if not metrics["regularisation_lambda"]:
+        text += (" The selective penalty is off: at this scale it cost PBE0 force accuracy without a measurable "
+                 "transfer gain (reference_model/ABLATION.md).")
+    return text + " A recipe demonstrator, not a production potential."
+
+
 def build_card(run_dir: Path, name: str, checkpoint: str, data_root: Path | None = None,
-               in_domain: list[str] | None = None) -> dict:
+               in_domain: list[str] | None = None, results_dir: Path | None = None) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     header = yaml.safe_load(HEADER.read_text())
     frames = metrics["frames"]["train"]
@@ -89,9 +131,7 @@ def build_card(run_dir: Path, name: str, checkpoint: str, data_root: Path | None
     recipe = metrics["recipe"]
     return {
         "name": name,
-        "description": ("omni-bench's reference model: 7net-mf-0 with PBE0 and GFN2 channels appended and trained by "
-                        "the SevenNet-Omni recipe (selective L2 on task rows, domain-bridging set, replay) on the "
-                        "project's own small labelled set. A recipe demonstrator, not a production potential."),
+        "description": _description(metrics),
         "factory": "omni_bench.models.factories:sevennet",
         "args": {"model": "{checkpoint}"},
         "checkpoint": checkpoint,
@@ -129,6 +169,7 @@ def build_card(run_dir: Path, name: str, checkpoint: str, data_root: Path | None
             "domain_b_test": metrics.get("domain_b"),
             "git_at_card": _git_hash(),
         },
+        **({"task_figures": task_figures(results_dir, name, metrics["checkpoint"]["sha256"])} if results_dir else {}),
     }
 
 
@@ -142,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, help="reference data root, for in_domain (default: omni-bench's)")
     parser.add_argument("--in-domain-from", type=Path, metavar="CARD",
                         help="copy in_domain from this card (it must be trained on the same training set)")
+    parser.add_argument("--results", type=Path, metavar="DIR",
+                        help="add task_figures: the headline figure of every task this checkpoint has results for "
+                             "in DIR (an omni-bench run --out folder, e.g. reports/leaderboard-results)")
     args = parser.parse_args(argv)
     in_domain = None
     if args.in_domain_from:
@@ -151,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
-    card = build_card(args.run_dir, args.name, args.checkpoint, args.data_dir, in_domain)
+    card = build_card(args.run_dir, args.name, args.checkpoint, args.data_dir, in_domain, args.results)
     args.out.write_text(f"# Generated by python -m reference_model.card {args.run_dir}; do not edit by hand.\n"
                         + yaml.safe_dump(card, sort_keys=False, width=110))
     print(f"wrote {args.out}")

@@ -250,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="train this many epochs instead of the config's")
     parser.add_argument("--seed", type=int, help="seed of the validation split and batch order instead of the config's")
     parser.add_argument("--max-minutes", type=float, help="start no epoch that would end after this many minutes")
+    parser.add_argument("--regularisation", type=float, metavar="LAMBDA",
+                        help="selective penalty lambda instead of the config's (the ablation's scan of its strength)")
     args = parser.parse_args(argv)
     try:
         config = RecipeConfig.from_yaml(args.config)
@@ -260,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(config, epochs=args.epochs)
     if args.seed is not None:
         config = dataclasses.replace(config, seed=args.seed)
+    if args.regularisation is not None:
+        config = dataclasses.replace(config, regularisation=args.regularisation)
     out = Path(args.out) if args.out else Path("runs") / "reference_model" / config.name
     metrics = train(config, out, resume=args.resume, max_minutes=args.max_minutes)
     print(json.dumps({"out": str(out), "final_validation": metrics["final_validation"],

@@ -13,7 +13,7 @@ shared among the parts still to run by their weights (``PARTS``), recomputed at 
   with the ladder capped at 32,768 atoms and ``max_seconds_per_size`` sized to the time left; the cueq part
   runs the SevenNet models again with sevenn's ``enable_cueq`` where cuEquivariance imports. A run past its
   limit is killed and its finished sizes are written out from the result store. ``md-speed*.tar.gz``.
-- ``train``: ``python -m reference_model.train --config reference_model/configs/both.yaml --max-minutes M``
+- ``train``: ``python -m reference_model.train --config reference_model/configs/dbs.yaml --max-minutes M``
   on the GPU; ``train.tar.gz`` holds checkpoint.pth, metrics.json and log.csv.
 """
 
@@ -73,7 +73,7 @@ class Sizes:
 GPU = Sizes(device="cuda", ladder=[2, 3, 4, 5, 8, 10, 16], md_params={"warmup_steps": 3, "steps": 5, "repeats": 3},
             min_budget_s=3.0, max_budget_s=30.0, run_overhead_s=15.0, group_md_models=False,
             batched_sets={"molecules": [("s22", None), ("openff-torsions", 8)], "golddac": [("golddac", 120)]},
-            batched_warmup_rounds=1, batched_rounds=3, train_config="reference_model/configs/both.yaml",
+            batched_warmup_rounds=1, batched_rounds=3, train_config="reference_model/configs/dbs.yaml",
             train_epochs=500)
 DRY = Sizes(device="cpu", ladder=[2], md_params={"warmup_steps": 1, "steps": 2, "repeats": 1},
             min_budget_s=60.0, max_budget_s=60.0, run_overhead_s=0.0, group_md_models=True,

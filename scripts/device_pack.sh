@@ -3,7 +3,7 @@
 #
 #   device call 1 (carry .whl-a .device-data):  scripts/device_pack.sh
 #       md-speed on cuda for 7net-0, chgnet, 7net-mf-0, 7net-l3i5, omni; batched single points against the ASE
-#       loop (molecules suite and GoldDAC slices); a GPU training run of omni (configs/both.yaml, time-capped)
+#       loop (molecules suite and GoldDAC slices); a GPU training run of omni (configs/dbs.yaml, the shipped recipe; time-capped)
 #   device call 2 (carry .whl-b), right after, on the still-warm machine:
 #       PARTS=env,md-speed-cueq PACK_SECONDS=170 scripts/device_pack.sh
 #       md-speed again for the SevenNet models with cuEquivariance (enable_cueq)

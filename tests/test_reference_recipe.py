@@ -349,6 +349,15 @@ def test_configs_differ_only_where_the_ablation_says():
     assert configs["dbs"]["dbs_fraction"] == configs["both"]["dbs_fraction"] > 0
 
 
+def test_card_provenance_names_a_penalty_strength_other_than_the_configs():
+    from reference_model.card import _train_command
+
+    recipe = RecipeConfig.from_yaml(REPO / "reference_model" / "configs" / "both.yaml").as_dict()
+    base = "python -m reference_model.train --config reference_model/configs/both.yaml --seed 20261121 --epochs 40"
+    assert _train_command(recipe) == base
+    assert _train_command({**recipe, "regularisation": 1e-5}) == base + " --regularisation 1e-05"
+
+
 def test_a_number_yaml_reads_as_text_is_one_clear_line_and_exit_2(tmp_path, capsys):
     from reference_model.train import main
 
