@@ -161,7 +161,8 @@ def metrics_like_shipped(scale: dict[str, float] | float, checkpoint: Path) -> d
     return {
         "recipe": {"name": recipe["name"], "seed": recipe.get("seed"), "base_model": training["start"],
                    "validation_fraction": recipe.get("validation_fraction"),
-                   "max_structures_per_pool": recipe.get("max_structures_per_pool")},
+                   "max_structures_per_pool": recipe.get("max_structures_per_pool"),
+                   "regularisation": recipe.get("regularisation", 0.0)},
         "training_set": {"sha256": training["training_set_sha256"]},
         "frames": {"train": training["frames_per_channel"], "validation": training["validation_frames_per_channel"]},
         "channels": list(card["channels"]), "parameters": {"trainable": card["parameters"],

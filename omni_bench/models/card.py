@@ -24,6 +24,8 @@ _CARD_FIELDS = {
     "environment": False, "in_domain": False, "license": False, "python": False, "torch": False, "weights": False,
     "weights_packages": False,
     "energy_convention": False, "energy_convention_source": False, "sanity": False,
+    # measured figures the card reports (headline metric per task and channel, e.g. omni's from its leaderboard)
+    "task_figures": False,
 }
 _ENVIRONMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -182,7 +184,7 @@ def card_from_dict(data: Any, source: Path | str) -> ModelCard:
     energy_convention = f.text("energy_convention", "raw")
     if energy_convention not in ENERGY_CONVENTIONS:
         f.fail("energy_convention", f"must be one of {', '.join(ENERGY_CONVENTIONS)}, got {energy_convention!r}")
-    known = {k: v for k, v in f.data.items() if k in ("architecture", "parameters", "notes", "training")}
+    known = {k: v for k, v in f.data.items() if k in ("architecture", "parameters", "notes", "training", "task_figures")}
     environment, python = f.text("environment"), f.text("python")
     if environment is not None and python is not None:
         f.fail("python", "and 'environment' both name where the model runs: keep one")
