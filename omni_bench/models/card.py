@@ -184,7 +184,8 @@ def card_from_dict(data: Any, source: Path | str) -> ModelCard:
     energy_convention = f.text("energy_convention", "raw")
     if energy_convention not in ENERGY_CONVENTIONS:
         f.fail("energy_convention", f"must be one of {', '.join(ENERGY_CONVENTIONS)}, got {energy_convention!r}")
-    known = {k: v for k, v in f.data.items() if k in ("architecture", "parameters", "notes", "training", "task_figures")}
+    known = {k: v for k, v in f.data.items()
+             if k in ("architecture", "parameters", "notes", "training", "task_figures")}
     environment, python = f.text("environment"), f.text("python")
     if environment is not None and python is not None:
         f.fail("python", "and 'environment' both name where the model runs: keep one")
