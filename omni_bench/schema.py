@@ -83,7 +83,7 @@ class Fields:
         wrong_type = not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind))
         if key in self.data and wrong_type:
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            self.fail(key, f"must be {names}, got {value!r}")
+            self.fail(key, f"must be {names}, got {value!r}{_number_as_text_hint(value, kind)}")
         return value
 
     def text(self, key: str, default: str | None = None) -> str:
@@ -95,3 +95,18 @@ class Fields:
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _number_as_text_hint(value: Any, kind: type | tuple[type, ...]) -> str:
+    """PyYAML (YAML 1.1) reads 1e-4, with no dot in the mantissa, as text: where a number was expected, say how
+    to write it."""
+    if not isinstance(value, str) or float not in _as_tuple(kind):
+        return ""
+    mantissa, e, exponent = value.strip().lower().partition("e")
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    if not e or "." in mantissa:
+        return ""
+    return f"; YAML reads {value} as text, not a number: write it with a dot, e.g. {mantissa}.0e{exponent}"

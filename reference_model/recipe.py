@@ -12,14 +12,16 @@ own predictions) thus come in with their own weights.  Selective regularisation 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from ase import Atoms
 
+from omni_bench.schema import Fields, load_yaml
 from omni_bench.units import convert
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,20 +63,16 @@ class RecipeConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RecipeConfig:
-        raw = yaml.safe_load(Path(path).read_text())
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
+        """The config file, read strictly (omni_bench.schema): an unknown key, or a number field given as text
+        (a lambda as text would fail only inside the first backward pass), is an OmniBenchError."""
+        fields = Fields(Path(path), "", load_yaml(Path(path), "recipe config"),
+                        {f.name: f.name in ("name", "training_set") for f in dataclasses.fields(cls)})
+        hints = typing.get_type_hints(cls)
+        raw = {name: fields.get(name, kinds) if (kinds := _number_kinds(hints[name])) else value
+               for name, value in fields.data.items()}
         for key in ("new_channels", "regularised_channels"):
             if raw.get(key) is not None:
                 raw[key] = tuple(raw[key])
-        for f in dataclasses.fields(cls):
-            value = raw.get(f.name)
-            if any(kind in str(f.type) for kind in ("float", "int")) and isinstance(value, str):
-                # PyYAML reads 1e-4 (no dot) as text, and a string lambda fails only inside the first backward
-                raise ValueError(f"{path}: field {f.name!r} is the text {value!r}, not a number; "
-                                 f"write it with a dot, e.g. {f.name}: 1.0e-4")
         return cls(**raw)
 
     @property
@@ -84,6 +82,13 @@ class RecipeConfig:
 
     def as_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def _number_kinds(hint: typing.Any) -> tuple[type, ...]:
+    """What YAML may give for a number field: an int for a float too, and nothing for an optional one."""
+    kinds = set(typing.get_args(hint)) if isinstance(hint, types.UnionType) else {hint}
+    numbers = (int, float) if float in kinds else (int,) if int in kinds else ()
+    return (*numbers, type(None)) if numbers and type(None) in kinds else numbers
 
 
 def read_frames(path: Path, max_structures_per_pool: int | None = None) -> list[Atoms]:

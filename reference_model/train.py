@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from omni_bench.data import sha256_file
+from omni_bench.errors import OmniBenchError
 
 from . import channels as ch
 from .recipe import (
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = RecipeConfig.from_yaml(args.config)
-    except ValueError as exc:
+    except OmniBenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.epochs is not None:

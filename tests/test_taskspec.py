@@ -53,6 +53,7 @@ def test_builtin_tasks_load_and_form_the_quick_suite():
      "64 lowercase hex"),
     (lambda d: d["gate"].update(mea={"abs": 1}), "'gate.mea'", "did you mean 'mae'"),
     (lambda d: d["gate"]["mae"].update(abs=-1), "'gate.mae.abs'", "negative"),
+    (lambda d: d["gate"]["mae"].update(abs="1e-3"), "'gate.mae.abs'", "write it with a dot, e.g. 1.0e-3"),
     (lambda d: d.update(suites=[]), "'suites'", "non-empty"),
     (lambda d: d.update(resample_by=["mof"]), "'resample_by'", "must be str"),
     (lambda d: d["dataset"].update(files_from=["X23_DMC/nowhere/"]), "'dataset.files_from[0]'", "no file of the"),
