@@ -95,8 +95,7 @@ def shipped_run(runs: Path, shipped: Path = SHIPPED) -> str | None:
 def probe_table(probes: dict[str, tuple[dict, dict]]) -> str:
     columns = [("lambda", lambda m, s: m["regularisation_lambda"], "g"), *TRAINING[:2],
                *DOMAIN_B, *S22, *VALIDATION[:2], VALIDATION[4]]
-    rows = [[name, *[(lambda v, fmt: "-" if v is None else f"{v:{fmt}}")(get(m, s), fmt) for _, get, fmt in columns]]
-            for name, (m, s) in probes.items()]
+    rows = [[name, *[_cell(get(m, s), fmt) for _, get, fmt in columns]] for name, (m, s) in probes.items()]
     return markdown_table(["run", *[label for label, _, _ in columns]], rows)
 
 
@@ -108,6 +107,10 @@ def collect(runs: Path) -> dict[str, list[tuple[dict, dict]]]:
             metrics = json.loads(path.read_text())
             out.setdefault(variant, []).append((metrics, _s22(runs / "results", f"omni-{path.parent.name}")))
     return out
+
+
+def _cell(value, fmt: str) -> str:
+    return "-" if value is None else f"{value:{fmt}}"
 
 
 def _mean_std(values: list, fmt: str) -> str:
@@ -151,8 +154,7 @@ def verdict(runs: dict[str, list[tuple[dict, dict]]]) -> list[str]:
 def run_table(runs: dict[str, list[tuple[dict, dict]]]) -> str:
     """Every run on its own line (the shipped omni is one of them)."""
     columns = [*DOMAIN_B, *S22, *TRAINING[:2]]
-    rows = [[m["name"] + f" (seed {m['recipe']['seed']})",
-             *[(lambda v, fmt: "-" if v is None else f"{v:{fmt}}")(get(m, s), fmt) for _, get, fmt in columns]]
+    rows = [[m["name"] + f" (seed {m['recipe']['seed']})", *[_cell(get(m, s), fmt) for _, get, fmt in columns]]
             for variant_runs in runs.values() for m, s in variant_runs]
     return markdown_table(["run", *[label for label, _, _ in columns]], rows)
 

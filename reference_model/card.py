@@ -69,15 +69,13 @@ def in_domain_from(card_path: Path, training_set_sha256: str) -> list[str]:
 def task_figures(results_dir: Path, name: str, checkpoint_sha256: str) -> dict[str, dict]:
     """The headline figure of every task a variant of this checkpoint was run on, by variant label then task,
     from the results files ``omni-bench run --out`` wrote; results of another checkpoint are left out."""
-    from omni_bench.reporting.load import read_result, result_files
+    from omni_bench.reporting.load import load_results
     from omni_bench.taskspec import primary_metric
 
     figures: dict[str, dict] = {}
-    for path in result_files(results_dir):
-        if path.parent.name.split("@")[0].split("+")[0] != name:
-            continue
-        result = read_result(path)
-        if (result.record["model"].get("fingerprint") or {}).get("checkpoint_sha256") != checkpoint_sha256:
+    for result in load_results([results_dir]):
+        fingerprint = result.record["model"].get("fingerprint") or {}
+        if result.model != name or fingerprint.get("checkpoint_sha256") != checkpoint_sha256:
             continue
         spec = primary_metric(result.metric_specs)
         stored = result.metrics[spec.name]
