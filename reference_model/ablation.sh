@@ -8,9 +8,9 @@
 # Settings (environment): RUNS (training outputs, results and store; default runs/ablation), VARIANTS
 # (default: plain selreg dbs both), SEEDS (default: 20261121 20261122 20261123), EPOCHS (a cap below the
 # configs' own, for a CPU budget; default: the configs'), PROBES (config:lambda runs beyond the ablation, one
-# seed PROBE_SEED, uncapped; default: dbs:0 both:1e-5 both:1e-4; empty: none), TRAIN_ONLY (1: train, score nothing), DEVICE (default: auto),
-# OMNI_BENCH_DATA (reference data root). Training resumes from RUNS/<variant>-<seed>/resume.pt. Runs of
-# the same variant and seed can go in parallel from different shells.
+# seed PROBE_SEED, uncapped; default: dbs:0 both:1e-5 both:1e-4; empty: none), TRAIN_ONLY (1: train, score
+# nothing), DEVICE (default: auto), OMNI_BENCH_DATA (reference data root). Training resumes from
+# RUNS/<name>/resume.pt. Runs of the same name can go in parallel from different shells.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
