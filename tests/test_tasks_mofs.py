@@ -210,8 +210,9 @@ def _rounding_spread(volumes, energies, samples: int = 100) -> float:
 def test_eos_curve_keeps_the_energy_curve_when_the_fit_fails(mofsim_items):
     item = mofsim_items[0]
     roles = sorted(item.structures, key=lambda r: int(r[1:]))
-    # A monotonic curve has no minimum inside the sampled volumes.
-    values = {f"energy:{r}": -float(k) for k, r in enumerate(roles)}
+    # A convex curve falling over every sampled volume: its minimum lies beyond them (at index 2 n of n points).
+    # A straight line is no test of this: its fitted B0 is zero to rounding, of either sign.
+    values = {f"energy:{r}": -float(k) + k * k / (4.0 * len(roles)) for k, r in enumerate(roles)}
     results = {item.id: StoredItem(item.id, "ok", values, None, [], 1.0)}
     predictions = eos_curve.derive([item], results, eos_curve.PARAMS)
     b0 = next(p for p in predictions if p.quantity == "bulk_modulus")
