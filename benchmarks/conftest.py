@@ -17,11 +17,13 @@ import pytest
 from pytest_benchmark.utils import load_timer
 
 from omni_bench import plugins
+from omni_bench.executors.serial import run_serial
 from omni_bench.items import Item
 from omni_bench.models.fingerprint import fingerprint, fingerprint_id
 from omni_bench.models.loaded import LoadedModel
 from omni_bench.models.registry import ModelVariant, resolve_models
-from omni_bench.runner import RunOptions, TaskOutcome, run_benchmarks
+from omni_bench.run.options import RunOptions
+from omni_bench.run.summary import TaskOutcome
 from omni_bench.store import ResultStore
 from omni_bench.taskspec import TaskSpec, load_task
 
@@ -93,7 +95,7 @@ class RunnerRounds:
                           batch_atoms=0)  # the bare loop calls the calculator per structure: so does the runner here
 
     def run(self, options: RunOptions) -> list[TaskOutcome]:
-        return run_benchmarks([self.model.variant], [self.task], options)
+        return run_serial([self.model.variant], [self.task], options)
 
     def close(self) -> None:
         for store in self.stores:

@@ -1,5 +1,5 @@
 """How much the runner adds to the work it runs: s22 (22 dimers, 3 single points each) through
-``run_benchmarks`` against the same structures through a bare loop of calculator calls.
+``run_serial`` (the serial executor) against the same structures through a bare loop of calculator calls.
 
 Limits (issue 5): with 7net-0 the runner takes at most 5% longer than the bare loop; with a calculator that
 does no work it adds at most 2 ms per item. Bare loop and runner alternate round by round (the bare loop
@@ -96,13 +96,13 @@ def test_runner_fixed_and_per_item_cost(benchmark, tmp_path, s22_task, limit, pr
 
 def test_store_commit(benchmark, tmp_path):
     """One ``ResultStore.put``: the SQLite commit the runner does after every item."""
-    from omni_bench.store import ResultStore
+    from omni_bench.store import ResultStore, StoreKey
 
     store = ResultStore(tmp_path / "store.sqlite")
     values = {"interaction_energy": -0.123}
     benchmark.group = GROUP
     try:
-        benchmark.pedantic(store.put, args=(("fp", "", "s22", 1), "zero", "item", "ok"),
+        benchmark.pedantic(store.put, args=(StoreKey("fp", "", "s22", 1), "zero", "item", "ok"),
                            kwargs={"values": values, "wall_s": 0.01}, rounds=300, warmup_rounds=10)
     finally:
         store.close()

@@ -10,11 +10,14 @@ import hashlib
 import os
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
 from .errors import OmniBenchError
-from .taskspec import TaskSpec
+
+if TYPE_CHECKING:  # task files name data files; data files know nothing of task files
+    from .taskspec import TaskSpec
 
 DATA_ENV = "OMNI_BENCH_DATA"
 

@@ -151,6 +151,9 @@ def record(*, label: str, fingerprint_id: str, fingerprint: dict, card_source: s
         "card": card or {"source": card_source},
         "task": {
             "name": task.name, "version": task.version, "file_sha256": task_file_sha256(task),
+            # the task files it extends, nearest first: ``config`` below is the file merged onto them
+            "extends": [{"name": parent.name, "file_sha256": task_file_sha256(parent)}
+                        for parent in task.lineage[1:]],
             "level_of_theory": task.level_of_theory, "citation": task.citation, "units": task.units,
             "protocol": task.protocol, "config": task.raw, "data_root": data_root,
             "dataset_files": [{"path": f.path, "sha256": f.sha256} for f in task.files],

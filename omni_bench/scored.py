@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import math
 
-from . import plugins, scoring
+from . import scoring
 from .errors import OmniBenchError
 from .items import Item, Prediction
-from .taskspec import TaskSpec, primary_metric, protocol_params
+from .taskspec import TaskSpec, primary_metric
 
 
 def _unscored(spec: TaskSpec, items: list[Item]) -> list[Prediction]:
     """The task's predictions with nothing computed yet: every value it will score, with its reference."""
-    derive = getattr(plugins.load("protocol", spec.protocol), "derive", scoring.default_derive)
-    return derive(items, {}, protocol_params(spec))
+    derive = getattr(spec.protocol_module, "derive", scoring.default_derive)
+    return derive(items, {}, spec.run_params)
 
 
 def scored_count(spec: TaskSpec, items: list[Item]) -> int:

@@ -52,6 +52,21 @@ CREATE TABLE IF NOT EXISTS fingerprints (
 """
 
 
+@dataclass(frozen=True)
+class StoreKey:
+    """Where one model variant's items of one task are stored: the model's store fingerprint (its fingerprint
+    id, or ``ID/device@host`` for a protocol that measures the hardware), its channel ('' for none), and the
+    name and version of the task whose computation the items are (see ``identity.py``)."""
+
+    fingerprint: str
+    channel: str
+    task: str
+    version: int
+
+    def params(self) -> tuple[str, str, str, int]:
+        return self.fingerprint, self.channel, self.task, self.version
+
+
 @dataclass
 class StoredItem:
     item_id: str
@@ -115,23 +130,22 @@ class ResultStore:
         self._write("INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?)",
                     (fingerprint, label, json.dumps(spec, sort_keys=True, default=str)))
 
-    def put(self, key: tuple[str, str, str, int], model: str, item_id: str, status: str,
+    def put(self, key: StoreKey, model: str, item_id: str, status: str,
             values: dict[str, float] | None = None, error: str | None = None,
             notes: list[str] | None = None, wall_s: float | None = None) -> None:
         """Store one finished item (replacing an earlier row for it) and commit at once."""
-        fingerprint, channel, task, version = key
         self._write(
             "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (fingerprint, channel, task, version, item_id, model, status,
+            (*key.params(), item_id, model, status,
              json.dumps(values) if values is not None else None, error,
              json.dumps(sorted(notes)) if notes else None, wall_s, time.time()),
         )
 
-    def get(self, key: tuple[str, str, str, int]) -> dict[str, StoredItem]:
+    def get(self, key: StoreKey) -> dict[str, StoredItem]:
         """The stored items under ``key``. A row whose JSON cannot be read is left out (so it is computed
         again and replaced), with a warning naming it."""
         rows = self._read("SELECT item_id, status, values_json, error, notes, wall_s FROM results "
-                          "WHERE fingerprint=? AND channel=? AND task=? AND task_version=?", key)
+                          "WHERE fingerprint=? AND channel=? AND task=? AND task_version=?", key.params())
         items = {}
         for r in rows:
             try:
@@ -139,17 +153,29 @@ class ResultStore:
                 if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
                     raise ValueError("values_json is not a mapping of numbers")
             except (TypeError, ValueError) as exc:
-                print(f"omni-bench: warning: {self.path}: the stored row of item {r[0]!r} ({key[2]}) cannot be read "
+                print(f"omni-bench: warning: {self.path}: the stored row of item {r[0]!r} ({key.task}) cannot be read "
                       f"({exc}); it is computed again", file=sys.stderr)
                 continue
             items[r[0]] = StoredItem(r[0], r[1], values, r[3], notes, r[5])
         return items
 
-    def inputs_hash(self, key: tuple[str, str, str, int]) -> str | None:
+    def inputs_hash(self, key: StoreKey) -> str | None:
         """The task-inputs hash the items under ``key`` were computed from (None: none recorded yet)."""
         rows = self._read("SELECT inputs_hash FROM task_inputs WHERE fingerprint=? AND channel=? AND task=? "
-                          "AND task_version=?", key)
+                          "AND task_version=?", key.params())
         return rows[0][0] if rows else None
+
+    def done_per_device(self, key: StoreKey) -> dict[StoreKey, set[str]]:
+        """Item ids stored under every device-specific fingerprint of ``key``'s model (``ID/device@host``, for
+        protocols that measure the hardware), by key."""
+        prefix = f"{key.fingerprint}/"
+        rows = self._read("SELECT fingerprint, item_id FROM results WHERE substr(fingerprint, 1, ?) = ? AND "
+                          "channel=? AND task=? AND task_version=?",
+                          (len(prefix), prefix, key.channel, key.task, key.version))
+        done: dict[StoreKey, set[str]] = {}
+        for fingerprint, item_id in rows:
+            done.setdefault(StoreKey(fingerprint, key.channel, key.task, key.version), set()).add(item_id)
+        return done
 
     def _read(self, sql: str, params: tuple) -> list[tuple]:
         try:
@@ -157,12 +183,13 @@ class ResultStore:
         except sqlite3.DatabaseError as exc:
             raise self._damaged(exc) from None
 
-    def set_inputs_hash(self, key: tuple[str, str, str, int], inputs_hash: str) -> None:
-        self._write("INSERT OR REPLACE INTO task_inputs VALUES (?, ?, ?, ?, ?)", (*key, inputs_hash))
+    def set_inputs_hash(self, key: StoreKey, inputs_hash: str) -> None:
+        self._write("INSERT OR REPLACE INTO task_inputs VALUES (?, ?, ?, ?, ?)", (*key.params(), inputs_hash))
 
-    def drop(self, key: tuple[str, str, str, int]) -> None:
+    def drop(self, key: StoreKey) -> None:
         """Delete every item under ``key`` (their task inputs changed and the user asked to recompute)."""
-        self._write("DELETE FROM results WHERE fingerprint=? AND channel=? AND task=? AND task_version=?", key)
+        self._write("DELETE FROM results WHERE fingerprint=? AND channel=? AND task=? AND task_version=?",
+                    key.params())
 
     def _write(self, sql: str, params: tuple) -> None:
         try:

@@ -9,15 +9,9 @@ from functools import cache
 from pathlib import Path
 
 from .errors import OmniBenchError, unknown
-from .taskspec import TaskSpec, check_task_plugins, load_task
+from .taskspec import TaskSpec, builtin_tasks_dir, check_task_plugins, load_task
 
 TASK_PATH_ENV = "OMNI_BENCH_TASKS"
-
-
-def builtin_tasks_dir() -> Path:
-    """The bundled task files: the repository's tasks/ folder, installed as omni_bench/builtin_tasks."""
-    installed = Path(__file__).resolve().parent / "builtin_tasks"
-    return installed if installed.is_dir() else Path(__file__).resolve().parent.parent / "tasks"
 
 
 def task_dirs(extra: list[Path] | None = None) -> list[Path]:

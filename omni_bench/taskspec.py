@@ -6,12 +6,12 @@ error, because a typo silently ignored would change what a benchmark measures.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import copy
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from . import plugins, units
@@ -95,27 +95,70 @@ class TaskSpec:
     raw: dict[str, Any] = field(default_factory=dict)
     #: small derived tables shipped beside the task file (paths relative to its folder), with their sha256
     tables: list[DataFile] = field(default_factory=list)
-    #: (current inputs hash, the hash its stored results were computed under); see ``inputs_hash``
+    #: (current inputs hash, the hash its stored results were computed under); see ``identity.inputs_hash``
     inputs_hash_alias: tuple[str, str] | None = None
-    #: a task of the same folder whose computed items this one scores against another reference
-    #: (``computed_as.py``); None: its own
-    computed_as: str | None = None
+    #: the task this one ``extends`` (its file states only what differs); None: a task of its own
+    parent: TaskSpec | None = None
+    #: the name this task had before a rename: its items stay stored under it (``identity.py``)
+    renamed_from: str | None = None
 
     @property
     def needs_data(self) -> bool:
         return bool(self.files)
 
+    @cached_property
+    def protocol_module(self) -> ModuleType:
+        """The protocol's module, imported on first use only (listing tasks imports no protocol)."""
+        return plugins.load("protocol", self.protocol)
 
-def load_task(path: Path, check_plugins: bool = True) -> TaskSpec:
+    @property
+    def run_params(self) -> dict[str, Any]:
+        """The protocol's parameters for a run: its defaults overlaid with the task file's."""
+        return {**getattr(self.protocol_module, "PARAMS", {}), **self.protocol_params}
+
+    @property
+    def lineage(self) -> list[TaskSpec]:
+        """This task, then the task it extends, and so on."""
+        return [self] + (self.parent.lineage if self.parent else [])
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("protocol_module", None)  # a module does not pickle; it is imported again where needed
+        return state
+
+
+def builtin_tasks_dir() -> Path:
+    """The bundled task files: the repository's tasks/ folder, installed as omni_bench/builtin_tasks."""
+    installed = Path(__file__).resolve().parent / "builtin_tasks"
+    return installed if installed.is_dir() else Path(__file__).resolve().parent.parent / "tasks"
+
+
+#: the top-level fields of a task file (True: required, after ``extends`` has filled in the parent's)
+TOP_FIELDS = {
+    "name": True, "version": True, "description": True, "suites": True, "dataset": True, "reference": True,
+    "protocol": True, "units": True, "metrics": True, "gate": False, "notes": False, "resample_by": False,
+    "inputs_hash_alias": False, "counts": False, "extends": False, "renamed_from": False,
+}
+#: fields a task that ``extends`` another does not inherit: they speak of one file only
+NOT_INHERITED = ("name", "extends", "renamed_from", "inputs_hash_alias")
+#: longest chain of ``extends`` followed (a longer one is almost surely a loop through other folders)
+MAX_EXTENDS_DEPTH = 8
+
+
+def load_task(path: Path, check_plugins: bool = True, _seen: tuple[Path, ...] = ()) -> TaskSpec:
     """Parse and validate one task file. ``check_plugins`` also imports its protocol and loader to check their
-    parameters (``check_task_plugins``); listing leaves that out, so that it imports no model or data code."""
+    parameters (``check_task_plugins``); listing leaves that out, so that it imports no model or data code.
+
+    A file with ``extends: PARENT`` is its parent task file (``PARENT.yaml`` in the same folder, else among
+    the built-in tasks) with the mappings it gives merged in, key by key: a value replaces the parent's, a
+    mapping is merged the same way, and ``null`` removes the parent's key."""
     path = Path(path)
-    raw = load_yaml(path, "task file")
-    top = Fields(path, "", raw, {
-        "name": True, "version": True, "description": True, "suites": True, "dataset": True,
-        "reference": True, "protocol": True, "units": True, "metrics": True, "gate": False, "notes": False,
-        "resample_by": False, "inputs_hash_alias": False, "counts": False, "computed_as": False,
-    })
+    own = load_yaml(path, "task file")
+    if not isinstance(own, dict):
+        Fields(path, "", own, TOP_FIELDS)  # fails: names the file and says a mapping is needed
+    parent = _parent(path, own, _seen) if "extends" in own else None
+    raw = merged(_inheritable(parent.raw), own) if parent else own
+    top = Fields(path, "", raw, TOP_FIELDS)
     name = top.text("name")
     if name != path.stem:
         top.fail("name", f"is {name!r} but the file is {path.name}; rename one so they match")
@@ -184,11 +227,49 @@ def load_task(path: Path, check_plugins: bool = True) -> TaskSpec:
         units=task_units, metrics=metrics, gate=gate, notes=top.get("notes", str, ""),
         resample_by=top.text("resample_by"), counts=_counts(top),
         by_energy_convention=_by_energy_convention(reference, task_units), path=path, raw=raw, tables=tables,
-        inputs_hash_alias=_alias(top), computed_as=top.text("computed_as"),
+        inputs_hash_alias=_alias(top), parent=parent, renamed_from=top.text("renamed_from"),
     )
     if check_plugins:
         check_task_plugins(spec)
     return spec
+
+
+def _parent(path: Path, own: dict[str, Any], seen: tuple[Path, ...]) -> TaskSpec:
+    """The task a file ``extends``, loaded (and validated) on its own first."""
+    fields = Fields(path, "", own, dict.fromkeys(TOP_FIELDS, False))
+    name = fields.text("extends")
+    if "/" in name or "\\" in name or name.endswith((".yaml", ".yml")):
+        fields.fail("extends", f"must name a task (a task file's name without .yaml), got {name!r}")
+    # a file named like its parent (a user's s22.yaml that extends s22) extends the built-in one it overrides
+    candidates = [path.parent / f"{name}.yaml", builtin_tasks_dir() / f"{name}.yaml"]
+    found = next((c for c in candidates if c.is_file() and c.resolve() != path.resolve()), None)
+    if found is None and name == path.stem:
+        fields.fail("extends", "names the task itself; name the task it is a variant of")
+    if found is None:
+        fields.fail("extends", f"names {name!r}, but there is no {name}.yaml beside it or among the built-in "
+                    "tasks; name a task file of the same folder")
+    chain = (*seen, path.resolve())
+    if found.resolve() in chain or len(chain) > MAX_EXTENDS_DEPTH:
+        fields.fail("extends", f"makes a loop ({' -> '.join(p.stem for p in chain)} -> {name}); a task cannot "
+                    "extend itself or a task that extends it")
+    return load_task(found, check_plugins=False, _seen=chain)
+
+
+def _inheritable(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in raw.items() if k not in NOT_INHERITED}
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` merged in: mappings key by key, anything else replaced, ``None`` removes."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def _data_files(path: Path, dataset: Fields, key: str, relative_to: str) -> list[DataFile]:
@@ -300,7 +381,7 @@ def check_task_plugins(spec: TaskSpec) -> None:
         ("loader", dataset, spec.loader, spec.loader_params, "params"),
     ):
         try:
-            module = plugins.load(kind, name)
+            module = spec.protocol_module if kind == "protocol" else plugins.load(kind, name)
         except OmniBenchError as exc:
             fields.fail("name" if kind == "protocol" else "loader", str(exc))
         allowed = getattr(module, "PARAMS", {})
@@ -315,28 +396,3 @@ def check_task_plugins(spec: TaskSpec) -> None:
                     raise OmniBenchError(
                         f"{spec.path}: field 'units.{quantity}' is not a quantity protocol {name!r} computes"
                         f"{did_you_mean(quantity, produced)}; it computes: {', '.join(produced)}")
-
-
-def inputs_hash(spec: TaskSpec, params: dict[str, Any]) -> str:
-    """Hash of what a task's stored values depend on besides the model: the protocol and its parameters
-    (``params``, defaults included), the loader and its parameters, and the data files' checksums. The
-    description, metrics, gate and units are left out: they are applied to stored values afresh each run.
-
-    A task file's ``inputs_hash_alias: {current: H1, stored_as: H0}`` says that inputs hashing to H1 give
-    exactly the items that H0 gave (e.g. the same structures read from their upstream files instead of a
-    derived copy, proven item by item in a test), so results stored under H0 stay valid. It applies only while
-    the computed hash is H1: any later edit changes the hash and the store's check works as usual."""
-    payload = {"protocol": spec.protocol, "protocol_params": params, "loader": spec.loader,
-               "loader_params": spec.loader_params, "files": [[f.path, f.sha256] for f in spec.files]}
-    if spec.tables:
-        payload["tables"] = [[f.path, f.sha256] for f in spec.tables]
-    computed = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    if spec.inputs_hash_alias and spec.inputs_hash_alias[0] == computed:
-        return spec.inputs_hash_alias[1]
-    return computed
-
-
-def protocol_params(spec: TaskSpec) -> dict[str, Any]:
-    """The protocol's defaults overlaid with the task file's parameters."""
-    module = plugins.load("protocol", spec.protocol)
-    return {**getattr(module, "PARAMS", {}), **spec.protocol_params}

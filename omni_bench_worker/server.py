@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 from ase.calculators.calculator import all_properties
 
-from . import wire
+from . import omni_bench_module, wire
+
+resolve_device = omni_bench_module("devices").resolve_device
 
 
 def serve_fd(fd: int) -> int:
@@ -140,17 +142,6 @@ def with_device(factory, kwargs: dict[str, Any], device: str) -> dict[str, Any]:
     if "device" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
         kwargs.setdefault("device", device)
     return kwargs
-
-
-def resolve_device(device: str = "auto") -> str:
-    """'auto' means CUDA when this interpreter's torch sees a GPU, else CPU."""
-    if device != "auto":
-        return device
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def batched_evaluator(calc):

@@ -37,12 +37,11 @@ def _git_hash() -> str:
 def benchmark_structures(data_root: Path | None) -> dict[str, list]:
     """Every bundled task's structures, by task name (read through omni-bench's data layer)."""
     from omni_bench import data
-    from omni_bench.runner import RunOptions, prepare
+    from omni_bench.run.prepare import prepare_tasks
     from omni_bench.task_registry import all_tasks
 
     root, origin = data.resolve_data_root(str(data_root) if data_root else None)
-    prepared = prepare(list(all_tasks().values()), RunOptions(store=None, out_dir=Path("unused"), data_root=root,
-                                                              data_origin=origin))
+    prepared = prepare_tasks(list(all_tasks().values()), root, origin)
     return {p.spec.name: [a for item in p.items for a in item.structures.values()] for p in prepared}
 
 

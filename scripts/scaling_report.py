@@ -33,7 +33,7 @@ def measure_dask(workers: int, variants, tasks, data_root, device: str, limit: i
     import distributed
 
     from omni_bench.executors import dask as dask_executor
-    from omni_bench.runner import RunOptions
+    from omni_bench.run.options import RunOptions
     from omni_bench.store import ResultStore
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,7 +72,8 @@ def measure_serial(variants, tasks, data_root, device: str, limit: int | None, t
     """The serial runner in this process, with torch on ``threads`` threads (1: like one Dask worker)."""
     import torch
 
-    from omni_bench.runner import RunOptions, run_benchmarks
+    from omni_bench.executors.serial import run_serial
+    from omni_bench.run.options import RunOptions
     from omni_bench.store import ResultStore
 
     torch.set_num_threads(threads)
@@ -81,8 +82,8 @@ def measure_serial(variants, tasks, data_root, device: str, limit: int | None, t
         store = ResultStore(Path(tmp) / "store.sqlite")
         start = time.perf_counter()
         try:
-            run_benchmarks(variants, tasks, RunOptions(store=store, data_root=data_root, data_origin="scaling",
-                                                       device=device, limit=limit, progress=False))
+            run_serial(variants, tasks, RunOptions(store=store, data_root=data_root, data_origin="scaling",
+                                                   device=device, limit=limit, progress=False))
         finally:
             store.close()
         wall = time.perf_counter() - start
@@ -95,7 +96,7 @@ def measure_overheads(n_tasks: int = 200, n_writes: int = 2000) -> dict:
     """What a cluster adds per task (scheduler round trip) and what bounds the one writer (store puts/s)."""
     import distributed
 
-    from omni_bench.store import ResultStore
+    from omni_bench.store import ResultStore, StoreKey
 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
@@ -107,7 +108,7 @@ def measure_overheads(n_tasks: int = 200, n_writes: int = 2000) -> dict:
         per_task = (time.perf_counter() - start) / n_tasks
     with tempfile.TemporaryDirectory() as tmp:
         store = ResultStore(Path(tmp) / "store.sqlite")
-        key = ("f" * 16, "", "task", 1)
+        key = StoreKey("f" * 16, "", "task", 1)
         start = time.perf_counter()
         for n in range(n_writes):
             store.put(key, "model", f"item{n}", "ok", values={"energy": -1.0 * n}, wall_s=0.1)

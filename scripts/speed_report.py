@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from omni_bench.speed_plot import TASK, md_speed_frame, plot_md_speed
+from omni_bench.reporting.speed_plot import TASK, md_speed_frame, plot_md_speed
 
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS = [  # (quantity, header)
@@ -146,7 +146,7 @@ def _benchmark_file(path: Path) -> list[str]:
         if info.get("kind") == "runner":
             runner[(info["items"], info["progress"])] = median_ms
             bar = "with progress bar" if info["progress"] else "no progress bar"
-            lines.append(f"| run_benchmarks, {info['items']} item(s), {bar} | {median_ms:.2f} |")
+            lines.append(f"| run_serial, {info['items']} item(s), {bar} | {median_ms:.2f} |")
         elif info.get("kind") == "store_put":
             lines.append(f"| one store commit (ResultStore.put, after every item) | {median_ms:.3f} |")
         elif info.get("kind") == "fingerprint":

@@ -1,4 +1,5 @@
-"""Calculators for fault tests: real EMT underneath, with a delay, a NaN or an exception on top."""
+"""Calculators for tests: real EMT underneath, with a delay, a NaN, an exception, a crash or a scale on top.
+Cards and commands name them as ``fake_models:FACTORY`` (tests/ is on the path)."""
 
 from __future__ import annotations
 
@@ -93,3 +94,30 @@ class _Crashing(_Wrapped):
 def crashing_emt(crash_for: str, how: str = "segfault") -> Calculator:
     """EMT whose process dies (segfault or abort) on one formula: only a worker process survives that."""
     return _Crashing(crash_for, how)
+
+
+class _ScaledEMT(Calculator):
+    """EMT with energies, forces and stress multiplied by ``scale``: a second, worse "model" in a blink,
+    with optional planted failures on one formula."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, scale: float, raise_for: str = ""):
+        super().__init__()
+        self.inner, self.scale, self.raise_for = EMT(), scale, raise_for
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        if self.raise_for and self.atoms.get_chemical_formula() == self.raise_for:
+            raise RuntimeError(f"planted failure on {self.raise_for}")
+        self.inner.calculate(self.atoms, properties, system_changes)
+        self.results = {k: v * self.scale for k, v in self.inner.results.items()}
+
+
+#: the channels of the two-channel test card (helpers.TWO_CHANNEL_CARD)
+_SCALES = {"exact": 1.0, "scaled": 1.3}
+
+
+def scaled_emt(scale: float = 1.0, channel: str | None = None, raise_for: str = "") -> Calculator:
+    """Factory for the test model cards (channel ``exact`` or ``scaled``, or an explicit scale)."""
+    return _ScaledEMT(_SCALES[channel] if channel else scale, raise_for)

@@ -18,37 +18,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase.build import bulk, molecule
-from conftest import _MODEL_CACHE, task_items
+from helpers import MODEL_CACHE, EMTBatch, emt_with, loaded_model, single_points_of, task_items
 
 from omni_bench import plugins
 from omni_bench.commands import run as run_command
 from omni_bench.commands import sweep as sweep_command
 from omni_bench.errors import OmniBenchError
+from omni_bench.executors.serial import run_serial
 from omni_bench.models import batched, loaded
 from omni_bench.models.fingerprint import fingerprint, fingerprint_id
 from omni_bench.models.loaded import LoadedModel, NonFiniteResult, structure_key
 from omni_bench.models.registry import resolve_models
-from omni_bench.runner import RunOptions, run_benchmarks
+from omni_bench.run.options import RunOptions
 from omni_bench.store import ResultStore
 from omni_bench.task_registry import all_tasks
-from omni_bench.taskspec import protocol_params
 
 TOLERANCE_EV_PER_ATOM = 1e-5
-
-
-def loaded_model(name: str) -> LoadedModel:
-    """A model shared with the other test files (conftest's cache), so each loads once per session."""
-    (variant,) = resolve_models([name])
-    fid = fingerprint_id(fingerprint(variant))
-    if fid not in _MODEL_CACHE:
-        _MODEL_CACHE[fid] = LoadedModel(variant, "cpu")
-    return _MODEL_CACHE[fid]
-
-
-def single_points_of(task: str, data_root: Path, limit: int) -> list:
-    spec = all_tasks()[task]
-    protocol, params = plugins.load("protocol", spec.protocol), protocol_params(spec)
-    return [atoms for item in task_items(task, data_root, limit) for atoms in protocol.single_points(item, params)]
 
 
 @pytest.fixture(scope="module")
@@ -104,42 +89,6 @@ def test_automatic_choice_batches_sevenn_and_chgnet_only():
     assert loaded_model("gfn2-xtb").batched_path is None  # takes charge and spin, which batches do not carry
 
 
-class EMTBatch:
-    """A batched evaluator on top of EMT, with failures planted: it raises for any batch holding a structure
-    of ``raise_for`` (or every batch), returns NaN for ``nan_for``, and sleeps ``hang_s`` before each batch."""
-
-    name = "emt-batch"
-
-    def __init__(self, raise_for: str = "", nan_for: str = "", raise_always: bool = False, hang_s: float = 0.0):
-        self.raise_for, self.nan_for, self.raise_always, self.hang_s = raise_for, nan_for, raise_always, hang_s
-        self.batch_sizes: list[int] = []
-
-    def supports(self, atoms) -> bool:
-        return True
-
-    def energies(self, structures) -> list[float]:
-        from ase.calculators.emt import EMT
-
-        time.sleep(self.hang_s)
-        formulas = [atoms.get_chemical_formula() for atoms in structures]
-        if self.raise_always or self.raise_for in formulas:
-            raise RuntimeError("planted batch failure (out of memory)")
-        self.batch_sizes.append(len(structures))
-        energies = []
-        for atoms, formula in zip(structures, formulas, strict=True):
-            atoms = atoms.copy()
-            atoms.calc = EMT()
-            energies.append(math.nan if formula == self.nan_for else atoms.get_potential_energy())
-        return energies
-
-
-def emt_with(monkeypatch, evaluator: EMTBatch, factory: str = "emt", model_args: list[str] | None = None):
-    """A fresh LoadedModel whose calculator gets ``evaluator`` as its batched path."""
-    monkeypatch.setattr(loaded, "evaluator_for", lambda calc: evaluator)
-    (variant,) = resolve_models([factory], None, model_args)
-    return LoadedModel(variant, "cpu")
-
-
 def copper_structures() -> list:
     cells = [bulk("Cu", "fcc", a=3.6 + 0.02 * i) for i in range(5)]
     return [*cells, bulk("Cu", "fcc", a=3.6).repeat(2), molecule("H2O")]
@@ -188,6 +137,7 @@ def test_batches_respect_the_atom_budget_and_keep_order():
     assert batched.plan_batches([], max_atoms=6) == []
 
 
+@pytest.mark.slow
 def test_every_single_point_protocol_names_exactly_the_structures_compute_asks_for(data_root):
     """``single_points`` must match ``compute``: a structure it misses is computed twice, one it adds is
     computed for nothing. Checked on the first items of every task whose protocol declares it."""
@@ -211,7 +161,7 @@ def test_every_single_point_protocol_names_exactly_the_structures_compute_asks_f
         protocol = plugins.load("protocol", spec.protocol)
         if not hasattr(protocol, "single_points"):
             continue
-        params = protocol_params(spec)
+        params = spec.run_params
         for item in task_items(name, data_root, 2):
             recorder = Recorder()
             try:
@@ -231,10 +181,10 @@ def run_once(tmp_path: Path, model: str, task: str, batch_atoms: int, data_root:
     store = ResultStore(tmp_path / f"store-{batch_atoms}.sqlite")
     options = RunOptions(store=store, out_dir=tmp_path / f"out-{batch_atoms}", data_root=data_root,
                          data_origin="test", device="cpu", limit=limit, progress=False,
-                         model_cache=_MODEL_CACHE if model_cache is None else model_cache, batch_atoms=batch_atoms,
+                         model_cache=MODEL_CACHE if model_cache is None else model_cache, batch_atoms=batch_atoms,
                          item_timeout=item_timeout)
     try:
-        (outcome,) = run_benchmarks(resolve_models([model], None, model_args), [all_tasks()[task]], options)
+        (outcome,) = run_serial(resolve_models([model], None, model_args), [all_tasks()[task]], options)
     finally:
         store.close()
     return outcome
@@ -318,11 +268,11 @@ def test_dask_worker_chunks_batch_their_single_points(data_root):
     fid = fingerprint_id(fingerprint(variant))
     spec = all_tasks()["s22"]
     items = task_items("s22", data_root, limit=4)
-    result = dask_executor.compute_chunk(variant, fid, "cpu", spec.protocol, protocol_params(spec), items, None)
+    result = dask_executor.compute_chunk(variant, fid, "cpu", spec.protocol, spec.run_params, items, None)
     model, _ = dask_executor.worker_model(variant, fid, "cpu")
     assert [r.status for r in result.results] == ["ok"] * 4
     assert model.evaluations["batched"] == 12 and model.evaluations["ase"] == 0  # 4 dimers, 3 energies each
-    without = dask_executor.compute_chunk(variant, fid, "cpu", spec.protocol, protocol_params(spec), items, None,
+    without = dask_executor.compute_chunk(variant, fid, "cpu", spec.protocol, spec.run_params, items, None,
                                           batch_atoms=0)
     assert model.evaluations["ase"] == 12
     for a, b in zip(result.results, without.results, strict=True):

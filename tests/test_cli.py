@@ -1,39 +1,51 @@
-"""The command line as a user meets it: subprocesses, exit codes, one-line errors, kill and resume."""
+"""The command line as a user meets it: exit codes, one-line errors, what the tables and listings show, and
+(in a real process) the entry point, the progress bar, and kill and resume."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from helpers import REPO, omni, run_emt
+
+from omni_bench import cli
+from omni_bench.commands.run import describe_channels, format_table
+from omni_bench.models.registry import resolve_models
+from omni_bench.run.summary import TaskOutcome
 
 TESTS = Path(__file__).resolve().parent
 X23_CSV = "X23_DMC/lattice_energies_dmc.csv"
 
 
-def omni(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(TESTS), **(env or {})}
+def omni_process(*args: str) -> subprocess.CompletedProcess:
+    """``python -m omni_bench.cli ARGS`` in a process of its own, as a user's shell starts it."""
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
     return subprocess.run([sys.executable, "-m", "omni_bench.cli", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=600)
+                          env=env, timeout=600)
 
 
-def one_line_error(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, done.stderr
+def one_line_error(capsys, *argv: str) -> str:
+    """``omni-bench ARGV`` in this process must exit 2 with exactly one line on stderr, and no traceback."""
+    code, _, err = omni(capsys, *argv)
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
     return lines[0]
 
 
 @pytest.mark.slow
 def test_end_to_end_7net0_on_three_s22_dimers(tmp_path):
-    done = omni("run", "--model", "7net-0", "--task", "s22", "--limit", "3", "--store", str(tmp_path / "s.db"),
+    done = omni_process("run", "--model", "7net-0", "--task", "s22", "--limit", "3", "--store", str(tmp_path / "s.db"),
                 "--out", str(tmp_path / "out"), "--device", "cpu", "--threads", "1")
     assert done.returncode == 0, done.stderr
     header, rule, row = done.stdout.splitlines()[:3]
@@ -55,8 +67,8 @@ def test_end_to_end_7net0_on_three_s22_dimers(tmp_path):
     (["run", "--model", "emt"], "choose what to run with --suite or --task"),
     (["run", "--model", "emt", "--task", "s22", "--threads", "0"], "--threads must be at least 1"),
 ])
-def test_user_errors_exit_2_with_one_line(args, expected):
-    assert expected in one_line_error(omni(*args))
+def test_user_errors_exit_2_with_one_line(args, expected, capsys):
+    assert expected in one_line_error(capsys, *args)
 
 
 def data_task(tmp_path: Path, sha256: str) -> Path:
@@ -80,25 +92,27 @@ metrics: [{{name: mae, quantity: interaction_energy, statistic: mae, direction: 
     return folder
 
 
-def test_missing_data_root_and_corrupted_file_are_one_line_errors(tmp_path, data_root):
+def test_missing_data_root_and_corrupted_file_are_one_line_errors(tmp_path, data_root, capsys, monkeypatch):
     from omni_bench.data import sha256_file
 
     good = sha256_file(data_root / X23_CSV)
     tasks = data_task(tmp_path, good)
     common = ["--tasks-dir", str(tasks), "run", "--model", "emt", "--task", "needs-data", "--limit", "1",
               "--store", str(tmp_path / "s.db"), "--out", str(tmp_path / "out")]
-    line = one_line_error(omni(*common, "--data-dir", str(tmp_path / "nowhere")))
+    line = one_line_error(capsys, *common, "--data-dir", str(tmp_path / "nowhere"))
     assert "data root" in line and "does not exist" in line and "OMNI_BENCH_DATA" in line
-    line = one_line_error(omni(*common, env={"OMNI_BENCH_DATA": str(tmp_path / "nowhere")}))
+    monkeypatch.setenv("OMNI_BENCH_DATA", str(tmp_path / "nowhere"))
+    line = one_line_error(capsys, *common)
     assert "OMNI_BENCH_DATA" in line
     corrupted = tmp_path / "data"
     (corrupted / X23_CSV).parent.mkdir(parents=True)
     (corrupted / X23_CSV).write_bytes((data_root / X23_CSV).read_bytes()[:-10])
-    line = one_line_error(omni(*common, "--data-dir", str(corrupted)))
+    line = one_line_error(capsys, *common, "--data-dir", str(corrupted))
     assert "sha256" in line and "needs-data.yaml" in line and "fetch it again" in line
-    assert omni(*common, "--data-dir", str(data_root)).returncode == 0
+    assert omni(capsys, *common, "--data-dir", str(data_root), "--no-progress")[0] == 0
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_gives_every_item_once_and_the_same_metrics(tmp_path):
     """A run killed at an arbitrary point loses at most the item in flight and resumes to the same result."""
     def command(store: Path, out: Path) -> list[str]:
@@ -137,3 +151,76 @@ def test_sigkill_mid_run_then_resume_gives_every_item_once_and_the_same_metrics(
     fresh = json.loads((tmp_path / "clean" / "fake_models_slow_emt" / "s22.json").read_text())
     assert killed["timing"]["items_computed"] <= 22 - done_before_kill + 1
     assert killed["metrics"] == fresh["metrics"]
+
+
+@pytest.mark.parametrize("argv", [[], *([name] for name in cli._command_modules()),
+                                  ["data", "list"], ["data", "verify"], ["data", "fetch"]])
+def test_help_works_on_every_command(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*argv, "--help"])
+    assert exited.value.code == 0
+    assert "usage: omni-bench" in capsys.readouterr().out
+
+
+def test_the_channel_that_runs_is_named_with_the_default_and_the_others(capsys):
+    (variant,) = resolve_models(["7net-mf-0"])
+    assert describe_channels([variant]) == [
+        "7net-mf-0: channel PBE, the model's default (others: R2SCAN; choose with 7net-mf-0@CHANNEL, --channel, "
+        "or --channel all)"]
+    assert describe_channels(resolve_models(["7net-mf-0@R2SCAN", "emt"]))[0].startswith(
+        "7net-mf-0: channel R2SCAN (others: PBE;")
+    code, out, _ = omni(capsys, "list", "models")
+    assert re.search(r"^7net-mf-0 +channels: PBE \(default\), R2SCAN$", out, re.MULTILINE)
+
+
+def test_the_table_counts_items_whose_charge_or_spin_was_dropped(tmp_path, capsys, data_root):
+    code, out, _ = run_emt(tmp_path, capsys, "--limit", "6", task="rost61", data_root=data_root)
+    assert code == 0
+    header, _, row = out.splitlines()[:3]
+    column = header.index("charge/spin not passed")
+    record = json.loads((tmp_path / "out" / "emt" / "rost61.json").read_text())
+    dropped = record["notes"]["charge/spin not passed: the model does not accept them"]
+    assert dropped > 0 and row[column:].split()[0] == str(dropped)
+
+
+def _outcome(task: str, metrics: dict, **sizes) -> TaskOutcome:
+    return TaskOutcome("some-model", task, 39, 0, metrics, 0, **sizes)
+
+
+def test_table_leaves_out_unit_one_and_fits_the_terminal():
+    metrics = {f"metric_{i}": {"value": 0.6573, "unit": "1" if i == 0 else "eV/atom"} for i in range(30)}
+    table = format_table([_outcome("wbm-formation", metrics)], width=100)
+    assert re.search(r"metric_0=0.6573(  |$)", table, re.MULTILINE) and "0.6573 1" not in table
+    assert all(len(line) <= 100 for line in table.splitlines())
+    assert set(table.splitlines()[1]) == {"-"}
+
+
+def test_list_tasks_columns_line_up(capsys):
+    code, out, _ = omni(capsys, "list", "tasks")
+    lines = out.splitlines()
+    assert code == 0 and len({line.index(" v1 ") for line in lines}) == 1
+
+
+def test_list_suites_reads_no_data_file_and_imports_no_loader(tmp_path):
+    code = ("import sys; from omni_bench.cli import main; main(['list', 'suites']); "
+            "print(sorted(m for m in sys.modules if m.startswith(('omni_bench.loaders.', 'omni_bench.protocols.', "
+            "'ase.io', 'torch'))))")
+    env = {**os.environ, "OMNI_BENCH_DATA": str(tmp_path / "nothing-here"),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "mor41 (95 molecules, 41 reactions)" in done.stdout and done.stdout.splitlines()[-1] == "[]"
+
+
+def test_the_table_shows_structures_and_reactions_by_name(capsys):
+    table = format_table([_outcome("mamun-noble", {"mae": {"value": 0.41, "unit": "eV"}}, n_scored=31,
+                                   item_name="structures", scored_name="reactions")])
+    assert "items, scored" in table.splitlines()[0] and "39 structures, 31 reactions" in table
+    code, out, _ = omni(capsys, "list", "suites")
+    assert "mamun-noble (39 structures, 31 reactions)" in out and "s22 (22 dimers)" in out
+
+
+def test_a_run_reports_what_its_items_and_scored_values_are(tmp_path, capsys, data_root):
+    code, out, _ = run_emt(tmp_path, capsys, "--limit", "8", task="mor41", data_root=data_root)
+    assert code == 0 and "8 molecules, " in out and " reactions" in out
+    assert textwrap.dedent(out).splitlines()[0].split()[:4] == ["model", "task", "items,", "scored"]

@@ -19,16 +19,18 @@ import distributed  # the optional extra omni-bench[dask]: the test environment 
 import pytest
 from ase.calculators.calculator import all_changes
 from ase.calculators.emt import EMT
-from conftest import edited_task, task_items
+from helpers import edited_task, task_items
 
 from omni_bench import task_registry
 from omni_bench.cli import main
 from omni_bench.errors import OmniBenchError, StopTask
 from omni_bench.executors import dask as dask_executor
 from omni_bench.executors.gpu import claim_slot
+from omni_bench.executors.serial import run_serial
 from omni_bench.executors.slurm import expected_workers, load_cluster_config, make_cluster
 from omni_bench.models.registry import resolve_models
-from omni_bench.runner import RunOptions, compute_item, run_benchmarks
+from omni_bench.run.compute import compute_item, thread_time_limit
+from omni_bench.run.options import RunOptions
 from omni_bench.store import ResultStore
 
 TESTS = Path(__file__).resolve().parent
@@ -81,7 +83,7 @@ def quick_suite():
 @pytest.fixture(scope="module")
 def serial(tmp_path_factory, quick_suite, data_root):
     folder = tmp_path_factory.mktemp("serial")
-    return folder, run_with(run_benchmarks, folder, quick_suite, data_root)
+    return folder, run_with(run_serial, folder, quick_suite, data_root)
 
 
 def test_two_models_over_the_quick_suite_give_the_serial_results(client, serial, quick_suite, data_root, tmp_path):
@@ -186,7 +188,7 @@ def test_stop_task_skips_the_same_items_as_the_serial_runner_although_chunks_run
                  if formula in {a.get_chemical_formula() for a in item.structures.values()})
     assert 3 <= first < 20  # a stop in a middle chunk, with chunks on both sides
     model = resolve_models(["test_dask:stop_emt"], model_args=[f"stop_for={formula}"])
-    for name, runner in (("serial", run_benchmarks),
+    for name, runner in (("serial", run_serial),
                          ("dask", lambda v, t, o: dask_executor.run_on_cluster(client, v, t, o, chunk_size=3))):
         store = ResultStore(tmp_path / f"{name}.sqlite")
         try:
@@ -256,14 +258,14 @@ def test_item_timeout_reaches_a_dask_worker_thread():
     protocol, model, item = SimpleNamespace(compute=endless), SimpleNamespace(notes=set()), SimpleNamespace(id="x")
     box: dict = {}
     thread = threading.Thread(target=lambda: box.update(result=compute_item(
-        model, protocol, item, {}, 0.3, limit=dask_executor.thread_time_limit)))
+        model, protocol, item, {}, 0.3, limit=thread_time_limit)))
     thread.start()
     thread.join(20)
     assert box["result"].status == "failed" and box["result"].error.startswith(
         "ItemTimeout: item took longer than --item-timeout 0.3 s")
 
     def finishes_in_time() -> None:  # a limit left in time must not fire later
-        with dask_executor.thread_time_limit(0.1):
+        with thread_time_limit(0.1):
             pass
         time.sleep(0.3)
         box["after"] = "no stray timeout"
@@ -278,9 +280,9 @@ def test_a_worker_with_other_package_versions_refuses_to_compute_under_the_clien
     (emt,) = resolve_models(["emt"])
     import ase
 
-    dask_executor._check_packages(emt, {"ase": ase.__version__})
+    dask_executor.check_worker_packages(emt, {"ase": ase.__version__})
     with pytest.raises(OmniBenchError, match=rf"ase {ase.__version__} \(client: 0.0.1\)"):
-        dask_executor._check_packages(emt, {"ase": "0.0.1"})
+        dask_executor.check_worker_packages(emt, {"ase": "0.0.1"})
 
 
 def test_each_worker_process_on_a_node_takes_a_different_gpu(tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_task
+from helpers import run_task
 
 from omni_bench import datasets
 from omni_bench.cli import main
@@ -188,7 +188,7 @@ def test_wrong_checksum_names_file_url_and_both_hashes(tmp_path, misbehaving, ca
     assert f"missing: {POSCAR}" in capsys.readouterr().out
 
 
-def test_404_is_one_clear_line_and_leaves_nothing(tmp_path, misbehaving):
+def test_http_404_is_one_clear_line_and_leaves_nothing(tmp_path, misbehaving):
     entry = _one(POSCAR)
     moved = datasets.RegisteredFile(entry.path, entry.sha256, entry.size, entry.repo, "0" * 40, entry.upstream_path)
     with pytest.raises(OmniBenchError) as error:

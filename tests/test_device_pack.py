@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from helpers import REPO
 
 from omni_bench.models.card import load_card
-from omni_bench.speed_plot import md_speed_frame
+from omni_bench.reporting.speed_plot import md_speed_frame
 
 MIB = 1 << 20
 
@@ -117,6 +117,7 @@ def test_a_part_past_its_limit_is_killed_with_the_processes_it_started(tmp_path)
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
 
 
+@pytest.mark.slow
 def test_a_hanging_md_speed_run_is_killed_and_keeps_the_sizes_it_finished(tmp_path, monkeypatch):
     device_pack = script("device_pack")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]))
@@ -184,6 +185,7 @@ def train_folder(tmp_path: Path, scale) -> Path:
     return train.parent
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_validates_better_becomes_a_candidate(tmp_path):
     report = script("device_report")
     verdict = report.training_verdict(train_folder(tmp_path, 0.9), tmp_path / "candidates", "gpu-x")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import run_emt
 
 TESTS = Path(__file__).resolve().parent
 ENV = {**os.environ, "PYTHONPATH": str(TESTS)}
@@ -90,6 +91,7 @@ def _open_store_after(barrier, path: Path) -> None:
     ResultStore(path).close()
 
 
+@pytest.mark.slow
 def test_many_processes_opening_one_fresh_store_at_once_all_succeed(tmp_path):
     """Without retries the WAL switch on a fresh file fails with "database is locked" in about one trial in
     three with six openers (measured: 7 of 20 trials)."""
@@ -164,3 +166,28 @@ def test_a_store_on_a_read_only_location_is_a_clear_error(tmp_path):
     done = subprocess.run(command(read_only, tmp_path / "out"), env=ENV, capture_output=True, text=True)
     assert done.returncode == 2
     assert "cannot open result store /proc/omni-bench/s.db" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_corrupted_store_says_what_is_readable_and_how_to_salvage_it(tmp_path, capsys):
+    assert run_emt(tmp_path, capsys)[0] == 0
+    store = tmp_path / "s.db"
+    with sqlite3.connect(store) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE name='task_inputs'").fetchone()[0]
+    with open(store, "r+b") as fh:  # overwrite the task_inputs table's root page
+        fh.seek((root - 1) * page)
+        fh.write(b"\x0d" + b"\xff" * (page - 1))
+    code, _, err = run_emt(tmp_path, capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "is damaged" in err and "readable: 22 results rows" in err and ".recover" in err
+
+
+def test_a_stored_row_with_bad_values_json_is_computed_again(tmp_path, capsys):
+    assert run_emt(tmp_path, capsys, "--limit", "3")[0] == 0
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        db.execute("UPDATE results SET values_json='{bad' WHERE item_id='Ammonia_dimer'")
+    code, _, err = run_emt(tmp_path, capsys, "--limit", "3")
+    assert code == 0 and "'Ammonia_dimer' (s22) cannot be read" in err and "computed again" in err
+    record = json.loads((tmp_path / "out" / "emt" / "s22.json").read_text())
+    assert record["timing"]["items_computed"] == 1 and record["n_failed"] == 0

@@ -3,23 +3,24 @@ with a planted regression (energies scaled), a planted failure, or a task left o
 
 from __future__ import annotations
 
+import json
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from conftest import edited_task
-from test_reporting import run_into
+from helpers import edited_task, omni, run_emt, run_into
 
 from omni_bench import cli
 from omni_bench.reporting.gate import FAIL, INFO, PASS, Snapshot, compare
 from omni_bench.taskspec import GateSpec
 
-# test_reporting:scaled_emt is EMT with energies and forces times ``scale`` and an optional planted failure.
+# fake_models:scaled_emt is EMT with energies and forces times ``scale`` and an optional planted failure.
 CARD = """\
 name: emt-gate
 description: EMT, optionally scaled, for gate tests
-factory: test_reporting:scaled_emt
+factory: fake_models:scaled_emt
 level_of_theory: EMT
 trained_with_dispersion: false
 packages: [ase]
@@ -177,3 +178,21 @@ def test_gate_refuses_results_of_a_task_whose_inputs_changed_within_its_version(
         assert code == 1, out
         assert failed_checks(junit) == [("omni-bench.emt-gate.dcdft", "task inputs")]
         assert "raise the task's version" in out
+
+
+def test_a_baseline_value_that_is_not_a_number(tmp_path, capsys):
+    assert run_emt(tmp_path, capsys, "--limit", "3")[0] == 0
+    baseline = tmp_path / "baseline.json"
+    assert omni(capsys, "gate", "--write-baseline", "--baseline", str(baseline), "--results",
+                str(tmp_path / "out"))[0] == 0
+    payload = json.loads(baseline.read_text())
+    payload["results"][0]["metrics"]["mae"]["value"] = "abc"
+    baseline.write_text(json.dumps(payload))
+    code, _, err = omni(capsys, "gate", "--baseline", str(baseline), "--results", str(tmp_path / "out"))
+    assert code == 2 and "mae.value='abc', not a number" in err
+    assert omni(capsys, "leaderboard", "--results", str(tmp_path / "out"), "--out", str(tmp_path / "lb"))[0] == 0
+    board = pd.read_csv(tmp_path / "lb.csv", dtype=str, keep_default_na=False)
+    board.loc[0, "value"] = "abc"
+    board.to_csv(tmp_path / "lb.csv", index=False)
+    code, _, err = omni(capsys, "gate", "--baseline", str(tmp_path / "lb.csv"), "--results", str(tmp_path / "out"))
+    assert code == 2 and "is not a number where one is needed" in err

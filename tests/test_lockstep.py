@@ -16,8 +16,7 @@ import pytest
 from ase import optimize
 from ase.build import bulk
 from ase.calculators.emt import EMT
-from conftest import task_items
-from test_batched import EMTBatch, emt_with, loaded_model
+from helpers import EMTBatch, emt_with, loaded_model, task_items
 
 from omni_bench.items import Item
 from omni_bench.models import lockstep

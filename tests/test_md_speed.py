@@ -20,10 +20,10 @@ import pytest
 import yaml
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
-from conftest import REPO, run_task
+from helpers import REPO, run_task
 
 from omni_bench.protocols.md_speed import energy_drift, is_out_of_memory
-from omni_bench.speed_plot import md_speed_frame, plot_md_speed
+from omni_bench.reporting.speed_plot import md_speed_frame, plot_md_speed
 
 EMT_CU = {"element": "Cu", "crystalstructure": "fcc", "lattice_constant": 3.61}
 QUICK = {"warmup_steps": 2, "steps": 4, "repeats": 2, "max_seconds_per_size": None}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase.build import molecule
+from helpers import REPO, card_file, omni
 
 from omni_bench.errors import OmniBenchError
 from omni_bench.models.fingerprint import fingerprint, fingerprint_id
@@ -174,3 +177,73 @@ def test_chgnet_runs_on_molecules_by_boxing_them():
     model = LoadedModel(resolve_models(["chgnet"])[0], "cpu")
     energy = model.energy(molecule("H2O"))
     assert -20 < energy < -5  # about -14 eV at PBE for water
+
+
+M117 = """
+import json
+from omni_bench import data, plugins, task_registry
+from omni_bench.models.loaded import LoadedModel
+from omni_bench.models.registry import resolve_models
+from omni_bench.run.compute import compute_item
+from omni_bench.run.prepare import load_items
+spec = task_registry.all_tasks()["rost61"]
+items = {i.id: i for i in load_items(spec, *data.resolve_data_root())}
+model = LoadedModel(resolve_models(["gfn2-xtb"])[0], "cpu")
+protocol = plugins.load("protocol", "reaction_energy")
+print(json.dumps({k: vars(compute_item(model, protocol, items[k], {}))
+                  for k in ("m116", "m117")}))
+"""
+
+
+@pytest.mark.slow
+def test_gfn2_xtb_runaway_scf_on_rost61_m117_is_a_failure(data_root):
+    """With one OpenMP thread the SCF 'converges' to -6.1 e on Ti (169 eV too low); the card's charge bound
+    makes that a failure. (With more threads it does not converge, which tblite reports as a failure too.)"""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMNI_BENCH_DATA": str(data_root),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", M117], env=env, capture_output=True, text=True, timeout=300)
+    results = json.loads(done.stdout.splitlines()[-1])
+    assert results["m116"]["status"] == "ok"
+    failed = results["m117"]
+    assert failed["status"] == "failed"
+    assert ("ImplausibleResult: partial charge -6.14 e on Ti" in failed["error"]
+            or "SCF not converged" in failed["error"])
+
+
+def test_sanity_bounds_are_per_card_and_documented(tmp_path):
+    from ase.build import molecule
+
+    from omni_bench.models.loaded import ImplausibleResult, LoadedModel
+
+    gfn2 = find_card("gfn2-xtb")
+    assert gfn2.sanity.max_abs_charge == 3.0 and find_card("7net-0").sanity.max_abs_charge is None
+    bounded = card_file(tmp_path, "bounded", "omni_bench.models.factories:tabulated", args={"key": "e"},
+                        sanity={"energy_per_atom": [-20, 5], "why": "test"})
+    (variant,) = resolve_models([str(bounded)])
+    model = LoadedModel(variant, "cpu")
+    water, ammonia = molecule("H2O"), molecule("NH3")
+    water.info["e"] = -30.0  # -10 eV/atom: inside
+    assert model.energy(water) == -30.0
+    ammonia.info["e"] = -4000.0
+    with pytest.raises(ImplausibleResult, match="energy -1000 eV/atom is outside the card's sanity bounds"):
+        model.energy(ammonia)
+    with pytest.raises(OmniBenchError, match="field 'sanity.energy_per_atom' must be"):
+        resolve_models([str(card_file(tmp_path, "bad", "omni_bench.models.factories:emt",
+                                      sanity={"energy_per_atom": [5, -5]}))])
+
+
+def test_card_paths_with_at_signs_and_a_card_named_dot_dot(tmp_path, capsys):
+    folder = tmp_path / "runs@2"
+    folder.mkdir()
+    card = card_file(folder, "dots", "omni_bench.models.factories:emt")
+    card.write_text(card.read_text().replace("name: dots", "name: '..'"))
+    (variant,) = resolve_models([str(card)])
+    assert variant.channel is None and variant.card.source == str(card)
+    code, _, err = omni(capsys, "run", "-m", str(card), "-t", "s22", "--limit", "1", "--store", str(tmp_path / "s.db"),
+                        "--out", str(tmp_path / "out" / "inner"), "--no-progress")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out" / "inner").iterdir()) == ["__"]
+    assert not (tmp_path / "out" / "s22.json").exists()
+    multi = card_file(folder, "multi", "omni_bench.models.factories:emt",
+                      channels={"A": {"level_of_theory": "EMT"}, "B": {"level_of_theory": "EMT"}})
+    assert [v.channel for v in resolve_models([f"{multi}@B"])] == ["B"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_task
+from helpers import run_task
 
 
 @pytest.mark.slow

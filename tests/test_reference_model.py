@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_task
+from helpers import run_task
 
 from omni_bench.data import sha256_file
 from omni_bench.models.registry import builtin_cards, find_card, resolve_models

@@ -38,6 +38,7 @@ def benchmark_fingerprints(benchmark_structures):
     return overlap.collect(benchmark_structures)
 
 
+@pytest.mark.slow
 def test_the_tasks_sharing_a_training_structure_are_the_cards_in_domain_tasks(frames, benchmark_structures_by_task):
     """A task whose molecules or crystals the training set has is in-domain for omni: its card must say so,
     so that reports mark those results (and a task that no longer overlaps must not stay declared)."""
@@ -46,6 +47,7 @@ def test_the_tasks_sharing_a_training_structure_are_the_cards_in_domain_tasks(fr
     assert sharing == card["in_domain"]
 
 
+@pytest.mark.slow
 def test_overlap_check_catches_a_perturbed_benchmark_molecule_and_a_strained_crystal(benchmark_structures,
                                                                                     benchmark_fingerprints):
     from ase.build import bulk

@@ -10,8 +10,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import run_task
-from test_reporting import emt_results  # noqa: F401  (a fixture: EMT and a two-channel EMT on S22 and dcdft)
+from helpers import run_task
 
 from omni_bench import cli
 from omni_bench.reporting import figures

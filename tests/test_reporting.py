@@ -15,12 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from ase.calculators.calculator import Calculator, all_changes
-from ase.calculators.emt import EMT
-from conftest import task_items
+from helpers import task_items
 
 from omni_bench import cli
-from omni_bench.models.registry import resolve_models
 from omni_bench.reporting import figures
 from omni_bench.reporting.bootstrap import bootstrap, unit_of, weighted_statistic
 from omni_bench.reporting.leaderboard import build, interval_ranks
@@ -28,74 +25,12 @@ from omni_bench.reporting.load import load_results, recomputed_metrics
 from omni_bench.reporting.report import build_report, parity_statistics, write_report
 from omni_bench.reporting.tables import metric_table
 from omni_bench.reporting.text import fmt_ci
-from omni_bench.runner import RunOptions, run_benchmarks
 from omni_bench.scoring import statistic
-from omni_bench.store import ResultStore
 from omni_bench.task_registry import all_tasks
 from omni_bench.taskspec import STATISTICS
 
 REPO = Path(__file__).resolve().parent.parent
 EMT_CARD = REPO / "omni_bench" / "models" / "cards" / "emt.yaml"
-_SCALES = {"exact": 1.0, "scaled": 1.3}
-
-
-class _ScaledEMT(Calculator):
-    """EMT with energies, forces and stress multiplied by ``scale``: a second, worse "model" in a blink,
-    with optional planted failures on one formula."""
-
-    implemented_properties = ["energy", "free_energy", "forces", "stress"]
-
-    def __init__(self, scale: float, raise_for: str = ""):
-        super().__init__()
-        self.inner, self.scale, self.raise_for = EMT(), scale, raise_for
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        if self.raise_for and self.atoms.get_chemical_formula() == self.raise_for:
-            raise RuntimeError(f"planted failure on {self.raise_for}")
-        self.inner.calculate(self.atoms, properties, system_changes)
-        self.results = {k: v * self.scale for k, v in self.inner.results.items()}
-
-
-def scaled_emt(scale: float = 1.0, channel: str | None = None, raise_for: str = "") -> Calculator:
-    """Factory for the test model cards (channel ``exact`` or ``scaled``, or an explicit scale)."""
-    return _ScaledEMT(_SCALES[channel] if channel else scale, raise_for)
-
-
-TWO_CHANNEL_CARD = """\
-name: emt-channels
-description: EMT with one exact and one scaled channel, to test channel matrices
-factory: test_reporting:scaled_emt
-channels:
-  exact: {level_of_theory: EMT}
-  scaled: {level_of_theory: EMT x 1.3}
-trained_with_dispersion: false
-packages: [ase]
-"""
-
-
-def run_into(folder: Path, models: list[str], tasks: list, *, channels: list[str] | None = None,
-             model_args: list[str] | None = None, limit: int | None = None) -> Path:
-    """Run tasks (bundled task names or loaded task files) through the real runner, writing results JSON and
-    predictions CSV under ``folder/out``."""
-    store = ResultStore(folder / "store.sqlite")
-    options = RunOptions(store=store, out_dir=folder / "out", device="cpu", limit=limit, progress=False)
-    try:
-        specs = [all_tasks()[t] if isinstance(t, str) else t for t in tasks]
-        # the cards name this file's factory (test_reporting:scaled_emt): the test trusts its own code
-        run_benchmarks(resolve_models(models, channels, model_args, trust_code=True), specs, options)
-    finally:
-        store.close()
-    return folder / "out"
-
-
-@pytest.fixture(scope="module")
-def emt_results(tmp_path_factory) -> Path:
-    """EMT and both channels of a two-channel EMT card on all of S22 and the Delta test (11 of 16 fail)."""
-    folder = tmp_path_factory.mktemp("emt-results")
-    card = folder / "emt-channels.yaml"
-    card.write_text(TWO_CHANNEL_CARD)
-    return run_into(folder, ["emt", str(card)], ["s22", "dcdft"], channels=["all"])
 
 
 def plotly_divs(html: str) -> list[str]:
@@ -243,7 +178,7 @@ def test_leaderboard_command_writes_terminal_markdown_csv_and_html(emt_results, 
 
 
 def test_a_cpu_subset_task_says_so_in_the_leaderboard(emt_results, tmp_path):
-    """A results file whose task declares ``counts.subset_of`` (as elastic-moduli does) gets a note under its
+    """A results file whose task declares ``counts.subset_of`` (as elastic-moduli-small does) gets a note under its
     heading and in the page's reference table."""
     folder = tmp_path / "results"
     shutil.copytree(emt_results, folder)

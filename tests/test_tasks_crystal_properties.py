@@ -21,8 +21,7 @@ from ase.eos import EquationOfState
 from ase.filters import ExpCellFilter
 from ase.optimize import BFGS
 from ase.units import GPa
-from conftest import run_task, task_items
-from test_batched import loaded_model
+from helpers import loaded_model, run_task, task_items
 
 from omni_bench import units
 from omni_bench.items import Item
@@ -31,7 +30,7 @@ from omni_bench.protocols import elastic_moduli, phonon_heat_capacity
 from omni_bench.task_registry import all_tasks
 
 FILES = {"elastic-moduli": "mp-binary-pbe-elasticity-2025.1.json.gz",
-         "heat-capacity": "alexandria-binary-pbe-phonon-2025.1.json.gz"}
+         "heat-capacity": "alexandria-binary-pbe-phonon-2025.1.json.gz"}  # by full task
 CLASSES = [name for name, _ in ELEMENT_CLASSES] + ["intermetallic"]
 
 
@@ -47,13 +46,13 @@ def test_element_classes():
 
 
 @pytest.mark.parametrize("task", ["elastic-moduli", "heat-capacity"])
-def test_subset_follows_its_rule_and_the_full_variant_has_every_crystal(task, data_root):
+def test_subset_follows_its_rule_and_the_full_task_has_every_crystal(task, data_root):
     records = _records(data_root, task)
-    subset = task_items(task, data_root)
-    full = task_items(f"{task}-full", data_root)
+    subset = task_items(f"{task}-small", data_root)
+    full = task_items(task, data_root)
     assert [i.id for i in full] == [r["mp_id"] for r in records]
-    assert [i.id for i in task_items(task, data_root)] == [i.id for i in subset]  # deterministic
-    rule = all_tasks()[task].loader_params["subset"]
+    assert [i.id for i in task_items(f"{task}-small", data_root)] == [i.id for i in subset]  # deterministic
+    rule = all_tasks()[f"{task}-small"].loader_params["subset"]
     expected = set()
     for name in CLASSES:  # recomputed from the raw records: per class, the first k small crystals by sha256(mp_id)
         pool = [r["mp_id"] for r in records if len(r["structure"]["sites"]) <= rule["max_sites"]
@@ -72,7 +71,7 @@ def test_subset_follows_its_rule_and_the_full_variant_has_every_crystal(task, da
 def test_heat_capacity_reference_is_per_primitive_cell(data_root):
     """Every reference Cv is below the classical 3 kB per atom of the given cell, and close to it for many:
     the values are per mole of the given (primitive) cells, which is what the protocol returns."""
-    items = task_items("heat-capacity-full", data_root)
+    items = task_items("heat-capacity", data_root)
     ratio = np.array([units.convert(i.reference["heat_capacity"].value, "J/K/mol", "kB")
                       / (3 * len(i.structures["crystal"])) for i in items])
     assert ratio.max() < 1.0 and np.percentile(ratio, 95) > 0.97
@@ -114,11 +113,11 @@ def test_heat_capacity_is_per_given_cell_and_below_the_classical_limit():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["elastic-moduli", "heat-capacity"])
+@pytest.mark.parametrize("task", ["elastic-moduli-small", "heat-capacity-small"])
 def test_7net0_on_the_cheapest_crystal(task, tmp_path, data_root):
     loaded_model("7net-0")  # shared with the other test files
     [outcome] = run_task(task, "7net-0", tmp_path, data_root=data_root, limit=1)
     assert outcome.n_failed == 0
-    headline = outcome.metrics["bulk_mae" if task == "elastic-moduli" else "mae"]
+    headline = outcome.metrics["bulk_mae" if task.startswith("elastic") else "mae"]
     # Plausible bounds: moduli of binaries are tens to hundreds of GPa, Cv tens of J/K/mol per cell.
     assert headline["n"] == 1 and math.isfinite(headline["value"]) and headline["value"] < 100

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from ase import units as ase_units
 from ase.eos import EquationOfState
-from conftest import run_task
+from helpers import run_task
 
 from omni_bench.items import Quantity
 from omni_bench.loaders import golddac, mofsimbench

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from ase import Atoms
 from ase.io import read
-from conftest import run_task, task_items
+from helpers import run_task, task_items
 from scipy.optimize import linear_sum_assignment
 
 from omni_bench import units

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from ase.data import covalent_radii
 from ase.units import Bohr, Hartree, kcal, mol
-from conftest import run_task, task_items
+from helpers import run_task, task_items
 
 from omni_bench import units
 from omni_bench.loaders.openff_torsions import elements_from_mapped_smiles

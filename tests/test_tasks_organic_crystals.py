@@ -13,7 +13,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from ase.units import Rydberg, kcal, kJ, mol
-from conftest import run_task, task_items
+from helpers import run_task, task_items
 from scipy.stats import spearmanr
 
 from omni_bench import units

@@ -7,7 +7,7 @@ import csv
 import math
 
 import pytest
-from conftest import run_task, task_items
+from helpers import run_task, task_items
 
 from omni_bench.protocols import reaction_energy
 from omni_bench.store import StoredItem

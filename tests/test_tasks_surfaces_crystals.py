@@ -4,16 +4,24 @@ the tabulated DFT energies, loader checks, the adsorbate anomaly checks, and rea
 from __future__ import annotations
 
 import csv
+import json
 import math
+import shutil
 
 import numpy as np
 import pytest
-from conftest import run_task, task_items
+from helpers import card_file, run_task, task_items
 
+from omni_bench.commands.run import format_table
+from omni_bench.executors.serial import run_serial
 from omni_bench.items import Item
 from omni_bench.loaders._structure_dicts import atoms_from_structure_dict, read_json_gz
+from omni_bench.models.registry import find_card, resolve_models
 from omni_bench.protocols import adsorption_energy
-from omni_bench.store import StoredItem
+from omni_bench.reporting.load import load_results
+from omni_bench.run.options import RunOptions
+from omni_bench.store import ResultStore, StoredItem
+from omni_bench.task_registry import all_tasks
 
 TABULATED = "omni_bench.models.factories:tabulated"
 
@@ -275,3 +283,35 @@ def test_real_model_formation_energies_beat_zero(model, tmp_path, data_root):
     assert all(math.isfinite(float(r["predicted"])) for r in rows)
     # Predicting 0 eV/atom for everything would give MAE = mean |reference|.
     assert outcome.metrics["mae"]["value"] < np.mean([abs(float(r["reference"])) for r in rows])
+
+
+def test_each_model_is_scored_against_the_reference_in_its_own_convention(tmp_path, data_root, capsys):
+    """The tabulated model returns the data's energies: raw ones for a 'raw' card, corrected ones for an
+    'mp2020-corrected' card; each then reproduces its own reference exactly and misses the other."""
+    assert find_card("chgnet").energy_convention == "mp2020-corrected"
+    assert find_card("7net-0").energy_convention == "raw"
+    raw = card_file(tmp_path, "raw", "omni_bench.models.factories:tabulated", args={"key": "ref_energy:PBE"})
+    corrected = card_file(tmp_path, "corrected", "omni_bench.models.factories:tabulated",
+                          args={"key": "ref_energy:PBE+MP2020"}, energy_convention="mp2020-corrected")
+    undeclared = card_file(tmp_path, "undeclared", "omni_bench.models.factories:tabulated",
+                           args={"key": "ref_energy:PBE+MP2020"})  # corrected energies, card says raw (default)
+    store = ResultStore(tmp_path / "s.db")
+    options = RunOptions(store=store, out_dir=tmp_path / "out", data_root=data_root, device="cpu", limit=150,
+                         progress=False)
+    outcomes = run_serial(resolve_models([str(raw), str(corrected), str(undeclared)]),
+                              [all_tasks()["wbm-formation"]], options)
+    store.close()
+    assert [o.reference_convention for o in outcomes] == ["raw", "mp2020-corrected", "raw"]
+    assert [o.metrics["mae"]["value"] for o in outcomes[:2]] == pytest.approx([0, 0], abs=1e-6)
+    assert outcomes[1].metrics["mae_by_mp2020[mp2020=corrected]"]["n"] > 10
+    assert outcomes[2].metrics["mae"]["value"] > 0.05  # the convention matters on this slice
+    outcomes.pop()
+    for label in ("raw", "corrected"):
+        record = json.loads((tmp_path / "out" / label / "wbm-formation.json").read_text())
+        assert record["card"]["energy_convention"] == ("raw" if label == "raw" else "mp2020-corrected")
+    table = format_table(outcomes)
+    assert "reference" in table.splitlines()[0] and "mp2020-corrected" in table
+    shutil.rmtree(tmp_path / "out" / "undeclared")
+    for result in load_results([tmp_path / "out"]):  # each CSV holds the reference its model was scored against
+        rows = result.predictions
+        assert (rows["predicted"] - rows["reference"]).abs().max() < 1e-6

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 from ase.units import Hartree, kcal, mol
-from conftest import run_task, task_items
+from helpers import run_task, task_items
 
 TABULATED = "omni_bench.models.factories:tabulated"
 WB97X = "key=ref_energy:wB97X-D3BJ"

@@ -6,10 +6,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import edited_task, omni, run_emt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from omni_bench import task_registry
 from omni_bench.errors import OmniBenchError
+from omni_bench.run.prepare import load_items
+from omni_bench.schema import load_yaml
 from omni_bench.task_registry import all_tasks, builtin_tasks_dir, select, suites
 from omni_bench.taskspec import load_task
 
@@ -74,7 +78,7 @@ def test_mistakes_name_file_and_field(tmp_path, change, field, hint):
 def test_every_cpu_subset_names_its_full_task_with_the_same_data_protocol_and_item_count():
     tasks = all_tasks()
     subsets = {name: spec for name, spec in tasks.items() if spec.counts and spec.counts.subset_of}
-    assert {"elastic-moduli", "heat-capacity", "mofsimbench-eos-small", "torsionnet500-small",
+    assert {"elastic-moduli-small", "heat-capacity-small", "mofsimbench-eos-small", "torsionnet500-small",
             "torsionnet500-wb97x-small", "csp-landscapes-small"} <= set(subsets)
     for name, spec in subsets.items():
         full = tasks[spec.counts.subset_of]
@@ -87,15 +91,15 @@ def test_files_from_takes_a_registry_folder_with_its_hashes(tmp_path):
     """A task may name a folder of the dataset registry instead of listing its files; the files and their
     sha256 become the task's, so they are verified before use and enter the inputs hash."""
     from omni_bench import datasets
-    from omni_bench.taskspec import inputs_hash
+    from omni_bench.identity import inputs_hash
 
     registered = {f.path: f.sha256 for f in datasets.get("X23_DMC").files if f.path.startswith("X23_DMC/solid/")}
     listed = load_task(write_variant(tmp_path, lambda d: d["dataset"].update(
         files=[{"path": p, "sha256": h} for p, h in registered.items()])))
     folder = load_task(write_variant(tmp_path, lambda d: d["dataset"].update(files_from=["X23_DMC/solid"])))
     assert len(registered) == 23 and {f.path: f.sha256 for f in folder.files} == registered
-    assert inputs_hash(folder, {}) == inputs_hash(listed, {})
-    assert inputs_hash(folder, {}) != inputs_hash(load_task(S22), {})
+    assert inputs_hash(folder) == inputs_hash(listed)
+    assert inputs_hash(folder) != inputs_hash(load_task(S22))
 
 
 def test_invalid_yaml_names_the_file(tmp_path):
@@ -152,3 +156,68 @@ def test_fuzzed_nested_fields_either_load_or_raise_a_clear_error(tmp_path, dotte
         load_task(path)
     except OmniBenchError as exc:
         assert str(path) in str(exc)
+
+
+def test_a_duplicate_key_in_a_task_file_is_an_error(tmp_path):
+    path = tmp_path / "s22.yaml"
+    text = all_tasks()["s22"].path.read_text()
+    path.write_text(text.replace("version: 1\n", "version: 1\nversion: 2\n", 1))
+    with pytest.raises(OmniBenchError, match=r"s22.yaml: not valid YAML \(task file, line 3, column 1\): key "
+                                             r"'version' appears twice"):
+        load_task(path)
+
+
+def test_duplicate_keys_are_refused_in_cards_and_sweep_files_too(tmp_path):
+    path = tmp_path / "card.yaml"
+    path.write_text("name: a\nfactory: x:y\nname: b\n")
+    with pytest.raises(OmniBenchError, match="key 'name' appears twice"):
+        load_yaml(path, "model card")
+    path.write_text("base: &b {a: 1}\nmerged: {<<: *b, a: 2}\n")  # an override through a merge key is fine
+    assert load_yaml(path, "sweep file")["merged"] == {"a": 2}
+
+
+def test_a_group_by_that_no_item_has_is_an_error(tmp_path):
+    def add_metric(raw):
+        raw["metrics"].append({"name": "mae_by_x", "quantity": "interaction_energy", "statistic": "mae",
+                               "direction": "lower", "group_by": "nosuch"})
+    spec = edited_task(tmp_path / "tasks", "s22", add_metric)
+    with pytest.raises(OmniBenchError, match=r"field 'metrics\[4\].group_by' names group 'nosuch', which no "
+                                             "interaction_energy value has"):
+        load_items(spec, None)
+
+
+def test_a_broken_task_file_blocks_only_itself(tmp_path, capsys, monkeypatch):
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "broken.yaml").write_text("name: broken\nversion: [1\n")
+    monkeypatch.setenv(task_registry.TASK_PATH_ENV, str(extra))
+    assert "s22" in all_tasks() and "broken" not in all_tasks()
+    code, out, _ = omni(capsys, "list", "tasks")
+    assert code == 0 and any(line.startswith("broken") and "BROKEN" in line and "not valid YAML" in line
+                             for line in out.splitlines())
+    assert run_emt(tmp_path, capsys, "--limit", "1")[0] == 0
+    code, _, err = omni(capsys, "run", "-m", "emt", "-t", "broken", "--store", str(tmp_path / "s.db"))
+    assert code == 2 and "broken.yaml: not valid YAML" in err
+    code, _, err = omni(capsys, "run", "-m", "emt", "-s", "quick", "--limit", "1", "--store", str(tmp_path / "s.db"),
+                        "--out", str(tmp_path / "out"), "--no-progress")
+    assert code == 0 and "could not be read and are left out" in err and "broken" in err
+
+
+#: tasks whose loaders take seconds; their counts are checked by the same ``load_items`` whenever they run, as
+#: they do in full in test_tasks_mofs.py (golddac and mofsimbench-eos with the tabulated model)
+CHECKED_WHERE_THEY_RUN = {"golddac", "mofsimbench-eos"}
+
+
+@pytest.mark.parametrize("task", sorted(set(all_tasks()) - CHECKED_WHERE_THEY_RUN))
+def test_the_counts_each_task_file_declares_are_its_loaders(task, data_root):
+    """load_items checks the declared counts against the loader; every bundled task declares them."""
+    spec = all_tasks()[task]
+    assert spec.counts is not None and all(all_tasks()[t].counts for t in CHECKED_WHERE_THEY_RUN)
+    items = load_items(spec, data_root)
+    assert len(items) == spec.counts.items
+
+
+def test_wrong_declared_counts_name_the_field(tmp_path):
+    spec = edited_task(tmp_path / "tasks", "s22", lambda raw: raw["counts"].update(items=21))
+    with pytest.raises(OmniBenchError, match=r"s22.yaml: field 'counts.items' is 21, but the data .* give 22"):
+        load_items(spec, None)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_reporting import TWO_CHANNEL_CARD, run_into
+from helpers import TWO_CHANNEL_CARD, run_into
 
 from omni_bench.models.card import load_card
 from omni_bench.models.loaded import CHARGE_SPIN_IGNORED

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase.io import read
-from conftest import REPO, edited_task, task_items
+from helpers import REPO, edited_task, task_items
 
 from omni_bench.data import task_tables
 from omni_bench.errors import OmniBenchError
+from omni_bench.identity import inputs_hash
 from omni_bench.task_registry import all_tasks
-from omni_bench.taskspec import inputs_hash, protocol_params
 
 sys.path.insert(0, str(REPO / "scripts"))
 import x23_vasp_table  # noqa: E402
@@ -91,11 +91,10 @@ def test_inputs_hash_aliases_apply_to_the_task_files_as_they_are():
     assert set(aliased) == {"mor41", "rost61", "x23", "x23-r2scan", "mamun-noble", "mamun-noble-relaxed"}
     for spec in aliased.values():
         current, stored_as = spec.inputs_hash_alias
-        params = protocol_params(spec)
-        assert inputs_hash(dataclasses.replace(spec, inputs_hash_alias=None), params) == current, spec.name
-        assert inputs_hash(spec, params) == stored_as
+        assert inputs_hash(dataclasses.replace(spec, inputs_hash_alias=None)) == current, spec.name
+        assert inputs_hash(spec) == stored_as
         edited = dataclasses.replace(spec, loader_params={**spec.loader_params, "extra": 1})
-        assert inputs_hash(edited, params) not in (current, stored_as)
+        assert inputs_hash(edited) not in (current, stored_as)
 
 
 def _outcar(n_atoms: int, sigma0: str, toten: str, n_lines: int) -> str:

@@ -21,9 +21,10 @@ from ase.build import bulk
 
 from omni_bench import cli
 from omni_bench.errors import OmniBenchError
+from omni_bench.executors.serial import run_serial
 from omni_bench.models.environments import install_plan
 from omni_bench.models.registry import find_card, resolve_models
-from omni_bench.runner import RunOptions, run_benchmarks
+from omni_bench.run.options import RunOptions
 from omni_bench.store import ResultStore
 from omni_bench.task_registry import all_tasks
 from omni_bench_worker import wire
@@ -43,7 +44,7 @@ def run_here(tmp_path: Path, model: str, model_args: list[str] | None = None, li
     """Run s22 through the runner in this process (the model in a worker when ``isolate``); the stored rows."""
     store = ResultStore(tmp_path / "s.db")
     try:
-        run_benchmarks(resolve_models([model], None, model_args, isolate=isolate, trust_code=True),
+        run_serial(resolve_models([model], None, model_args, isolate=isolate, trust_code=True),
                        [all_tasks()["s22"]],
                        RunOptions(store=store, out_dir=tmp_path / "out", device="cpu", limit=limit, progress=False,
                                   **options))

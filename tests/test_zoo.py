@@ -18,13 +18,14 @@ import pandas as pd
 import pytest
 import yaml
 from ase.io import write
-from conftest import run_task, task_items
+from helpers import run_task, task_items
 
 from omni_bench import cli
+from omni_bench.executors.serial import run_serial
 from omni_bench.models.environments import ENVS_VARIABLE, env_python, envs_root
 from omni_bench.models.registry import find_card, resolve_models
 from omni_bench.models.worker import PACKAGE_DIR, worker_environment
-from omni_bench.runner import RunOptions, run_benchmarks
+from omni_bench.run.options import RunOptions
 from omni_bench.store import ResultStore
 from omni_bench.task_registry import all_tasks
 
@@ -121,7 +122,7 @@ def run(models: list[str], task: str, folder: Path, limit: int, cache: dict, dat
         channels: list[str] | None = None, trust_code: bool = False) -> None:
     store = ResultStore(folder / "store.sqlite")
     try:
-        run_benchmarks(resolve_models(models, channels, trust_code=trust_code), [all_tasks()[task]],
+        run_serial(resolve_models(models, channels, trust_code=trust_code), [all_tasks()[task]],
                        RunOptions(store=store, out_dir=folder / "out", data_root=data_root, device="cpu",
                                   limit=limit, progress=False, model_cache=cache))
     finally:

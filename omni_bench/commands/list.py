@@ -70,7 +70,7 @@ def _declared(spec) -> str:
 def _counted(tasks: dict, data_dir: str | None) -> dict[str, str]:
     """Items and scored values per task, through the loaders; '?' where the reference data is not there."""
     from .. import data
-    from ..runner import load_items
+    from ..run.prepare import load_items
     from ..scored import scored_count
     from ..taskspec import describe_counts
 

@@ -102,7 +102,7 @@ def batch_atoms_from_args(args: argparse.Namespace, from_file: int | None = None
 def run(args) -> int:
     from .. import data, task_registry
     from ..models.registry import resolve_models
-    from ..runner import RunOptions
+    from ..run.options import RunOptions
     from ..store import ResultStore
 
     if not args.suite and not args.task:

@@ -143,7 +143,7 @@ def _relative(path: Path, value: str | None) -> Path | None:
 def run(args) -> int:
     from .. import data, task_registry
     from ..models.registry import resolve_models
-    from ..runner import RunOptions
+    from ..run.options import RunOptions
     from ..store import ResultStore
     from .run import execute
 

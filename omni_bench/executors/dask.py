@@ -10,7 +10,6 @@ replaces its row (the store's primary key) instead of adding one.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
 import os
@@ -27,35 +26,22 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .. import plugins
-from ..errors import ItemTimeout, OmniBenchError
+from ..devices import resolve_device
+from ..errors import OmniBenchError
 from ..items import Item
 from ..models.batched import default_batch_atoms
-from ..models.factories import resolve_device
-from ..models.fingerprint import fingerprint, fingerprint_id, model_packages
+from ..models.fingerprint import model_packages
 from ..models.loaded import LoadedModel
 from ..models.registry import ModelVariant
 from ..models.worker import worker_environment
-from ..runner import (
-    ItemResult,
-    PreparedTask,
-    RunOptions,
-    TaskOutcome,
-    _store_fingerprint,
-    _summarise,
-    claim_task_inputs,
-    compute_item,
-    local_store_key,
-    prepare_run,
-    store_key,
-    time_limit,
-    with_prefetch,
-)
-from ..store import ResultStore
-from . import ExecutorSettings
+from ..run.compute import ItemResult, compute_items, thread_time_limit
+from ..run.options import RunOptions
+from ..run.plan import RunPlan, plan_run, store_fingerprint
+from ..run.summary import TaskOutcome, summarise
+from ..store import StoreKey
 from .gpu import claim_gpu, visible_gpu_count
+from .settings import INSTALL_HINT, ExecutorSettings
 
-INSTALL_HINT = "pip install 'omni-bench[dask]' (dask and distributed; dask-jobqueue for --executor slurm)"
 #: chunks per worker thread for each (model, channel, task) when --chunk-size is not given: enough to
 #: balance uneven items, few enough that per-task overhead stays small next to a model call
 CHUNKS_PER_WORKER = 4
@@ -162,7 +148,7 @@ def worker_model(variant: ModelVariant, fid: str, device: str,
         lock = _MODEL_LOCKS.setdefault(key, threading.Lock())
     with lock:
         if key not in _MODELS:
-            _check_packages(variant, packages or {})
+            check_worker_packages(variant, packages or {})
             start = time.perf_counter()
             _MODELS[key] = LoadedModel(variant, device)
             MODEL_LOADS[fid] += 1
@@ -170,7 +156,7 @@ def worker_model(variant: ModelVariant, fid: str, device: str,
     return _MODELS[key], lock
 
 
-def _check_packages(variant: ModelVariant, expected: dict[str, str]) -> None:
+def check_worker_packages(variant: ModelVariant, expected: dict[str, str]) -> None:
     found = model_packages(variant, worker_environment(variant.card))
     different = [f"{name} {found[name]} (client: {version})" for name, version in expected.items()
                  if found.get(name) != version]
@@ -187,132 +173,110 @@ def compute_chunk(variant: ModelVariant, fid: str, device: str, protocol_name: s
 
     ``skip`` (device-specific tasks only) maps store fingerprints to finished item ids: the key of such a
     task names the device and host, which only the worker knows."""
-    protocol = plugins.load("protocol", protocol_name)
-    store_fp = _store_fingerprint(fid, protocol, device)
+    from .. import plugins
+
+    protocol = plugins.load("protocol", protocol_name)  # modules do not travel: the worker imports its own
+    store_fp = store_fingerprint(fid, protocol, device)
     done = (skip or {}).get(store_fp, set())
     if all(item.id in done for item in items):
         return ChunkResult(store_fp, resolve_device(device), socket.gethostname(), [])
     model, lock = worker_model(variant, fid, device, packages)
     todo = [item for item in items if item.id not in done]
     batch_atoms = default_batch_atoms(model.device) if batch_atoms is None else batch_atoms
-    results = []
     with lock:
-        for _, item in with_prefetch(model, protocol, todo, params, batch_atoms, timeout, thread_time_limit):
-            results.append(compute_item(model, protocol, item, params, timeout, limit=thread_time_limit))
-            if results[-1].stop:
-                break  # the client records the remaining items as skipped
-        model.prefetch([], 0)
+        results = list(compute_items(model, protocol, todo, params, batch_atoms, timeout, thread_time_limit))
     return ChunkResult(store_fp, model.device, socket.gethostname(), results)
-
-
-class _AsyncTimeout(ItemTimeout):
-    """Raised inside a worker thread by the timer of ``thread_time_limit``."""
-
-
-@contextmanager
-def thread_time_limit(seconds: float | None):
-    """``--item-timeout`` for Dask worker threads, where SIGALRM cannot reach: a timer raises an exception
-    in the computing thread. Like SIGALRM it acts when the thread runs Python code again, so an optimiser
-    loop stops at its next step, but a single C call (or sleep) that never returns is not interrupted."""
-    if not seconds or threading.current_thread() is threading.main_thread():
-        with time_limit(seconds):
-            yield
-        return
-    target = threading.get_ident()
-    guard = threading.Lock()
-    active = [True]
-
-    def expire() -> None:
-        with guard:
-            if active[0]:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(_AsyncTimeout))
-
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
-    try:
-        try:
-            yield
-        finally:
-            with guard:  # after this no timeout can be raised, and one set but not yet raised is withdrawn
-                active[0] = False
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)
-            timer.cancel()
-    except _AsyncTimeout:
-        raise ItemTimeout(f"item took longer than --item-timeout {seconds:g} s") from None
 
 
 # ------------------------------------------------------------------------------------------ client side
 
 
 @dataclass
-class _Plan:
-    """One (model variant, task): its pending items, its chunks in flight and what came back."""
+class _Scheduled:
+    """A plan as the cluster sees it: its chunks in flight, and the plans whose chunks compute some of its
+    items (an earlier task stored as this one: a subset, or the same items against another reference)."""
 
-    variant: ModelVariant
-    fid: str
-    fp: dict[str, Any]
-    task: PreparedTask
-    protocol: Any
-    key: tuple | None
-    pending: list[Item]
-    device: str
-    position: dict[str, int] = field(default_factory=dict)
+    plan: RunPlan
+    order: int
     open_chunks: int = 0
-    written: set[str] = field(default_factory=set)
-    #: (position in ``pending``, reason) of the earliest StopTask seen
-    stop: tuple[int, str] | None = None
+    waits_for: list[_Scheduled] = field(default_factory=list)
+    device: str = ""
     started: float = field(default_factory=time.perf_counter)
     outcome: TaskOutcome | None = None
-
-    @property
-    def device_specific(self) -> bool:
-        return bool(getattr(self.protocol, "DEVICE_SPECIFIC", False))
 
 
 def run_on_cluster(client, variants: list[ModelVariant], tasks, options: RunOptions,
                    chunk_size: int | None = None, expected_workers: int | None = None) -> list[TaskOutcome]:
-    """Like ``runner.run_benchmarks``, with the items computed by the cluster's workers. Every (model,
-    task) is scheduled at once; results are stored as chunks complete; outcomes come in the serial order.
-    ``expected_workers`` sizes the automatic chunks where workers are still to join (batch jobs)."""
+    """The plans' items computed by the cluster's workers. Every (model, task) is scheduled at once; results
+    are stored as chunks complete; outcomes come in the serial order. ``expected_workers`` sizes the automatic
+    chunks where workers are still to join (batch jobs)."""
     distributed = import_distributed()
-    prepared = prepare_run(variants, tasks, options)
-    plans = [_plan(variant, task, options) for variant in variants for task in prepared]
+    scheduled = _share_items([_Scheduled(plan, order, device=options.device)
+                              for order, plan in enumerate(plan_run(variants, tasks, options, local=False))])
     threads = max(1, sum(client.nthreads().values()), expected_workers or 0)
-    futures: dict[Any, tuple[_Plan, list[Item]]] = {}
-    for order, plan in enumerate(plans):
-        skip = _done_by_fingerprint(options.store, plan) if plan.device_specific and not options.rerun else None
+    futures: dict[Any, tuple[_Scheduled, list[Item]]] = {}
+    for entry in scheduled:
+        plan = entry.plan
+        skip = _done_per_device(plan) if plan.device_specific and not options.rerun else None
         for chunk in _chunks(plan, chunk_size or _auto_chunk(len(plan.pending), threads)):
-            future = client.submit(compute_chunk, plan.variant, plan.fid, options.device, plan.task.spec.protocol,
-                                   plan.task.params, chunk, options.item_timeout, skip, plan.fp["packages"],
-                                   options.batch_atoms, pure=False,
-                                   priority=-order, key=chunk_key(plan.task.spec.name, plan.position[chunk[0].id]))
-            futures[future] = (plan, chunk)
-            plan.open_chunks += 1
-    for plan in plans:
-        if plan.open_chunks == 0:
-            _finish(plan, options)
-    bar = tqdm(total=sum(len(p.pending) for p in plans), unit="item", desc="dask", disable=not options.progress,
-               file=sys.stderr)
+            future = client.submit(compute_chunk, plan.variant, plan.fingerprint_id, options.device,
+                                   plan.task.spec.protocol, plan.task.params, chunk, options.item_timeout, skip,
+                                   plan.fingerprint["packages"], options.batch_atoms, pure=False,
+                                   priority=-entry.order, key=chunk_key(plan.task.spec.name,
+                                                                        plan.position[chunk[0].id]))
+            futures[future] = (entry, chunk)
+            entry.open_chunks += 1
+    _finish_ready(scheduled, options)
+    bar = tqdm(total=sum(len(e.plan.pending) for e in scheduled), unit="item", desc="dask",
+               disable=not options.progress, file=sys.stderr)
     try:
         with bar:
             for future in distributed.as_completed(list(futures)):
                 if future not in futures:
                     continue  # cancelled after a StopTask, already accounted for
-                plan, chunk = futures.pop(future)
+                entry, chunk = futures.pop(future)
                 if future.status == "finished":
-                    _store_chunk(plan, future.result(), options, futures, client)
+                    _store_chunk(entry, future.result(), futures, client)
                 else:
-                    _chunk_failed(plan, chunk, future, options)
+                    _chunk_failed(entry, chunk, future, options)
                 future.release()
-                plan.open_chunks -= 1
+                entry.open_chunks -= 1
                 bar.update(len(chunk))
-                if plan.open_chunks == 0:
-                    _finish(plan, options)
+                _finish_ready(scheduled, options)
     except BaseException:
         client.cancel(list(futures))
         raise
-    return [plan.outcome for plan in plans]
+    return [entry.outcome for entry in scheduled]
+
+
+def _share_items(scheduled: list[_Scheduled]) -> list[_Scheduled]:
+    """A plan stored under the same key as an earlier one leaves the items they share to the earlier one and
+    finishes after it, so that a task and its subset (or a second reference) compute each item once."""
+    owners: dict[tuple[StoreKey, str], _Scheduled] = {}
+    for entry in scheduled:
+        plan = entry.plan
+        if plan.key is None or plan.rerun:
+            continue
+        keep = []
+        for item in plan.pending:
+            owner = owners.setdefault((plan.key, item.id), entry)
+            if owner is entry:
+                keep.append(item)
+            elif owner not in entry.waits_for:
+                entry.waits_for.append(owner)
+        plan.pending = keep
+        plan.position = {item.id: n for n, item in enumerate(keep)}
+    return scheduled
+
+
+def _finish_ready(scheduled: list[_Scheduled], options: RunOptions) -> None:
+    """Summarise every plan whose chunks, and the chunks of the plans it waits for, are all done."""
+    for entry in scheduled:
+        if entry.outcome is None and entry.open_chunks == 0 and all(w.outcome for w in entry.waits_for):
+            if entry.plan.key is None:  # nothing ran for a device-specific task: summarise what this host has
+                entry.plan.use_key(store_fingerprint(entry.plan.fingerprint_id, entry.plan.task.protocol,
+                                                     options.device))
+            entry.outcome = summarise(entry.plan, options, time.perf_counter() - entry.started, entry.device)
 
 
 def chunk_key(task: str, first: int) -> str:
@@ -320,107 +284,56 @@ def chunk_key(task: str, first: int) -> str:
     return f"omni-bench-{task}-item{first}-{uuid.uuid4().hex[:12]}"
 
 
-def _plan(variant: ModelVariant, task: PreparedTask, options: RunOptions) -> _Plan:
-    fp = fingerprint(variant)
-    fid = fingerprint_id(fp)
-    options.store.register_fingerprint(fid, variant.label, fp)
-    protocol = plugins.load("protocol", task.spec.protocol)
-    plan = _Plan(variant, fid, fp, task, protocol, None, [], options.device)
-    if plan.device_specific:  # the key names the worker's device and host: known when a result comes back
-        plan.pending = list(task.items)
-        for store_fp in _done_by_fingerprint(options.store, plan):  # every device and host stored so far
-            claim_task_inputs(options.store, store_key(store_fp, variant, task), task, variant.label, options.rerun)
-    else:
-        plan.key = store_key(fid, variant, task)
-        claim_task_inputs(options.store, plan.key, task, variant.label, options.rerun)
-        done = options.store.get(plan.key)
-        plan.pending = [i for i in task.items if options.rerun or i.id not in done]
-    plan.position = {item.id: n for n, item in enumerate(plan.pending)}
-    return plan
-
-
 def _auto_chunk(n_items: int, threads: int) -> int:
     return max(1, min(MAX_AUTO_CHUNK, math.ceil(n_items / (threads * CHUNKS_PER_WORKER))))
 
 
-def _chunks(plan: _Plan, size: int) -> list[list[Item]]:
+def _chunks(plan: RunPlan, size: int) -> list[list[Item]]:
     """Device-specific tasks (timings, size ladders) stay whole: one worker, one device, items in order."""
     if plan.device_specific:
         return [plan.pending] if plan.pending else []
     return [plan.pending[n: n + size] for n in range(0, len(plan.pending), size)]
 
 
-def _done_by_fingerprint(store: ResultStore, plan: _Plan) -> dict[str, set[str]]:
+def _done_per_device(plan: RunPlan) -> dict[str, set[str]]:
     """Finished items of a device-specific task under every device and host it was stored for."""
-    spec = plan.task.spec
-    rows = store.db.execute(
-        "SELECT fingerprint, item_id FROM results WHERE fingerprint LIKE ? AND channel=? AND task=? "
-        "AND task_version=?", (f"{plan.fid}/%", plan.variant.channel or "", spec.name, spec.version)).fetchall()
-    done: dict[str, set[str]] = {}
-    for store_fp, item_id in rows:
-        done.setdefault(store_fp, set()).add(item_id)
-    return done
+    found = plan.store.done_per_device(plan.key_for(plan.fingerprint_id))
+    return {key.fingerprint: ids for key, ids in found.items()}
 
 
-def _store_chunk(plan: _Plan, chunk: ChunkResult, options: RunOptions, futures: dict, client) -> None:
-    if plan.key is None or plan.device_specific:
-        plan.key = store_key(chunk.store_fingerprint, plan.variant, plan.task)
-        claim_task_inputs(options.store, plan.key, plan.task, plan.variant.label, options.rerun)
-    plan.device = chunk.device
+def _store_chunk(entry: _Scheduled, chunk: ChunkResult, futures: dict, client) -> None:
+    plan = entry.plan
+    plan.use_key(chunk.store_fingerprint)
+    entry.device = chunk.device
     for result in chunk.results:
-        if plan.stop and plan.position[result.item_id] > plan.stop[0]:
-            _skip(plan, result.item_id, options)
-            continue
-        result.save(options.store, plan.key, plan.variant.label)
-        plan.written.add(result.item_id)
-        if result.stop and (plan.stop is None or plan.position[result.item_id] < plan.stop[0]):
-            _stop(plan, plan.position[result.item_id], result.stop, options, futures, client)
+        if plan.record(result):  # a StopTask: the chunks after it have nothing left to do
+            later = [f for f, (e, items) in futures.items()
+                     if e is entry and plan.position[items[0].id] > plan.stop[0]]
+            client.cancel(later)
+            for future in later:
+                del futures[future]
+                entry.open_chunks -= 1
 
 
-def _stop(plan: _Plan, position: int, reason: str, options: RunOptions, futures: dict, client) -> None:
-    """As in a serial run: the items after the one that raised StopTask are recorded as skipped."""
-    plan.stop = (position, reason)
-    for item in plan.pending[position + 1:]:
-        _skip(plan, item.id, options)
-    later = [f for f, (p, chunk) in futures.items() if p is plan and plan.position[chunk[0].id] > position]
-    client.cancel(later)
-    for future in later:
-        del futures[future]
-        plan.open_chunks -= 1
-
-
-def _skip(plan: _Plan, item_id: str, options: RunOptions) -> None:
-    options.store.put(plan.key, plan.variant.label, item_id, "failed", error=f"skipped: {plan.stop[1]}")
-    plan.written.add(item_id)
-
-
-def _chunk_failed(plan: _Plan, chunk: list[Item], future, options: RunOptions) -> None:
+def _chunk_failed(entry: _Scheduled, chunk: list[Item], future, options: RunOptions) -> None:
     """A chunk that killed its workers over and over (a crash, out of memory) is recorded as failed items,
     like any failing item; anything else (a model that cannot be built on the workers) stops the run."""
     from distributed.scheduler import KilledWorker
 
-    label, task = plan.variant.label, plan.task.spec.name
+    plan = entry.plan
     if future.status == "cancelled":
-        raise OmniBenchError(f"{label} {task}: the Dask cluster dropped a chunk (was the scheduler restarted?); "
-                             "finished items are stored: run the same command to resume")
+        raise OmniBenchError(f"{plan.label} {plan.task.spec.name}: the Dask cluster dropped a chunk (was the "
+                             "scheduler restarted?); finished items are stored: run the same command to resume")
     exc = future.exception()
     if isinstance(exc, KilledWorker):
         if plan.key is None:
-            plan.key = local_store_key(plan.fid, plan.variant, plan.task, options.device)
+            plan.use_key(store_fingerprint(plan.fingerprint_id, plan.task.protocol, options.device))
         for item in chunk:
             if item.id not in plan.written:
-                options.store.put(plan.key, label, item.id, "failed",
-                                  error=f"KilledWorker: every worker that computed this item's chunk died ({exc}); "
-                                        "--rerun retries it")
-                plan.written.add(item.id)
+                plan.fail(item.id, f"KilledWorker: every worker that computed this item's chunk died ({exc}); "
+                                   "--rerun retries it")
         return
     if isinstance(exc, OmniBenchError):
         raise OmniBenchError(f"on a Dask worker: {exc}") from None
-    raise OmniBenchError(f"{label} {task}: a Dask worker failed outside any item: {type(exc).__name__}: {exc}") \
-        from None
-
-
-def _finish(plan: _Plan, options: RunOptions) -> None:
-    key = plan.key or local_store_key(plan.fid, plan.variant, plan.task, options.device)
-    plan.outcome = _summarise(plan.variant, plan.fid, plan.fp, plan.task, plan.protocol, options, key,
-                              len(plan.written), time.perf_counter() - plan.started, plan.device)
+    raise OmniBenchError(f"{plan.label} {plan.task.spec.name}: a Dask worker failed outside any item: "
+                         f"{type(exc).__name__}: {exc}") from None

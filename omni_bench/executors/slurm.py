@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import OmniBenchError, unknown
 from ..schema import Fields, load_yaml
+from .settings import INSTALL_HINT
 
 SYSTEMS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
            "htcondor": "HTCondorCluster", "oar": "OARCluster", "moab": "MoabCluster"}
@@ -64,8 +65,6 @@ def make_cluster(config: ClusterConfig):
     try:
         import dask_jobqueue
     except ImportError:
-        from .dask import INSTALL_HINT
-
         raise OmniBenchError(f"--executor slurm needs dask-jobqueue: {INSTALL_HINT}") from None
     cls = getattr(dask_jobqueue, SYSTEMS[config.system])
     try:

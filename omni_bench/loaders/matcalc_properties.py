@@ -19,7 +19,7 @@ from ..items import Item, Quantity
 from ._structure_dicts import atoms_from_structure_dict, read_json_gz
 
 PARAMS = {"file": "", "properties": {}, "subset": None}
-#: choose the crystals kept, never how a crystal is computed (see computed_as.py)
+#: choose the crystals kept, never how a crystal is computed (see identity.py)
 REFERENCE_AND_SELECTION_PARAMS = ("subset",)
 #: element classes by the anion-like element of a binary, first match wins; no match: ``intermetallic``
 ELEMENT_CLASSES = (

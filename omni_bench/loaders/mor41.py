@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import OmniBenchError
 from ..items import Item
-from ..protocols.reaction_energy import Reaction, molecule_items, reference_value
+from ..items.reactions import Reaction, molecule_items, reference_value
 from . import reaction_rows
 from ._turbomole import listed_molecules, read_coord
 

@@ -28,7 +28,7 @@ from ._schrodinger_json import energy, files_under, read_records, subset_count, 
 PARAMS = {"folder": "MLFF_test_data_Schrodinger/OrganicCrystals_PBE-D3_experimental_structures",
           "reference": "PBE-D3", "tabulated": {"PBE-D3": "PBE-D3"}, "exclude": [],
           "subset": None}
-#: choose the reference or the crystals kept, never how a crystal is computed (see computed_as.py)
+#: choose the reference or the crystals kept, never how a crystal is computed (see identity.py)
 REFERENCE_AND_SELECTION_PARAMS = ("reference", "exclude", "subset")
 
 

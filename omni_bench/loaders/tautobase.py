@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import units
 from ..errors import OmniBenchError
 from ..items import Item, Quantity
-from ..protocols.reaction_energy import Reaction, molecule_items
+from ..items.reactions import Reaction, molecule_items
 from ._schrodinger_json import energy, files_under, read_records, to_atoms
 
 PARAMS = {"folder": "MLFF_test_data_Schrodinger/tautobase", "reference": "wB97X-D3BJ/def2-TZVPD",

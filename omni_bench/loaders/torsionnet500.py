@@ -27,7 +27,7 @@ PARAMS = {
     "subset": None,
 }
 ANGLES = list(range(-165, 181, 15))
-#: choose the reference or the scans kept, never how a scan is computed (see computed_as.py)
+#: choose the reference or the scans kept, never how a scan is computed (see identity.py)
 REFERENCE_AND_SELECTION_PARAMS = ("reference", "subset")
 
 

@@ -55,25 +55,24 @@ def check_checkpoint(path: Path, what: str, trust_code: bool) -> str | None:
     return f"checkpoint {path}: {reason}"
 
 
-def check_model_files(variant) -> None:
-    """Check, once per model variant, every checkpoint file its factory hands to a package that unpickles:
-    the card's checkpoint (unless shipped inside an installed package) and any factory argument naming a
-    file (``--model-arg model=PATH``). What ``--trust-code`` lets through is added to ``variant.trusted_code``."""
-    if variant.files_checked:
-        return
+def check_model_files(variant) -> str | None:
+    """Check every checkpoint file a variant's factory hands to a package that unpickles: the card's checkpoint
+    (unless shipped inside an installed package) and any factory argument naming a file (``--model-arg
+    model=PATH``). Returns what ``--trust-code`` let through, for the results file (None: nothing). The run
+    plan calls it once per variant, before any model is built (``run/plan.py``)."""
     package = UNPICKLING_FACTORIES.get(variant.card.factory)
-    if package is not None:
-        for value in variant.args.values():
-            if value == "{checkpoint}":
-                path = variant.card.resolve_checkpoint()
-                if path is None or variant.card.is_packaged(path):
-                    continue
-            elif isinstance(value, str) and len(value) < 4096 and Path(value).is_file():
-                path = Path(value)
-            else:
+    if package is None:
+        return None
+    notes = []
+    for value in variant.args.values():
+        if value == "{checkpoint}":
+            path = variant.card.resolve_checkpoint()
+            if path is None or variant.card.is_packaged(path):
                 continue
-            note = check_checkpoint(path, f"model {variant.label}: {package} unpickles its checkpoint",
-                                    variant.trust_code)
-            if note:
-                variant.trusted_code = "; ".join(filter(None, [variant.trusted_code, note]))
-    variant.files_checked = True
+        elif isinstance(value, str) and len(value) < 4096 and Path(value).is_file():
+            path = Path(value)
+        else:
+            continue
+        notes.append(check_checkpoint(path, f"model {variant.label}: {package} unpickles its checkpoint",
+                                      variant.trust_code))
+    return "; ".join(filter(None, notes)) or None

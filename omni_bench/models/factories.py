@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ase.calculators.calculator import Calculator
 
-from omni_bench_worker.server import resolve_device  # noqa: F401  (one definition for both sides)
+from ..devices import resolve_device
 
 
 def emt(device: str = "cpu") -> Calculator:

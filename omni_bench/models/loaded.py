@@ -23,10 +23,10 @@ from ase.calculators.mixing import SumCalculator
 
 from omni_bench_worker import server as worker_server
 
+from ..devices import resolve_device
 from ..errors import OmniBenchError
 from .batched import AbandonBatches, BatchedEvaluator, evaluate, evaluator_for
-from .checkpoints import check_model_files
-from .factories import dftd3_bj, resolve_device
+from .factories import dftd3_bj
 from .registry import ModelVariant
 from .worker import WorkerCalculator, WorkerProcess, interpreter_for, worker_environment
 
@@ -81,7 +81,6 @@ class LoadedModel:
         """The model's calculator: built here, or in a worker process (``models/worker.py``) for a card that
         names its own interpreter and for ``--isolate``."""
         card, variant = self.variant.card, self.variant
-        check_model_files(variant)  # before any package unpickles a user's checkpoint
         interpreter = interpreter_for(card, variant.isolate)
         kwargs = self._factory_kwargs(None if interpreter is None else worker_environment(card))
         if interpreter is not None:

@@ -34,10 +34,8 @@ class ModelVariant:
     isolate: bool = False
     #: the user's ``--trust-code``: may run code a card or sweep file names, and load pickled checkpoints
     trust_code: bool = False
-    #: what ``--trust-code`` let run (recorded in the results JSON); None: nothing beyond omni-bench's own
+    #: what ``--trust-code`` let its card or sweep file name (recorded in the results JSON); None: nothing
     trusted_code: str | None = None
-    #: whether the checkpoint files it unpickles were checked (models/checkpoints.py)
-    files_checked: bool = False
 
     @property
     def label(self) -> str:

@@ -1,0 +1,149 @@
+"""The runner and the store on EMT: resume, rerun, limit, failures, results files."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pandas as pd
+import pytest
+from helpers import edited_task, task_items
+
+from omni_bench import plugins
+from omni_bench.errors import OmniBenchError
+from omni_bench.executors.serial import run_serial
+from omni_bench.models.registry import resolve_models
+from omni_bench.run.compute import compute_item
+from omni_bench.run.options import RunOptions
+from omni_bench.store import ResultStore
+from omni_bench.task_registry import all_tasks
+
+
+def emt_run(tmp_path, tasks=("s22", "dcdft"), model="emt", model_args=None, **kwargs):
+    store = ResultStore(tmp_path / "store.sqlite")
+    options = RunOptions(store=store, out_dir=tmp_path / "out", progress=False, device="cpu", **kwargs)
+    try:
+        return {o.task: o for o in run_serial(resolve_models([model], model_args=model_args),
+                                       [all_tasks()[t] for t in tasks], options)}
+    finally:
+        store.close()
+
+
+def stored_rows(tmp_path):
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        return db.execute("SELECT task, item_id, status, error FROM results").fetchall()
+
+
+def test_quick_suite_on_emt_scores_and_records_unsupported_elements_as_failures(tmp_path):
+    out = emt_run(tmp_path)
+    s22, dcdft = out["s22"], out["dcdft"]
+    assert s22.n_items == 22 and s22.n_failed == 0 and s22.metrics["mae"]["n"] == 22
+    assert s22.metrics["mae"]["unit"] == "kcal/mol" and s22.metrics["mae"]["value"] > 0
+    # EMT has no Si, Ge, Rh, Ir, V, Nb, Ta, Mo, W: those items fail with the reason, the rest are scored.
+    reasons = {f["item_id"]: f["error"] for f in dcdft.failures}
+    assert "No EMT-potential for Si" in reasons["Si"]
+    assert "Cu" not in reasons and dcdft.metrics["v0_mae"]["n"] == 16 - dcdft.n_failed
+    assert dcdft.metrics["v0_mae"]["n_failed"] == dcdft.n_failed
+
+
+def test_second_run_resumes_from_the_store_and_rerun_recomputes(tmp_path):
+    first = emt_run(tmp_path, tasks=("s22",))["s22"]
+    assert first.computed == 22
+    again = emt_run(tmp_path, tasks=("s22",))["s22"]
+    assert again.computed == 0 and again.metrics == first.metrics
+    forced = emt_run(tmp_path, tasks=("s22",), rerun=True)["s22"]
+    assert forced.computed == 22 and forced.metrics["mae"]["value"] == pytest.approx(first.metrics["mae"]["value"])
+    assert len(stored_rows(tmp_path)) == 22  # replaced, not duplicated
+
+
+def test_limit_runs_the_first_items_and_a_later_full_run_adds_the_rest(tmp_path):
+    limited = emt_run(tmp_path, tasks=("s22",), limit=3)["s22"]
+    assert limited.n_items == 3 and limited.metrics["mae"]["n"] == 3
+    full = emt_run(tmp_path, tasks=("s22",))["s22"]
+    assert full.computed == 19
+
+
+def test_nan_and_exceptions_become_failures_and_the_run_goes_on(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
+    out = emt_run(tmp_path, tasks=("s22",), model="fake_models:faulty_emt",
+                  model_args=["nan_for=H6N2", "raise_for=H4O2"])["s22"]
+    errors = {f["item_id"]: f["error"] for f in out.failures}
+    assert "non-finite energy" in errors["Ammonia_dimer"]
+    assert "planted failure on H4O2" in errors["Water_dimer"]
+    assert out.n_failed == 2 and out.metrics["mae"]["n"] == 20
+
+
+def test_results_json_records_config_versions_hashes_and_predictions(tmp_path):
+    out = emt_run(tmp_path, tasks=("s22",), limit=4)["s22"]
+    record = json.loads(out.results_file.read_text())
+    assert record["task"]["name"] == "s22" and record["task"]["version"] == 1
+    assert len(record["task"]["file_sha256"]) == 64
+    assert record["model"]["fingerprint"]["packages"]["ase"]
+    assert record["environment"]["device"] == "cpu" and record["environment"]["packages"]["numpy"]
+    assert record["config"]["limit"] == 4 and record["timing"]["items_computed"] == 4
+    assert record["metrics"]["mae"]["value"] == out.metrics["mae"]["value"]
+    predictions = pd.read_csv(out.results_file.parent / record["predictions_file"])
+    assert len(predictions) == 4
+    assert (predictions["error"] - (predictions["predicted"] - predictions["reference"])).abs().max() < 1e-12
+    assert (predictions["predicted"] - predictions["reference"]).abs().mean() == pytest.approx(
+        record["metrics"]["mae"]["value"])
+
+
+def test_resample_by_must_name_a_group_every_scored_item_has(tmp_path):
+    from omni_bench.errors import OmniBenchError
+
+    task = edited_task(tmp_path / "s22", "s22", lambda d: d.update(resample_by="mof"))
+    store = ResultStore(tmp_path / "store.sqlite")
+    try:
+        with pytest.raises(OmniBenchError, match=r"s22\.yaml: field 'resample_by' names group 'mof'"):
+            run_serial(resolve_models(["emt"]), [task], RunOptions(store=store, progress=False))
+    finally:
+        store.close()
+
+
+def test_a_task_file_edited_without_a_version_bump_does_not_reuse_stale_items(tmp_path):
+    from omni_bench.errors import OmniBenchError
+
+    def run(task, **kwargs):
+        store = ResultStore(tmp_path / "store.sqlite")
+        options = RunOptions(store=store, out_dir=tmp_path / "out", progress=False, device="cpu", limit=2, **kwargs)
+        try:
+            return run_serial(resolve_models(["emt"]), [task], options)[0]
+        finally:
+            store.close()
+
+    first = run(all_tasks()["dcdft"])
+    reworded = edited_task(tmp_path / "reworded", "dcdft", lambda d: d.update(description="Same inputs, other words."))
+    assert run(reworded).computed == 0  # text, metrics and gates may change freely
+
+    wider = edited_task(tmp_path / "wider", "dcdft", lambda d: d["protocol"]["params"].update(volume_strain=0.10))
+    with pytest.raises(OmniBenchError, match=r"wider/dcdft\.yaml.*changed.*'version'.*--rerun"):
+        run(wider)
+    assert len(stored_rows(tmp_path)) == 2  # nothing stored is lost by the refusal
+
+    replaced = run(wider, rerun=True)
+    assert replaced.computed == 2 and replaced.metrics["v0_mae"]["value"] != first.metrics["v0_mae"]["value"]
+    assert len(stored_rows(tmp_path)) == 2
+    assert run(wider).computed == 0  # the new inputs are now the stored ones
+
+    bumped = edited_task(tmp_path / "bumped", "dcdft", lambda d: d.update(version=2))
+    assert run(bumped).computed == 2 and len(stored_rows(tmp_path)) == 4  # both versions kept side by side
+    record = json.loads(replaced.results_file.read_text())
+    assert len(record["config"]["inputs_hash"]) == 16
+
+
+def test_a_time_limit_that_cannot_be_set_up_fails_the_run_and_stores_nothing(tmp_path, data_root):
+    from contextlib import contextmanager
+
+    from omni_bench.models.loaded import LoadedModel
+
+    @contextmanager
+    def broken_limit(seconds):
+        raise ValueError("itimer_error")
+        yield
+
+    (variant,) = resolve_models(["emt"])
+    item = task_items("s22")[0]
+    protocol = plugins.load("protocol", "interaction_energy")
+    with pytest.raises(OmniBenchError, match="cannot enforce --item-timeout 2: ValueError: itimer_error"):
+        compute_item(LoadedModel(variant, "cpu"), protocol, item, {}, 2, limit=broken_limit)
