@@ -16,46 +16,20 @@ per-round ratios go to ``extra_info`` and are printed. Run (single thread, as th
 
 from __future__ import annotations
 
-import os
 import statistics
 from pathlib import Path
 
 import pytest
 from conftest import model_under_test, timed
+from single_points import ase_loop, batched_loop, single_points
 
-from omni_bench import data, plugins
 from omni_bench.models.batched import default_batch_atoms
-from omni_bench.models.loaded import LoadedModel
-from omni_bench.task_registry import all_tasks
-from omni_bench.taskspec import protocol_params
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP = "batched single points"
 #: (task, items): S22 is 66 molecules of 2-30 atoms; two OpenFF torsion scans are 48 drug-like molecules
 STRUCTURE_SETS = {"s22": ("s22", None), "openff-torsions-2": ("openff-torsions", 2)}
 ROUNDS, WARMUP_ROUNDS = 3, 1
-
-
-def single_points(task: str, limit: int | None) -> list:
-    """The structures the runner would prefetch for the first ``limit`` items of ``task``."""
-    spec = all_tasks()[task]
-    root = Path(os.environ.get("OMNI_BENCH_DATA") or REPO.parent / "shared" / "data")
-    files = data.task_files(spec, root, "benchmark") if spec.files else {}
-    items = plugins.load("loader", spec.loader).load(files, spec.loader_params)[:limit]
-    protocol, params = plugins.load("protocol", spec.protocol), protocol_params(spec)
-    return [atoms for item in items for atoms in protocol.single_points(item, params)]
-
-
-def ase_loop(model: LoadedModel, structures: list) -> float:
-    model.prefetch([], 0)
-    return sum(model.energy(atoms) for atoms in structures)
-
-
-def batched_loop(model: LoadedModel, structures: list, batch_atoms: int | None = None) -> float:
-    model.prefetch(structures, batch_atoms or default_batch_atoms(model.device))
-    total = sum(model.energy(atoms) for atoms in structures)
-    model.prefetch([], 0)
-    return total
 
 
 @pytest.mark.parametrize("structure_set", list(STRUCTURE_SETS))

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from conftest import model_under_test
-from test_batched_speed import ase_loop, batched_loop, single_points
+from single_points import ase_loop, batched_loop, single_points
 
 from omni_bench.models.loaded import LoadedModel
 

@@ -48,14 +48,27 @@ def _reduced_formula(atoms: Atoms) -> str:
     return atoms.get_chemical_formula("hill", empirical=True)
 
 
-def fingerprints(atoms: Atoms) -> tuple[set[str], set[str]]:
+#: fingerprints by structure (elements, positions, cell, periodicity): tasks that share a computation (a CPU
+#: subset, a second reference) hold the same structures, which are fingerprinted once
+_SEEN: dict[bytes, tuple[frozenset[str], frozenset[str]]] = {}
+
+
+def fingerprints(atoms: Atoms) -> tuple[frozenset[str], frozenset[str]]:
     """(molecule keys, extended-crystal reduced formulas) found in one structure."""
+    key = b"|".join(np.ascontiguousarray(a).tobytes() for a in (atoms.numbers, atoms.positions, atoms.cell.array,
+                                                                atoms.pbc))
+    if key not in _SEEN:
+        _SEEN[key] = _fingerprints(atoms)
+    return _SEEN[key]
+
+
+def _fingerprints(atoms: Atoms) -> tuple[frozenset[str], frozenset[str]]:
     components, graph = _components(atoms)
     molecules = {_molecule_key(atoms, c, graph) for c in components if len(c) <= MAX_MOLECULE_ATOMS}
     periodic_solid = atoms.pbc.any() and any(len(c) > MAX_MOLECULE_ATOMS for c in components)
     small_cell_solid = atoms.pbc.all() and len(components) == 1 and not _is_gas_box(atoms)
     crystals = {_reduced_formula(atoms)} if periodic_solid or small_cell_solid else set()
-    return molecules, crystals
+    return frozenset(molecules), frozenset(crystals)
 
 
 def _is_gas_box(atoms: Atoms) -> bool:
@@ -76,8 +89,11 @@ def collect(structures: Iterable[Atoms]) -> tuple[set[str], set[str]]:
 
 def overlaps(training: Iterable[Atoms], benchmark: tuple[set[str], set[str]]) -> list[str]:
     """Training molecules and crystals that also occur in the benchmark (``collect`` of its structures)."""
-    train_molecules, train_crystals = collect(training)
-    bench_molecules, bench_crystals = benchmark
+    return _shared(collect(training), benchmark)
+
+
+def _shared(training: tuple[set[str], set[str]], benchmark: tuple[set[str], set[str]]) -> list[str]:
+    (train_molecules, train_crystals), (bench_molecules, bench_crystals) = training, benchmark
     return ([f"molecule {key}" for key in sorted(train_molecules & bench_molecules)]
             + [f"crystal {formula}" for formula in sorted(train_crystals & bench_crystals)])
 
@@ -85,5 +101,5 @@ def overlaps(training: Iterable[Atoms], benchmark: tuple[set[str], set[str]]) ->
 def tasks_sharing_structures(training: list[Atoms], task_structures: dict[str, list[Atoms]]) -> list[str]:
     """The tasks (name -> their structures) with a molecule or crystal the training set has: the model is
     in-domain there, which its card declares (``in_domain``) so that reports mark those results."""
-    return sorted(name for name, structures in task_structures.items()
-                  if overlaps(training, collect(structures)))
+    train = collect(training)
+    return sorted(name for name, structures in task_structures.items() if _shared(train, collect(structures)))

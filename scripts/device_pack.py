@@ -6,7 +6,7 @@ shared among the parts still to run by their weights (``PARTS``), recomputed at 
 
 - ``env``: GPU, driver, CUDA, package versions and the command, in ``pack.json`` (rewritten after every part).
 - ``batched``: the batched single-point path against the per-structure ASE loop for 7net-0 and CHGNet, on a
-  slice of the molecules suite and of GoldDAC, with the functions of ``benchmarks/test_batched_speed.py``:
+  slice of the molecules suite and of GoldDAC, with the functions of ``benchmarks/single_points.py``:
   one untimed round that also checks that both paths give the same energies, then timed rounds alternating
   the two; ``batched.json``.
 - ``md-speed`` / ``md-speed-cueq``: ``omni-bench run --task md-speed`` per model, on a copy of the task file
@@ -180,7 +180,7 @@ def cueq_available() -> bool:
 
 def batched_part(sizes: Sizes, deadline: float, out: Path) -> dict:
     sys.path.insert(0, str(REPO / "benchmarks"))
-    import test_batched_speed as bench  # the structures the CPU benchmark takes
+    import single_points as bench  # the structures the CPU benchmark takes
 
     from omni_bench.models.batched import default_batch_atoms
     from omni_bench.models.loaded import LoadedModel
@@ -231,13 +231,13 @@ def measure_batched(model, structures: list, set_name: str, slices, sizes: Sizes
 
 
 def _ase_energies(model, structures: list) -> list[float]:
-    """benchmarks/test_batched_speed.py's ``ase_loop``, keeping each energy."""
+    """benchmarks/single_points.py's ``ase_loop``, keeping each energy."""
     model.prefetch([], 0)
     return [model.energy(atoms) for atoms in structures]
 
 
 def _batched_energies(model, structures: list, batch_atoms: int) -> list[float]:
-    """benchmarks/test_batched_speed.py's ``batched_loop``, keeping each energy."""
+    """benchmarks/single_points.py's ``batched_loop``, keeping each energy."""
     model.prefetch(structures, batch_atoms)
     energies = [model.energy(atoms) for atoms in structures]
     model.prefetch([], 0)

@@ -7,7 +7,7 @@
 #   LIMIT=2 SUITES=quick scripts/make_leaderboard.sh # a small slice, to check the pipeline end to end
 #   SUITES="molecules r2scan molecular-crystals organometallics crystals surfaces mofs" scripts/make_leaderboard.sh
 #                                                    # every suite on a CPU: heavy tasks as their CPU subsets
-#                                                    # (elastic-moduli, heat-capacity, mofsimbench-eos-small,
+#                                                    # (elastic-moduli-small, heat-capacity-small, mofsimbench-eos-small,
 #                                                    # torsionnet500-small, csp-landscapes-small: task files with
 #                                                    # counts.subset_of); the suite "full" holds the full sets
 #

@@ -335,3 +335,23 @@ def _count(store: Path) -> int:
     except sqlite3.OperationalError:
         return 0
 
+
+
+def test_tasks_stored_as_one_computation_compute_each_item_once_on_the_cluster(client, tmp_path):
+    """s22 and a variant that extends it (a second suite, the same computation) in one cluster run: the
+    variant's items are left to s22's chunks, and it is summarised once they are stored."""
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "s22-again.yaml").write_text("name: s22-again\nextends: s22\nsuites: [again]\n")
+    log = tmp_path / "computed.log"
+    (logging,) = resolve_models(["fake_models:logging_emt"], model_args=[f"log={log}"])
+    store = ResultStore(tmp_path / "store.sqlite")
+    options = RunOptions(store=store, out_dir=tmp_path / "out", device="cpu", progress=False)
+    tasks = [task_registry.all_tasks()["s22"], task_registry.all_tasks([folder])["s22-again"]]
+    try:
+        first, again = dask_executor.run_on_cluster(client, [logging], tasks, options, chunk_size=4)
+    finally:
+        store.close()
+    computed = log.read_text().splitlines()
+    assert len(computed) == len(set(computed)) == 3 * 22  # each complex and monomer once
+    assert (first.computed, again.computed) == (22, 0) and first.metrics == again.metrics

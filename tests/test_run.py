@@ -1,4 +1,5 @@
-"""The runner and the store on EMT: resume, rerun, limit, failures, results files."""
+"""The run core on EMT: plans (store key, claim, pending items, the skip rule), resume, rerun, limit, failures
+and results files."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from omni_bench import plugins
 from omni_bench.errors import OmniBenchError
 from omni_bench.executors.serial import run_serial
 from omni_bench.models.registry import resolve_models
-from omni_bench.run.compute import compute_item
+from omni_bench.run.compute import ItemResult, compute_item
 from omni_bench.run.options import RunOptions
-from omni_bench.store import ResultStore
+from omni_bench.run.plan import RunPlan, plan_run
+from omni_bench.store import ResultStore, StoreKey
 from omni_bench.task_registry import all_tasks
 
 
@@ -147,3 +149,37 @@ def test_a_time_limit_that_cannot_be_set_up_fails_the_run_and_stores_nothing(tmp
     protocol = plugins.load("protocol", "interaction_energy")
     with pytest.raises(OmniBenchError, match="cannot enforce --item-timeout 2: ValueError: itimer_error"):
         compute_item(LoadedModel(variant, "cpu"), protocol, item, {}, 2, limit=broken_limit)
+
+
+def plan_of(tmp_path, n_items: int = 5) -> RunPlan:
+    """A plan for emt on the first items of s22, with its key claimed in a fresh store."""
+    (plan,) = plan_run(resolve_models(["emt"]), [all_tasks()["s22"]],
+                       RunOptions(store=ResultStore(tmp_path / "store.sqlite"), device="cpu", limit=n_items))
+    return plan
+
+
+def test_a_stop_skips_every_later_item_whatever_order_results_come_back_in(tmp_path):
+    """The skip rule of a cluster: a later item stored before an earlier StopTask is replaced by a skip, and a
+    later result arriving after it is stored as a skip too; items before the stop keep their results."""
+    plan = plan_of(tmp_path)
+    ids = [item.id for item in plan.pending]
+    assert not plan.record(ItemResult(ids[3], "ok", values={"energy": 1.0}))
+    assert plan.record(ItemResult(ids[1], "failed", error="StopTask: out of memory", stop="out of memory"))
+    assert not plan.record(ItemResult(ids[0], "ok", values={"energy": 2.0}))
+    assert not plan.record(ItemResult(ids[4], "ok", values={"energy": 3.0}))
+    assert not plan.record(ItemResult(ids[2], "failed", error="later StopTask", stop="later"))
+    stored = plan.store.get(plan.key)
+    assert stored[ids[0]].status == "ok" and stored[ids[1]].error == "StopTask: out of memory"
+    assert [stored[i].error for i in ids[2:]] == ["skipped: out of memory"] * 3
+    assert plan.written == set(ids)
+    plan.store.close()
+
+
+def test_a_plan_claims_its_key_and_knows_what_is_pending(tmp_path):
+    plan = plan_of(tmp_path)
+    assert plan.key == StoreKey(plan.fingerprint_id, "", "s22", 1)
+    assert plan.store.inputs_hash(plan.key) == plan.task.identity.inputs_hash
+    plan.record(ItemResult(plan.pending[0].id, "ok", values={"energy": 1.0}))
+    plan.refresh_pending()
+    assert len(plan.pending) == 4 and plan.position == {item.id: n for n, item in enumerate(plan.pending)}
+    plan.store.close()
