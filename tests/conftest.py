@@ -4,6 +4,7 @@ runs, task items, models loaded once per session) are in helpers.py."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,15 @@ def emt_results(tmp_path_factory) -> Path:
     card = folder / "emt-channels.yaml"
     card.write_text(TWO_CHANNEL_CARD)
     return run_into(folder, ["emt", str(card)], ["s22", "dcdft"], channels=["all"])
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A test that sets torch's thread count (an in-process training run sets 1) leaves it as it found it:
+    otherwise every later test runs its models on one core."""
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

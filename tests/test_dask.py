@@ -7,8 +7,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from contextlib import nullcontext
@@ -313,14 +311,9 @@ def test_slurm_cluster_config_becomes_the_job_script(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_run_command_with_a_local_dask_cluster_matches_the_serial_run(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
-
     def cli(name: str, *extra: str) -> dict:
-        done = subprocess.run([sys.executable, "-m", "omni_bench.cli", "run", "--model", "emt", "--task", "s22",
-                               "--device", "cpu", "--store", str(tmp_path / f"{name}.db"), "--out",
-                               str(tmp_path / name), "--no-progress", *extra], env=env, capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
+        assert main(["run", "--model", "emt", "--task", "s22", "--device", "cpu", "--store",
+                     str(tmp_path / f"{name}.db"), "--out", str(tmp_path / name), "--no-progress", *extra]) == 0
         return json.loads((tmp_path / name / "emt" / "s22.json").read_text())
 
     distributed_run = cli("dask", "--executor", "dask", "--workers", "2")
@@ -334,7 +327,6 @@ def _count(store: Path) -> int:
             return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
-
 
 
 def test_tasks_stored_as_one_computation_compute_each_item_once_on_the_cluster(client, tmp_path):
