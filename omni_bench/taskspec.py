@@ -143,6 +143,8 @@ TOP_FIELDS = {
 NOT_INHERITED = ("name", "extends", "renamed_from", "inputs_hash_alias")
 #: longest chain of ``extends`` followed (a longer one is almost surely a loop through other folders)
 MAX_EXTENDS_DEPTH = 8
+#: parent tasks already read, by (file, modification time, size)
+_PARENTS: dict[tuple[Path, int, int], TaskSpec] = {}
 
 
 def load_task(path: Path, check_plugins: bool = True, _seen: tuple[Path, ...] = ()) -> TaskSpec:
@@ -252,7 +254,11 @@ def _parent(path: Path, own: dict[str, Any], seen: tuple[Path, ...]) -> TaskSpec
     if found.resolve() in chain or len(chain) > MAX_EXTENDS_DEPTH:
         fields.fail("extends", f"makes a loop ({' -> '.join(p.stem for p in chain)} -> {name}); a task cannot "
                     "extend itself or a task that extends it")
-    return load_task(found, check_plugins=False, _seen=chain)
+    stat = found.stat()
+    key = (found.resolve(), stat.st_mtime_ns, stat.st_size)
+    if key not in _PARENTS:  # the registry reads a parent once, however many variants extend it
+        _PARENTS[key] = load_task(found, check_plugins=False, _seen=chain)
+    return _PARENTS[key]
 
 
 def _inheritable(raw: dict[str, Any]) -> dict[str, Any]:
