@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from . import plugins
 from .taskspec import TaskSpec
@@ -33,27 +32,21 @@ class StoreIdentity:
 def store_identity(spec: TaskSpec) -> StoreIdentity:
     """The identity of the nearest task up the ``extends`` chain that computes something else than its
     parent; a task's own name is its name before any rename (``renamed_from``), so stored items stay found."""
-    if spec.parent is not None and not computation_differences(spec, spec.parent):
+    if spec.parent is not None and computes_the_same(spec, spec.parent):
         return store_identity(spec.parent)
     return StoreIdentity(spec.renamed_from or spec.name, spec.version, inputs_hash(spec))
 
 
-def computation_differences(spec: TaskSpec, other: TaskSpec) -> list[str]:
-    """What makes ``spec`` compute something else than ``other`` (empty: the same items and values)."""
+def computes_the_same(spec: TaskSpec, other: TaskSpec) -> bool:
+    """Whether ``spec`` computes the same items and values as ``other``: the same loader, data files, protocol
+    and parameters, apart from the loader parameters that only choose the reference or the items."""
     not_computed = set(getattr(plugins.load("loader", spec.loader), "REFERENCE_AND_SELECTION_PARAMS", ()))
 
-    def computed_params(task: TaskSpec) -> dict[str, Any]:
-        return {k: v for k, v in task.loader_params.items() if k not in not_computed}
+    def computation(task: TaskSpec) -> tuple:
+        return (task.loader, _files(task), {k: v for k, v in task.loader_params.items() if k not in not_computed},
+                task.protocol, task.run_params)
 
-    compared = {
-        "dataset.loader": (spec.loader, other.loader),
-        "the data files": (_files(spec), _files(other)),
-        "dataset.params other than " + (", ".join(sorted(not_computed)) or "none"):
-            (computed_params(spec), computed_params(other)),
-        "protocol.name": (spec.protocol, other.protocol),
-        "protocol.params": (spec.run_params, other.run_params),
-    }
-    return [f"{what} differ" for what, (mine, theirs) in compared.items() if mine != theirs]
+    return computation(spec) == computation(other)
 
 
 def _files(spec: TaskSpec) -> list[tuple[str, str]]:

@@ -26,6 +26,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from .. import plugins
 from ..devices import resolve_device
 from ..errors import OmniBenchError
 from ..items import Item
@@ -173,8 +174,6 @@ def compute_chunk(variant: ModelVariant, fid: str, device: str, protocol_name: s
 
     ``skip`` (device-specific tasks only) maps store fingerprints to finished item ids: the key of such a
     task names the device and host, which only the worker knows."""
-    from .. import plugins
-
     protocol = plugins.load("protocol", protocol_name)  # modules do not travel: the worker imports its own
     store_fp = store_fingerprint(fid, protocol, device)
     done = (skip or {}).get(store_fp, set())
@@ -264,8 +263,7 @@ def _share_items(scheduled: list[_Scheduled]) -> list[_Scheduled]:
                 keep.append(item)
             elif owner not in entry.waits_for:
                 entry.waits_for.append(owner)
-        plan.pending = keep
-        plan.position = {item.id: n for n, item in enumerate(keep)}
+        plan.set_pending(keep)
     return scheduled
 
 
@@ -274,8 +272,7 @@ def _finish_ready(scheduled: list[_Scheduled], options: RunOptions) -> None:
     for entry in scheduled:
         if entry.outcome is None and entry.open_chunks == 0 and all(w.outcome for w in entry.waits_for):
             if entry.plan.key is None:  # nothing ran for a device-specific task: summarise what this host has
-                entry.plan.use_key(store_fingerprint(entry.plan.fingerprint_id, entry.plan.task.protocol,
-                                                     options.device))
+                entry.plan.use_local_key(options.device)
             entry.outcome = summarise(entry.plan, options, time.perf_counter() - entry.started, entry.device)
 
 
@@ -327,7 +324,7 @@ def _chunk_failed(entry: _Scheduled, chunk: list[Item], future, options: RunOpti
     exc = future.exception()
     if isinstance(exc, KilledWorker):
         if plan.key is None:
-            plan.use_key(store_fingerprint(plan.fingerprint_id, plan.task.protocol, options.device))
+            plan.use_local_key(options.device)
         for item in chunk:
             if item.id not in plan.written:
                 plan.fail(item.id, f"KilledWorker: every worker that computed this item's chunk died ({exc}); "

@@ -64,6 +64,10 @@ class RunPlan:
     def key_for(self, store_fp: str) -> StoreKey:
         return StoreKey(store_fp, self.variant.channel or "", self.task.identity.name, self.task.identity.version)
 
+    def use_local_key(self, device: str) -> StoreKey:
+        """Store under this process's key: for a device-specific task, this device and host."""
+        return self.use_key(store_fingerprint(self.fingerprint_id, self.task.protocol, device))
+
     def use_key(self, store_fp: str) -> StoreKey:
         """Store under ``store_fp`` from now on (a worker computed there), claiming it first."""
         key = self.key_for(store_fp)
@@ -92,14 +96,15 @@ class RunPlan:
             self.store.drop(key)
         self.store.set_inputs_hash(key, current)
 
-    def set_pending(self, done: set[str]) -> None:
-        self.pending = [i for i in self.task.items if self.rerun or i.id not in done]
-        self.position = {item.id: n for n, item in enumerate(self.pending)}
+    def set_pending(self, items: list[Item]) -> None:
+        self.pending = items
+        self.position = {item.id: n for n, item in enumerate(items)}
 
     def refresh_pending(self) -> None:
         """The items not yet stored under the plan's key (another task stored as this one may have computed
         some since the plan was made: a subset, or the same items against another reference)."""
-        self.set_pending(set() if self.key is None else set(self.store.get(self.key)))
+        done = set() if self.key is None else set(self.store.get(self.key))
+        self.set_pending([i for i in self.task.items if self.rerun or i.id not in done])
 
     def record(self, result: ItemResult) -> bool:
         """Store one computed item; True when it is the earliest StopTask so far (the items after it are then
@@ -111,7 +116,7 @@ class RunPlan:
         self.store.put(self.key, self.label, result.item_id, result.status, values=result.values,
                        error=result.error, notes=result.notes, wall_s=result.wall_s)
         self.written.add(result.item_id)
-        if result.stop is None or (self.stop is not None and where > self.stop[0]):
+        if result.stop is None:
             return False
         self.stop = (where, result.stop)
         for item in self.pending[where + 1:]:
@@ -151,7 +156,7 @@ def plan_run(variants: list[ModelVariant], tasks: list[TaskSpec], options: RunOp
                 for key in options.store.done_per_device(plan.key_for(fid)):
                     plan.claim(key)
             else:
-                plan.use_key(store_fingerprint(fid, task.protocol, options.device))
+                plan.use_local_key(options.device)
             plan.refresh_pending()
             plans.append(plan)
     return plans
