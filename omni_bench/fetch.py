@@ -110,8 +110,7 @@ def fetch_file(entry: RegisteredFile, root: Path, settings: FetchSettings, progr
         raise OmniBenchError(f"{entry.path}: the registry records no source for it; regenerate "
                              "omni_bench/datasets.sha256 with scripts/build_dataset_index.py")
     final = root / entry.path
-    final.parent.mkdir(parents=True, exist_ok=True)
-    part = final.with_name(final.name + ".part")
+    part = _partial_file(root, final)
     if _is_url(settings.source):
         where = entry.url(settings.source)
         _download(where, part, entry.size, settings, progress)
@@ -122,7 +121,8 @@ def fetch_file(entry: RegisteredFile, root: Path, settings: FetchSettings, progr
             raise OmniBenchError(f"{entry.path}: not in the mirror folder (looked for {source})")
         if source.stat().st_size > entry.size:
             raise OmniBenchError(f"{entry.path}: {source} is larger than the registered {entry.size} B; rejected")
-        shutil.copyfile(source, part)
+        with open(source, "rb") as src, _open_partial(part, append=False) as out:
+            shutil.copyfileobj(src, out)
         progress(entry.size)
     digest = sha256_file(part)
     if digest != entry.sha256:
@@ -157,7 +157,7 @@ def _download(url: str, part: Path, size: int, settings: FetchSettings, progress
                 length = response.headers.get("Content-Length")
                 if length is not None and have + int(length) > size:
                     _reject_oversize(part, url, size)
-                with open(part, "ab" if have else "wb") as out:
+                with _open_partial(part, append=bool(have)) as out:
                     remaining = size - have
                     while remaining and (chunk := response.read(min(_CHUNK, remaining))):
                         out.write(chunk)
@@ -184,6 +184,30 @@ def _download(url: str, part: Path, size: int, settings: FetchSettings, progress
         raise OmniBenchError(f"{part.name.removesuffix('.part')}: transfer incomplete after "
                              f"{settings.retries + 1} attempts ({last_error}) from {url}; kept {have} of {size} B "
                              f"in {part.name}: run the same command to resume")
+
+
+def _partial_file(root: Path, final: Path) -> Path:
+    """Where ``final`` is downloaded to: ``<name>.part`` beside it, inside the data root (a linked folder must
+    not carry the download elsewhere) and never a link or anything but a regular file."""
+    part = final.with_name(final.name + ".part")
+    if not part.parent.resolve().is_relative_to(root.resolve()):
+        raise OmniBenchError(f"{final}: its folder resolves to {part.parent.resolve()}, outside the data root "
+                             f"{root.resolve()}; remove the link so downloads stay inside the data root")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    if part.is_symlink() or (part.exists() and not part.is_file()):
+        raise OmniBenchError(f"{part}: the partial download is a link or not a regular file; omni-bench writes "
+                             "partial files itself, so remove it and run the same command again")
+    return part
+
+
+def _open_partial(part: Path, append: bool):
+    """Open a partial download for writing without following a link planted after the check."""
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_APPEND if append else os.O_TRUNC)
+    try:
+        return os.fdopen(os.open(part, flags, 0o644), "ab" if append else "wb")
+    except OSError as exc:
+        raise OmniBenchError(f"{part}: cannot write the partial download ({exc.strerror}); if it is a link, "
+                             "remove it and run the same command again") from None
 
 
 def _reject_oversize(part: Path, url: str, size: int) -> NoReturn:

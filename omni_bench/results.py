@@ -20,6 +20,7 @@ from .errors import OmniBenchError
 from .items import Entry
 from .models.card import ModelCard
 from .models.fingerprint import package_versions
+from .results_format import json_text, reference_sha256
 from .taskspec import TaskSpec
 
 
@@ -78,6 +79,18 @@ def slug(text: str) -> str:
     return name.replace(".", "_") if set(name) <= {"."} else name
 
 
+def refuse_shared_folders(labels: list[str]) -> None:
+    """Two model labels that become one results folder (``a/b`` and ``a_b``; ``A`` and ``a`` on a file system
+    that ignores case) would overwrite each other's files: refuse before anything is computed."""
+    seen: dict[str, str] = {}
+    for label in dict.fromkeys(labels):
+        folder = slug(label)
+        other = seen.setdefault(folder.casefold(), label)
+        if other != label:
+            raise OmniBenchError(f"model labels {other!r} and {label!r} would both write to the results folder "
+                                 f"{slug(other)!r} under --out; rename one of the two models (its card's name)")
+
+
 def json_path(out_dir: Path, label: str, task: TaskSpec) -> Path:
     """Where ``write`` puts a variant's results JSON for a task: ``<out>/<label>/<task>.json``."""
     return out_dir / slug(label) / f"{task.name}.json"
@@ -118,8 +131,9 @@ def write(out_dir: Path, label: str, task: TaskSpec, record: dict[str, Any], ent
     try:
         folder.mkdir(parents=True, exist_ok=True)
         entries_frame(entries).to_csv(temporary[0], index=False)
-        record = {**record, "predictions_file": csv_path.name}
-        temporary[1].write_text(json.dumps(record, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+        record = {**record, "predictions_file": csv_path.name, "reference_sha256": reference_sha256(
+            [e.id for e in entries], [e.quantity for e in entries], [e.reference for e in entries])}
+        temporary[1].write_text(json_text(record), encoding="utf-8")
         path.unlink(missing_ok=True)
         temporary[0].replace(csv_path)
         temporary[1].replace(path)

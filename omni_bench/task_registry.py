@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from .errors import OmniBenchError, unknown
+from .errors import OmniBenchError, did_you_mean, unknown
 from .taskspec import TaskSpec, builtin_tasks_dir, check_task_plugins, load_task
 
 TASK_PATH_ENV = "OMNI_BENCH_TASKS"
@@ -49,7 +49,32 @@ def _load_all(dirs: tuple[Path, ...]) -> Registry:
                 continue
             broken.pop(spec.name, None)
             tasks[spec.name] = spec
+    for name, error in _wrong_subsets(tasks).items():
+        broken[name] = error
+        del tasks[name]
     return Registry(tasks, broken)
+
+
+def _wrong_subsets(tasks: dict[str, TaskSpec]) -> dict[str, str]:
+    """Tasks whose ``counts.subset_of`` names no task, or a task with another item count than it declares
+    (the leaderboard prints both), with the error naming the file and the field. A full task's own count is
+    checked against its loader whenever it runs."""
+    wrong = {}
+    for name, spec in tasks.items():
+        if spec.counts is None or spec.counts.subset_of is None:
+            continue
+        full = tasks.get(spec.counts.subset_of)
+        where = f"{spec.path}: field 'counts.subset_of"
+        if full is None:
+            wrong[name] = (f"{where}.task' names {spec.counts.subset_of!r}, which is no task"
+                           f"{did_you_mean(spec.counts.subset_of, tasks)}; name the task with the full set")
+        elif full.counts is None:
+            wrong[name] = (f"{where}.task' names {full.name!r}, whose task file declares no 'counts'; declare "
+                           f"its item count there (counts.items) so that this subset's can be checked")
+        elif full.counts.items != spec.counts.subset_of_items:
+            wrong[name] = (f"{where}.items' is {spec.counts.subset_of_items}, but {full.name} has "
+                           f"{full.counts.items} items ({full.path}); write {full.counts.items}")
+    return wrong
 
 
 def all_tasks(extra: list[Path] | None = None) -> dict[str, TaskSpec]:

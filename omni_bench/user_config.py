@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-import yaml
 
 from .errors import OmniBenchError, did_you_mean
+from .schema import load_yaml
 
 #: key -> allowed values (the first is the default)
 SETTINGS: dict[str, tuple[str, ...]] = {"fetch": ("never", "auto")}
@@ -28,10 +28,7 @@ def load() -> dict[str, Any]:
     settings = {key: allowed[0] for key, allowed in SETTINGS.items()}
     if not path.is_file():
         return settings
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise OmniBenchError(f"{path}: not valid YAML: {exc}") from None
+    raw = load_yaml(path, "settings file") or {}
     if not isinstance(raw, dict):
         raise OmniBenchError(f"{path}: must be a mapping of settings, such as 'fetch: auto'")
     for key, value in raw.items():

@@ -13,11 +13,12 @@ from pathlib import Path
 from types import ModuleType
 
 #: raised whenever the messages change: omni-bench refuses a worker that speaks another version
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 def main(argv: list[str]) -> int:
-    """``probe JSON`` (needs only the standard library) or ``FD`` (serve a model over that socket)."""
+    """``probe JSON`` (needs only the standard library) or ``FD [pdeathsig]`` (serve a model over that socket;
+    with ``pdeathsig``, die when the thread that started this process ends)."""
     if argv[:1] == ["probe"]:
         import json
 
@@ -27,7 +28,7 @@ def main(argv: list[str]) -> int:
         return 0
     from .server import serve_fd
 
-    return serve_fd(int(argv[0]))
+    return serve_fd(int(argv[0]), pdeathsig=argv[1:2] == ["pdeathsig"])
 
 
 def omni_bench_module(name: str) -> ModuleType:

@@ -1,22 +1,31 @@
 """The worker process: builds one model's ASE calculator and answers requests for it until told to stop.
 
-Started by omni-bench as ``python -c BOOTSTRAP PACKAGE_DIR FD`` in the model's interpreter (see
+Started by omni-bench as ``python -c BOOTSTRAP PACKAGE_DIR FD [pdeathsig]`` in the model's interpreter (see
 ``omni_bench/models/worker.py``), with one end of a socket pair as file descriptor FD. Requests and replies
 are ``wire`` messages: ``load`` (factory and arguments), ``calculate`` (one structure, the properties
 wanted), ``energies`` (many structures, in a batch where the model has a batched evaluator), ``close``.
-A request that raises gets the error as its reply and the worker goes on; only a crash of the process
-(a segfault, an abort, a kill for memory) ends it, and omni-bench starts a new one.
+Every reply carries its request's ``id``. A request that raises gets the error as its reply and the worker
+goes on; only a crash of the process (a segfault, an abort, a kill for memory) ends it, and omni-bench
+starts a new one.
+
+The worker dies with omni-bench: the kernel kills it when the thread that started it ends (``pdeathsig``,
+Linux, asked for by omni-bench when its main thread starts the worker), and a watcher thread ends it when
+its parent process is gone (every platform, and threads that may end before their process).
 
 ``python -c BOOTSTRAP PACKAGE_DIR probe JSON`` runs ``probe.py`` instead.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import inspect
 import os
+import signal
 import socket
 import sys
+import threading
+import time
 import traceback
 from typing import Any
 
@@ -28,8 +37,41 @@ from . import omni_bench_module, wire
 resolve_device = omni_bench_module("devices").resolve_device
 
 
-def serve_fd(fd: int) -> int:
-    return serve(socket.socket(fileno=fd))
+#: seconds between the watcher's checks that omni-bench is still the worker's parent
+PARENT_CHECK_SECONDS = 0.5
+_PR_SET_PDEATHSIG = 1
+
+
+def serve_fd(fd: int, pdeathsig: bool = False) -> int:
+    die_with_parent(pdeathsig)
+    return serve(private_socket(fd))
+
+
+def die_with_parent(pdeathsig: bool) -> None:
+    """End this process when omni-bench's ends, however it ends (SIGKILL included)."""
+    parent = os.getppid()
+    if pdeathsig and sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        except (OSError, AttributeError):  # no prctl here: the watcher alone
+            pass
+    threading.Thread(target=_watch_parent, args=(parent,), name="omni-bench-parent-watcher", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)  # orphaned (re-parented): nobody is left to read the answers
+
+
+def private_socket(fd: int) -> socket.socket:
+    """The socket of FD moved to a descriptor that neither the command line nor the model was told about, so
+    a model writing to 'the socket it was started with' cannot reach it (and omni-bench checks every reply's
+    id besides)."""
+    sock = socket.socket(fileno=os.dup(fd))
+    os.close(fd)
+    del sys.argv[1:]
+    return sock
 
 
 def serve(sock: socket.socket) -> int:
@@ -41,12 +83,16 @@ def serve(sock: socket.socket) -> int:
             request = wire.receive(sock)
         except wire.ConnectionLost:  # omni-bench has gone: nothing left to answer
             return 0
+        except wire.ProtocolError as exc:  # not omni-bench talking: stop rather than guess
+            print(f"omni-bench worker: {exc}", file=sys.stderr)
+            return 1
         if request.get("op") == "close":
             return 0
         try:
             reply = {"ok": True, **worker.handle(request)}
         except Exception as exc:  # the model failed on this request: tell omni-bench and carry on
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        reply["id"] = request.get("id")
         try:
             wire.send(sock, reply)
         except OSError:

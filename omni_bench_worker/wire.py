@@ -28,17 +28,30 @@ class ConnectionLost(EOFError):
     """The other side closed the connection (or died) before a whole message arrived."""
 
 
+class ProtocolError(ValueError):
+    """A whole message arrived that the protocol does not allow: not JSON, not an object, an unreadable array,
+    or (``omni_bench/models/worker.py`` checks replies) the wrong id, keys or types."""
+
+
 def send(sock: socket.socket, message: dict[str, Any]) -> None:
     payload = json.dumps(message, default=_encode, allow_nan=True, separators=(",", ":")).encode()
     sock.sendall(_HEADER.pack(len(payload)) + payload)
 
 
 def receive(sock: socket.socket, on_idle: Callable[[], None] | None = None) -> dict[str, Any]:
-    """The next message. With a socket timeout set, ``on_idle`` runs at each timeout (it may raise)."""
+    """The next message, a JSON object; ``ConnectionLost`` or ``ProtocolError``, nothing else, when there is
+    none. With a socket timeout set, ``on_idle`` runs at each timeout (it may raise)."""
     (size,) = _HEADER.unpack(_receive_exactly(sock, _HEADER.size, on_idle))
     if size > MAX_MESSAGE_BYTES:
         raise ConnectionLost(f"message of {size} bytes announced: the stream is corrupt")
-    return json.loads(_receive_exactly(sock, size, on_idle), object_hook=_decode)
+    payload = _receive_exactly(sock, size, on_idle)
+    try:
+        message = json.loads(payload, object_hook=_decode)
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
+        raise ProtocolError(f"unreadable message: {type(exc).__name__}: {str(exc)[:200]}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(f"a message must be a JSON object, not {type(message).__name__}")
+    return message
 
 
 def _receive_exactly(sock: socket.socket, size: int, on_idle: Callable[[], None] | None) -> bytes:

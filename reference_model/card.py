@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from omni_bench.schema import load_yaml
+
 from .training_set import HEADER, TEST_POOLS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,7 +60,7 @@ def in_domain_tasks(data_root: Path | None) -> list[str]:
 def in_domain_from(card_path: Path, training_set_sha256: str) -> list[str]:
     """Another card's in_domain, when it was trained on the same training set (the overlap check loads every
     task's structures, about a minute: the ablation's twelve runs share one answer)."""
-    other = yaml.safe_load(card_path.read_text())
+    other = load_yaml(card_path, "model card")
     if other["training"]["training_set_sha256"] != training_set_sha256:
         raise ValueError(f"{card_path}: trained on another training set (training.training_set_sha256); "
                          "drop --in-domain-from to compute in_domain afresh")

@@ -121,3 +121,105 @@ _SCALES = {"exact": 1.0, "scaled": 1.3}
 def scaled_emt(scale: float = 1.0, channel: str | None = None, raise_for: str = "") -> Calculator:
     """Factory for the test model cards (channel ``exact`` or ``scaled``, or an explicit scale)."""
     return _ScaledEMT(_SCALES[channel] if channel else scale, raise_for)
+
+
+class _SocketWriting(_Wrapped):
+    """EMT that, on one formula, writes a frame of its own to every socket of its process (a worker's socket
+    to omni-bench, found as a model could find it) before answering: a well-formed reply holding its energy
+    but no request id (``frame="reply"``), or valid JSON that is not an object (``frame="list"``)."""
+
+    def __init__(self, write_for: str, frame: str):
+        super().__init__()
+        self.write_for, self.frame = write_for, frame
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        if self.atoms.get_chemical_formula() != self.write_for:
+            return
+        import json
+        import os
+        import stat
+        import struct
+
+        message = {"ok": True, "results": {"energy": self.results["energy"]}} if self.frame == "reply" else [1, 2]
+        payload = json.dumps(message).encode()
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                if stat.S_ISSOCK(os.fstat(int(name)).st_mode):
+                    os.write(int(name), struct.pack("!Q", len(payload)) + payload)
+            except OSError:
+                pass
+
+
+def socket_writing_emt(write_for: str, frame: str = "reply") -> Calculator:
+    return _SocketWriting(write_for, frame)
+
+
+class _CrashingOn(_Wrapped):
+    """EMT whose process aborts on any of several formulas (comma-separated)."""
+
+    def __init__(self, formulas: str):
+        super().__init__()
+        self.formulas = set(formulas.split(","))
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        if atoms is not None and atoms.get_chemical_formula() in self.formulas:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGABRT)
+        super().calculate(atoms, properties, system_changes)
+
+
+def crashing_on(formulas: str) -> Calculator:
+    return _CrashingOn(formulas)
+
+
+class _WrongResults(_Wrapped):
+    """EMT that returns forces with ``extra_rows`` rows too many (zeros, which look converged to an
+    optimiser), a stress of the wrong shape, or a string as its energy."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, wrong: str, extra_rows: int = 1):
+        super().__init__()
+        self.wrong, self.extra_rows = wrong, extra_rows
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        import numpy as np
+
+        super().calculate(atoms, properties, system_changes)
+        if self.wrong == "forces":
+            self.results["forces"] = np.zeros((len(self.atoms) + self.extra_rows, 3))
+        elif self.wrong == "stress":
+            self.results["stress"] = np.zeros(5)
+        elif self.wrong == "energy":
+            self.results["energy"] = "-1.0"
+
+
+def wrong_results_emt(wrong: str = "forces", extra_rows: int = 1) -> Calculator:
+    return _WrongResults(wrong, extra_rows)
+
+
+class _Signalling(_Wrapped):
+    """EMT that writes its process id to ``pid_file`` and, on one formula, sends ``signal_name`` to its parent
+    (omni-bench, when it runs in a worker), then goes on computing slowly."""
+
+    def __init__(self, pid_file: str, signal_for: str, signal_name: str):
+        super().__init__()
+        self.pid_file, self.signal_for, self.signal_name = pid_file, signal_for, signal_name
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        import os
+        import signal
+
+        with open(self.pid_file, "w") as out:
+            out.write(str(os.getpid()))
+        if atoms is not None and atoms.get_chemical_formula() == self.signal_for:
+            os.kill(os.getppid(), getattr(signal, self.signal_name))
+            time.sleep(5)
+        super().calculate(atoms, properties, system_changes)
+
+
+def signalling_emt(pid_file: str, signal_for: str, signal_name: str = "SIGTERM") -> Calculator:
+    return _Signalling(pid_file, signal_for, signal_name)

@@ -19,6 +19,7 @@ from omni_bench.models.fingerprint import fingerprint, fingerprint_id
 from omni_bench.models.loaded import LoadedModel
 from omni_bench.models.registry import resolve_models
 from omni_bench.run.options import RunOptions
+from omni_bench.run.prepare import first_scored_units
 from omni_bench.store import ResultStore
 from omni_bench.task_registry import all_tasks
 from omni_bench.taskspec import TaskSpec, load_task
@@ -56,10 +57,11 @@ def run_into(folder: Path, models: list[str], tasks: list, *, channels: list[str
 
 
 def task_items(task: str, data_root: Path | None = None, limit: int | None = None) -> list[Item]:
-    """A bundled task's items as its loader gives them, from checksum-verified data files."""
+    """A bundled task's items as its loader gives them, from checksum-verified data files; with ``limit``, the
+    items a ``--limit`` run computes (those of the first scored units)."""
     spec = all_tasks()[task]
     items = plugins.load("loader", spec.loader).load(data.task_files(spec, data_root, "test"), spec.loader_params)
-    return items[:limit]
+    return items if limit is None else first_scored_units(spec, items, limit)
 
 
 def single_points_of(task: str, data_root: Path, limit: int) -> list:

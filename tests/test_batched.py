@@ -26,8 +26,9 @@ from omni_bench.commands import sweep as sweep_command
 from omni_bench.errors import OmniBenchError
 from omni_bench.executors.serial import run_serial
 from omni_bench.models import batched, loaded
+from omni_bench.models.checks import NonFiniteResult
 from omni_bench.models.fingerprint import fingerprint, fingerprint_id
-from omni_bench.models.loaded import LoadedModel, NonFiniteResult, structure_key
+from omni_bench.models.loaded import LoadedModel, structure_key
 from omni_bench.models.registry import resolve_models
 from omni_bench.run.options import RunOptions
 from omni_bench.store import ResultStore
@@ -121,6 +122,32 @@ def test_nan_in_a_batch_fails_that_structure_only(monkeypatch):
     with pytest.raises(NonFiniteResult, match="non-finite energy"):
         model.energy(structures[-1])
     assert all(math.isfinite(model.energy(atoms)) for atoms in structures[:-1])
+
+
+class NotNumbers(EMTBatch):
+    """Answers with a string, or an array of two numbers, as the energy of one formula."""
+
+    def __init__(self, formula: str, as_what: str):
+        super().__init__()
+        self.formula, self.as_what = formula, as_what
+
+    def energies(self, structures) -> list:
+        energies = super().energies(structures)
+        wrong = {"string": str, "array": lambda e: np.array([e, e])}[self.as_what]
+        return [wrong(e) if atoms.get_chemical_formula() == self.formula else e
+                for e, atoms in zip(energies, structures, strict=True)]
+
+
+@pytest.mark.parametrize("as_what", ["string", "array"])
+def test_a_batch_answering_other_than_one_number_per_structure_leaves_that_structure_to_the_calculator(
+        monkeypatch, as_what):
+    """Before, the prefetch raised (float() of it) and took the whole run down."""
+    structures = copper_structures()
+    model = emt_with(monkeypatch, NotNumbers("H2O", as_what))
+    expected = [model.energy(atoms) for atoms in structures]
+    model.prefetch(structures, max_atoms=100)
+    assert [model.energy(atoms) for atoms in structures] == pytest.approx(expected, abs=1e-12)
+    assert model.evaluations["batched"] == len(structures) - 1 and model.evaluations["batch_failed"] == 1
 
 
 def test_the_cache_key_sees_what_the_model_sees():

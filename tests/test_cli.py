@@ -66,6 +66,7 @@ def test_end_to_end_7net0_on_three_s22_dimers(tmp_path):
     (["run", "--model", "7net-mf-0", "--channel", "r2scan", "--suite", "quick"], "valid channels: PBE, R2SCAN"),
     (["run", "--model", "emt"], "choose what to run with --suite or --task"),
     (["run", "--model", "emt", "--task", "s22", "--threads", "0"], "--threads must be at least 1"),
+    (["run", "--model", "emt", "--task", "s22", "--device", "quantum"], "--device 'quantum' is not a device"),
 ])
 def test_user_errors_exit_2_with_one_line(args, expected, capsys):
     assert expected in one_line_error(capsys, *args)
@@ -221,6 +222,6 @@ def test_the_table_shows_structures_and_reactions_by_name(capsys):
 
 
 def test_a_run_reports_what_its_items_and_scored_values_are(tmp_path, capsys, data_root):
-    code, out, _ = run_emt(tmp_path, capsys, "--limit", "8", task="mor41", data_root=data_root)
-    assert code == 0 and "8 molecules, " in out and " reactions" in out
+    code, out, _ = run_emt(tmp_path, capsys, "--limit", "2", task="mor41", data_root=data_root)
+    assert code == 0 and re.search(r"\b\d+ molecules, 2 reactions\b", out)
     assert textwrap.dedent(out).splitlines()[0].split()[:4] == ["model", "task", "items,", "scored"]

@@ -294,7 +294,7 @@ def test_each_worker_process_on_a_node_takes_a_different_gpu(tmp_path):
 
 def test_slurm_cluster_config_becomes_the_job_script(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the example's log_directory is created relative to here
-    config = load_cluster_config(REPO / "examples" / "slurm-cluster.yaml")
+    config = load_cluster_config(REPO / "examples" / "slurm-cluster.yaml", trust_code=True)  # it has a prologue
     assert expected_workers(config) == 2 * 4  # jobs x processes (= cores): sizes chunks before jobs start
     cluster = make_cluster(config)
     try:
@@ -306,7 +306,7 @@ def test_slurm_cluster_config_becomes_the_job_script(tmp_path, monkeypatch):
     bad = tmp_path / "bad.yaml"
     bad.write_text("cluster: {queu: gpu, cores: 1, memory: 1GB}\n")
     with pytest.raises(OmniBenchError, match="not accepted by dask_jobqueue.SLURMCluster"):
-        make_cluster(load_cluster_config(bad))
+        make_cluster(load_cluster_config(bad, trust_code=True))
 
 
 @pytest.mark.slow

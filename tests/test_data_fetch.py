@@ -125,7 +125,7 @@ def test_suite_from_fetched_data_predicts_exactly_as_from_the_shared_data(fetche
         frames = []
         for name, root in (("fetched", fetched_root), ("shared", data_root)):
             outcome, = run_task(task, "7net-0", tmp_path / f"{task}-{name}", root, limit=limit)
-            assert outcome.n_items == limit
+            assert outcome.n_scored == limit
             frames.append(pd.read_csv(outcome.results_file.with_name(f"{task}.predictions.csv")))
         assert frames[0]["predicted"].notna().any()
         pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=True)
@@ -195,6 +195,35 @@ def test_http_404_is_one_clear_line_and_leaves_nothing(tmp_path, misbehaving):
         fetch_file(moved, tmp_path, dataclasses.replace(QUIET, source=misbehaving))
     assert str(error.value) == f"07co2.POSCAR: HTTP 404 Not Found from {moved.url(misbehaving)}"
     assert not list(tmp_path.rglob("07co2*"))
+
+
+@pytest.mark.parametrize("from_folder", [False, True], ids=["url", "mirror-folder"])
+def test_a_partial_file_that_is_a_link_is_never_written_through(tmp_path, misbehaving, data_root, from_folder):
+    entry = _one(POSCAR)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    root = tmp_path / "data"
+    (root / POSCAR).parent.mkdir(parents=True)
+    (root / (POSCAR + ".part")).symlink_to(victim)
+    source = misbehaving
+    if from_folder:
+        assert main(["data", "mirror", "X23_DMC", "--data-dir", str(data_root), "--out", str(tmp_path / "m")]) == 0
+        source = str(tmp_path / "m")
+    with pytest.raises(OmniBenchError, match="is a link or not a regular file; omni-bench writes partial files"):
+        fetch_file(entry, root, dataclasses.replace(QUIET, source=source))
+    assert victim.read_text() == "precious"
+
+
+def test_a_data_folder_linked_outside_the_data_root_is_refused(tmp_path, misbehaving):
+    entry = _one(POSCAR)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / POSCAR.split("/")[0]).symlink_to(elsewhere)
+    with pytest.raises(OmniBenchError, match="outside the data root"):
+        fetch_file(entry, root, dataclasses.replace(QUIET, source=misbehaving))
+    assert not list(elsewhere.rglob("*"))
 
 
 def test_first_use_names_the_fetch_command_then_run_fetch_and_fetch_auto_get_the_data(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import resource
 import signal
 import sqlite3
@@ -14,7 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import run_emt
+from ase.build import bulk
+from helpers import run_emt, run_task
+
+from omni_bench import cli
+from omni_bench.models.checks import InvalidResult
+from omni_bench.models.loaded import LoadedModel
+from omni_bench.models.registry import resolve_models
 
 TESTS = Path(__file__).resolve().parent
 ENV = {**os.environ, "PYTHONPATH": str(TESTS)}
@@ -191,3 +198,90 @@ def test_a_stored_row_with_bad_values_json_is_computed_again(tmp_path, capsys):
     assert code == 0 and "'Ammonia_dimer' (s22) cannot be read" in err and "computed again" in err
     record = json.loads((tmp_path / "out" / "emt" / "s22.json").read_text())
     assert record["timing"]["items_computed"] == 1 and record["n_failed"] == 0
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped by whoever adopted it, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _signalled_run(tmp_path: Path, signal_name: str) -> list[str]:
+    """``run --isolate`` whose model, in its worker, sends ``signal_name`` to omni-bench on the second item."""
+    return ["run", "--isolate", "--no-batch", "--model", "fake_models:signalling_emt", "--model-arg",
+            f"pid_file={tmp_path / 'worker.pid'}", "--model-arg", "signal_for=H4O2", "--model-arg",
+            f"signal_name={signal_name}", "--task", "s22", "--limit", "3", "--store", str(tmp_path / "s.db"),
+            "--out", str(tmp_path / "out"), "--no-progress"]
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_stops_the_run_and_its_worker_and_keeps_finished_items(tmp_path, capsys, monkeypatch,
+                                                                                 signal_name):
+    """Handled as Ctrl-C is: the worker is stopped, the item already computed stays stored, exit code 128 + N.
+    Before, the signal ended omni-bench on the spot and the worker went on, its parent now process 1."""
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    signum = getattr(signal, signal_name)
+    landed = []
+
+    def test_handler(number, frame):  # where omni-bench sets no handler, the signal lands here, not on pytest
+        landed.append(number)
+
+    previous = signal.signal(signum, test_handler)
+    try:
+        code = cli.main(_signalled_run(tmp_path, signal_name))
+        assert signal.getsignal(signum) is test_handler  # omni-bench's handler is gone with the command
+    finally:
+        signal.signal(signum, previous)
+    assert code == 128 + signum and not landed and "interrupted" in capsys.readouterr().err
+    assert not _alive(int((tmp_path / "worker.pid").read_text()))
+    assert item_ids(tmp_path / "s.db") == ["Ammonia_dimer"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGHUP", "SIGKILL"])
+def test_a_signal_to_a_running_command_never_leaves_its_worker_behind(tmp_path, signal_name):
+    """The real command: SIGTERM and SIGHUP end it in order (exit 128 + N, no traceback); after SIGKILL, which no
+    handler sees, the worker dies with it (the kernel's parent-death signal) instead of computing on."""
+    done = subprocess.run([sys.executable, "-m", "omni_bench.cli", *_signalled_run(tmp_path, signal_name)], env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    worker = int((tmp_path / "worker.pid").read_text())
+    deadline = time.time() + 3
+    while _alive(worker) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker)
+    if signal_name == "SIGKILL":
+        assert done.returncode == -signal.SIGKILL
+    else:
+        assert done.returncode == 128 + getattr(signal, signal_name) and "interrupted" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert item_ids(tmp_path / "s.db") == ["Ammonia_dimer"]
+
+
+def test_forces_of_the_wrong_shape_fail_the_relaxation_instead_of_converging_it(tmp_path, data_root):
+    """Zero forces with one row too many looked converged to the optimiser: ok items after 0 steps, with the
+    unrelaxed energies. Now every structure fails, naming the shape."""
+    (outcome,) = run_task("mamun-noble-relaxed", "fake_models:wrong_results_emt", tmp_path, data_root, limit=3)
+    assert outcome.failures and len(outcome.failures) == outcome.n_failed == outcome.n_items
+    for failure in outcome.failures:
+        found = re.search(r"InvalidResult: model returned forces of shape \((\d+), 3\) for (\d+) atoms",
+                          failure["error"])
+        assert found and int(found[1]) == int(found[2]) + 1, failure
+
+
+@pytest.mark.parametrize(("wrong", "isolate", "message"), [
+    ("forces", False, "forces of shape (3, 3) for 2 atoms, not (2, 3)"),
+    ("forces", True, "forces of shape (3, 3) for 2 atoms, not (2, 3)"),
+    ("stress", False, "stress of shape (5,), not (6,) or (3, 3)"),
+    ("energy", False, "energy of dtype <U4, not real numbers"),
+])
+def test_a_result_of_the_wrong_shape_or_type_is_an_error_naming_it(monkeypatch, wrong, isolate, message):
+    """In process and in a worker: what ASE hands to optimisers and protocols is checked first."""
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    (variant,) = resolve_models(["fake_models:wrong_results_emt"], None, [f"wrong={wrong}"], isolate=isolate)
+    atoms = LoadedModel(variant, "cpu").attach(bulk("Cu", "fcc", a=3.6) * (2, 1, 1))
+    read = {"forces": atoms.get_forces, "stress": atoms.get_stress, "energy": atoms.get_potential_energy}[wrong]
+    with pytest.raises(InvalidResult, match=re.escape(message)):
+        read()

@@ -13,7 +13,8 @@ import pytest
 from helpers import edited_task, omni, run_emt, run_into
 
 from omni_bench import cli
-from omni_bench.reporting.gate import FAIL, INFO, PASS, Snapshot, compare
+from omni_bench.reporting.gate import FAIL, INFO, PASS, TABLE_HEADER, Check, Snapshot, compare, junit_xml, table_rows
+from omni_bench.reporting.text import plain_table
 from omni_bench.taskspec import GateSpec
 
 # fake_models:scaled_emt is EMT with energies and forces times ``scale`` and an optional planted failure.
@@ -196,3 +197,44 @@ def test_a_baseline_value_that_is_not_a_number(tmp_path, capsys):
     board.to_csv(tmp_path / "lb.csv", index=False)
     code, _, err = omni(capsys, "gate", "--baseline", str(tmp_path / "lb.csv"), "--results", str(tmp_path / "out"))
     assert code == 2 and "is not a number where one is needed" in err
+
+
+def test_gate_refuses_a_baseline_scored_in_other_units(baseline_run, emt_results, tmp_path, card, capsys):
+    """A copy of s22 in eV, same name and version: the store's values are reused (units are applied when
+    scoring), so only the units recorded in every results file tell the numbers apart."""
+    in_ev = edited_task(tmp_path / "tasks", "s22", lambda d: d["units"].update(interaction_energy="eV"))
+    current = run_into(tmp_path, [card], [in_ev])
+    junit = tmp_path / "gate.xml"
+    code, out = gate("--baseline", str(baseline_run / "emt-gate" / "s22.json"), "--results", str(current),
+                     "--junit", str(junit), capsys=capsys)
+    assert code == 1, out
+    assert failed_checks(junit) == [("omni-bench.emt-gate.s22", "units")]
+    (line,) = [line for line in out.splitlines() if " units " in line]
+    assert "kcal/mol" in line and "eV" in line and "raise the task's version" in line and "better" not in out
+    # nor are they ranked together, whichever of the two task files is the current one
+    in_kcal = emt_results / "emt" / "s22.json"
+    for tasks_dir, refused in (([], f"{current / 'emt-gate' / 's22.json'}: emt-gate"),
+                               (["--tasks-dir", str(tmp_path / "tasks")], f"{in_kcal}: emt")):
+        code, _, err = omni(capsys, *tasks_dir, "leaderboard", "--results", str(current), "--results", str(in_kcal),
+                            "--bootstrap", "20")
+        assert code == 2 and f"{refused} on s22 was scored with task units" in err
+
+
+def test_junit_and_terminal_lines_escape_control_characters_and_surrogates(tmp_path, capsys):
+    checks = [Check(FAIL, "emt\x01\x1b[2J", "s22\ud800", "mae", "1", "2", note="worse \x1b[31m")]
+    root = ET.fromstring(junit_xml(checks).encode("utf-8"))  # well-formed, and writable as UTF-8
+    (case,) = root.iter("testcase")
+    assert case.get("classname") == r"omni-bench.emt\x01\x1b[2J.s22\ud800"
+    table = plain_table(TABLE_HEADER, table_rows(checks))
+    assert "\x1b" not in table and "\ud800" not in table and r"emt\x01\x1b[2J" in table
+    # a label crafted into a results file, through the command
+    assert run_emt(tmp_path, capsys, "--limit", "2")[0] == 0
+    path = tmp_path / "out" / "emt" / "s22.json"
+    record = json.loads(path.read_text())
+    record["model"]["label"] = "emt\x01\x1b[2J"
+    path.write_text(json.dumps(record))
+    junit = tmp_path / "gate.xml"
+    code, out = gate("--baseline", str(tmp_path / "out"), "--results", str(tmp_path / "out"), "--junit", str(junit),
+                     capsys=capsys)
+    assert code == 0 and "\x1b" not in out and r"emt\x01\x1b[2J" in out
+    assert ET.parse(junit).getroot().get("failures") == "0"

@@ -20,6 +20,7 @@ from helpers import EMTBatch, emt_with, loaded_model, task_items
 
 from omni_bench.items import Item
 from omni_bench.models import lockstep
+from omni_bench.models.checks import InvalidResult
 from omni_bench.protocols import eos_curve
 
 FORCE_TOLERANCE = 1e-5  # eV/A
@@ -78,6 +79,20 @@ def test_lockstep_steps_each_structure_as_its_own_optimizer_run_does(monkeypatch
         assert model.evaluations["batched_forces"] == sum(evaluator.batch_sizes) == sum(r.steps + 1 for r in together)
     else:
         assert evaluator.batch_sizes == []
+
+
+class ExtraForceRow(EMTForces):
+    """Zero forces with one row too many for the 4-atom cell: an optimiser takes them as converged."""
+
+    def energies_forces(self, structures):
+        return [(energy, np.zeros((5, 3)) if len(atoms) == 4 else forces)
+                for (energy, forces), atoms in zip(super().energies_forces(structures), structures, strict=True)]
+
+
+def test_batched_forces_of_the_wrong_shape_are_an_error_not_a_converged_relaxation(monkeypatch):
+    model = emt_with(monkeypatch, ExtraForceRow())
+    with pytest.raises(InvalidResult, match=r"forces of shape \(5, 3\) for 4 atoms"):
+        lockstep.relax_together(model, rattled_cells(), fmax=0.01, max_atoms=100)
 
 
 def test_the_atom_budget_splits_a_round_into_batches(monkeypatch):

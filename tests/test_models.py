@@ -12,8 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from ase.build import molecule
 from helpers import REPO, card_file, omni
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from omni_bench.errors import OmniBenchError
 from omni_bench.models.fingerprint import fingerprint, fingerprint_id
@@ -244,6 +247,44 @@ def test_card_paths_with_at_signs_and_a_card_named_dot_dot(tmp_path, capsys):
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "out" / "inner").iterdir()) == ["__"]
     assert not (tmp_path / "out" / "s22.json").exists()
-    multi = card_file(folder, "multi", "omni_bench.models.factories:emt",
+    multi = card_file(folder, "multi", "omni_bench.models.factories:tabulated", channel_arg="key",
                       channels={"A": {"level_of_theory": "EMT"}, "B": {"level_of_theory": "EMT"}})
     assert [v.channel for v in resolve_models([f"{multi}@B"])] == ["B"]
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+_fuzzed = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | _text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["name", "model", "models", "args", "channels", "channel_arg", "default_channel", "factory",
+                         "checkpoint", "python", "environment", "sanity", "charge_spin", "tasks", "suites",
+                         "executor", "cluster_config", "scheduler", "key", "device"]) | _text | st.integers(),
+        inner, max_size=4),
+    max_leaves=16)
+#: YAML-ish text: anchors, aliases, merge keys, complex keys, tags, flow and block syntax, escapes
+_yaml_ish = st.lists(st.sampled_from(["&a ", "*a", "<<: ", "? ", "- ", "[", "]", "{", "}", ": ", ", ", "\n", "  ",
+                                      "!!python/object/apply:os.system ", "!!binary ", "!!set ", "'", '"', "name",
+                                      "models", "args", "emt", "1e3", "~", "#", "---\n", "\t", "\\x1b", "\\ud800",
+                                      "omni_bench.models.factories:emt"]) | _text, max_size=30).map("".join)
+_CARD = {"name": "fuzz", "description": "d", "factory": "omni_bench.models.factories:emt", "level_of_theory": "EMT",
+         "trained_with_dispersion": False}
+_SWEEP = {"models": [{"model": "emt", "args": {"device": "cpu"}}], "tasks": ["s22"], "executor": {"name": "serial"}}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["card", "sweep"]), form=st.sampled_from(["fields", "document", "text"]),
+       fields=st.dictionaries(st.sampled_from([*_CARD, *_SWEEP, "args", "channels", "checkpoint"]) | _text, _fuzzed,
+                              max_size=3),
+       document=_fuzzed, text=_yaml_ish)
+def test_fuzzed_card_and_sweep_files_load_or_raise_one_line_errors(tmp_path, kind, form, fields, document, text):
+    """Cards and sweep files with random fields, random documents and random YAML-ish text: loading them (and
+    resolving a card into model variants) raises nothing but the one-line OmniBenchError."""
+    from omni_bench.commands.sweep import load_sweep
+
+    path = tmp_path / f"{kind}.yaml"
+    base = _CARD if kind == "card" else _SWEEP
+    path.write_text(text if form == "text" else yaml.safe_dump({**base, **fields} if form == "fields" else document))
+    try:
+        resolve_models([str(path)]) if kind == "card" else load_sweep(path)
+    except OmniBenchError as exc:
+        assert "\n" not in str(exc)

@@ -204,6 +204,57 @@ def test_model_and_suite_selection(emt_results, tmp_path, capsys):
     assert "no results in" in capsys.readouterr().err
 
 
+def copied_results(emt_results: Path, folder: Path) -> Path:
+    shutil.copytree(emt_results, folder)
+    return folder / "emt" / "s22.json"
+
+
+def edit_json(path: Path, edit) -> None:
+    record = json.loads(path.read_text())
+    edit(record["task"], record["config"])
+    path.write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("edit, what", [
+    (lambda task, config: task.update(version=2), "task version 2"),
+    (lambda task, config: config.update(inputs_hash="0123456789abcdef"), "task inputs hash '0123456789abcdef'"),
+    (lambda task, config: task.update(units={"interaction_energy": "eV"}), "task units {'interaction_energy': 'eV'}"),
+    (lambda task, config: task.update(dataset_files=[{"path": "s22.xyz", "sha256": "0" * 64}]), "task data files"),
+])
+def test_a_result_of_another_task_version_inputs_units_or_data_is_not_ranked(emt_results, tmp_path, capsys, edit,
+                                                                             what):
+    """The task registry says what the task is now; a result scored on anything else is refused, not ranked."""
+    path = copied_results(emt_results, tmp_path / "results")
+    edit_json(path, edit)
+    for command in ("leaderboard", "report"):
+        code = cli.main([command, "--results", str(tmp_path / "results"), "--out", str(tmp_path / command),
+                         "--bootstrap", "20"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"{path}: emt on s22 was scored with {what}" in err, command
+        assert f"but the task file {all_tasks()['s22'].path} has" in err and len(err.splitlines()) == 1
+
+
+def test_names_from_results_files_are_escaped_in_terminal_markdown_and_html(emt_results, tmp_path, capsys):
+    """A label with control characters and markup: no escape sequence reaches the terminal, no raw HTML the
+    Markdown, nothing unescaped the page."""
+    path = copied_results(emt_results, tmp_path / "results")
+    label = "emt\x01\x1b[2J<script>alert(1)</script>"
+    record = json.loads(path.read_text())
+    record["model"]["label"] = label
+    path.write_text(json.dumps(record))
+    stem = tmp_path / "board"
+    assert cli.main(["leaderboard", "--results", str(tmp_path / "results"), "--out", str(stem),
+                     "--bootstrap", "20"]) == 0
+    shown = capsys.readouterr().out
+    assert "\x1b" not in shown and "\x01" not in shown and r"emt\x01\x1b[2J<script>" in shown
+    assert cli.main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "report"),
+                     "--bootstrap", "20"]) == 0
+    for page in (Path(f"{stem}.md"), tmp_path / "report.md", Path(f"{stem}.html"), tmp_path / "report.html"):
+        text = re.sub(r"```bash\n.*?```", "", page.read_text(), flags=re.S)  # code blocks show markup as text
+        assert "\x1b" not in text and "<script>alert" not in text, page
+        assert r"emt\x01\x1b[2J&lt;script&gt;alert(1)&lt;/script&gt;" in text, page
+
+
 # --- report ------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ from omni_bench.models.registry import resolve_models
 from omni_bench.run.compute import ItemResult, compute_item
 from omni_bench.run.options import RunOptions
 from omni_bench.run.plan import RunPlan, plan_run
-from omni_bench.store import ResultStore, StoreKey
+from omni_bench.run.prepare import first_scored_units
+from omni_bench.store import ResultStore, StoredItem, StoreKey
 from omni_bench.task_registry import all_tasks
 
 
@@ -63,6 +64,30 @@ def test_limit_runs_the_first_items_and_a_later_full_run_adds_the_rest(tmp_path)
     assert limited.n_items == 3 and limited.metrics["mae"]["n"] == 3
     full = emt_run(tmp_path, tasks=("s22",))["s22"]
     assert full.computed == 19
+
+
+@pytest.mark.parametrize("task", ["mamun-noble", "mor41", "ice13", pytest.param("golddac", marks=pytest.mark.slow),
+                                  "wbm-formation", "organic-polymorphs"])
+def test_limit_takes_whole_scored_units_with_every_item_they_need(task, data_root):
+    """``--limit 2`` on a task scored from several items: the first two reactions, complexes or landscapes
+    with exactly the items they need, so each is scored (a structure that scores nothing is not run)."""
+    spec = all_tasks()[task]
+    items = task_items(task, data_root)
+    chosen = first_scored_units(spec, items, 2)
+    protocol = spec.protocol_module
+    needed = {item_id for unit in protocol.scored_units(items)[:2] for item_id in unit}
+    assert {item.id for item in chosen} == needed and len(chosen) < len(items)
+    assert [item.id for item in chosen] == [item.id for item in items if item.id in needed]  # the task's order
+    every_value = dict.fromkeys(protocol.QUANTITIES, 1.0)
+    stored = {item.id: StoredItem(item.id, "ok", every_value, None, [], 0.0) for item in chosen}
+    scored = [p for p in protocol.derive(chosen, stored, spec.run_params) if p.reference is not None]
+    assert len({p.id.split("@")[0] for p in scored}) >= 2 and all(p.value is not None for p in scored)
+
+
+def test_limit_on_reactions_scores_the_first_reactions(tmp_path, data_root):
+    """The new user's case: mamun-noble with --limit 2 scored 0 reactions and wrote mae=nan."""
+    limited = emt_run(tmp_path, tasks=("mamun-noble",), limit=2, data_root=data_root)["mamun-noble"]
+    assert limited.n_scored == 2 and limited.metrics["mae"]["n"] == 2
 
 
 def test_nan_and_exceptions_become_failures_and_the_run_goes_on(tmp_path, monkeypatch):

@@ -228,7 +228,7 @@ def test_real_models_on_x23_slice(tmp_path, data_root, model):
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["7net-0", "chgnet"])
 def test_real_models_on_ice13_slice(tmp_path, data_root, model):
-    [outcome] = run_task("ice13", model, tmp_path, data_root, limit=3)
+    [outcome] = run_task("ice13", model, tmp_path, data_root, limit=2)
     mae = outcome.metrics["mae"]
     assert outcome.n_failed == 0 and mae["n"] == 2  # Ih, II, III: Ih is the zero
     # Every published method, HF and LDA included, stays within 14 kJ/mol/H2O of DMC here.

@@ -237,7 +237,7 @@ def test_displaced_surface_atom_is_distorted(cu_items):
 def test_relaxed_task_counts_anomalies_consistently_with_emt(tmp_path, data_root):
     # EMT is not a catalysis model; it is here because it relaxes in milliseconds and so exercises the
     # whole relax -> check -> derive -> score path.
-    [outcome] = run_task("mamun-noble-relaxed", "emt", tmp_path, data_root=data_root, limit=7)
+    [outcome] = run_task("mamun-noble-relaxed", "emt", tmp_path, data_root=data_root, limit=3)
     m = outcome.metrics
     assert outcome.n_failed == 0 and m["mae"]["n"] == 3  # Cu H*, O*, OH*
     n_anomalous = round(m["anomaly_fraction"]["value"] * m["anomaly_fraction"]["n"])
@@ -252,8 +252,8 @@ def test_relaxed_task_counts_anomalies_consistently_with_emt(tmp_path, data_root
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["7net-0", "chgnet"])
 def test_real_model_adsorption_energies_are_plausible(model, tmp_path, data_root):
-    [single] = run_task("mamun-noble", model, tmp_path / "single", data_root=data_root, limit=7)
-    [relaxed] = run_task("mamun-noble-relaxed", model, tmp_path / "relaxed", data_root=data_root, limit=5)
+    [single] = run_task("mamun-noble", model, tmp_path / "single", data_root=data_root, limit=3)
+    [relaxed] = run_task("mamun-noble-relaxed", model, tmp_path / "relaxed", data_root=data_root, limit=1)
     assert single.n_failed == relaxed.n_failed == 0
     assert single.metrics["mae"]["n"] == 3 and relaxed.metrics["mae"]["n"] == 1
     # CatBench calls an adsorption-energy error above 2 eV an energy anomaly: a sane model stays below.

@@ -158,6 +158,31 @@ def test_fuzzed_nested_fields_either_load_or_raise_a_clear_error(tmp_path, dotte
         assert str(path) in str(exc)
 
 
+_documents = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(st.characters(blacklist_categories=("Cs",))),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["name", "extends", "version", "dataset", "protocol", "metrics", "units"]) | st.text(max_size=8)
+        | st.integers(), inner, max_size=4),
+    max_leaves=16)
+#: YAML-ish text: anchors, aliases, merge keys, complex keys, tags, flow and block syntax, escapes
+_yaml_ish = st.lists(st.sampled_from(["&a ", "*a", "<<: ", "? ", "- ", "[", "]", "{", "}", ": ", ", ", "\n", "  ",
+                                      "!!python/object/apply:os.system ", "!!binary ", "'", '"', "name", "extends",
+                                      "s22", "version", "1e3", "~", "#", "---\n", "\t", "\\x1b"])
+                     | st.text(max_size=6), max_size=30).map("".join)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=_documents, text=_yaml_ish)
+def test_fuzzed_documents_and_yaml_text_as_task_files_load_or_raise_one_line_errors(tmp_path, document, text):
+    path = tmp_path / "fuzz.yaml"
+    for content in (yaml.safe_dump(document), text):
+        path.write_text(content)
+        try:
+            load_task(path)
+        except OmniBenchError as exc:
+            assert str(path) in str(exc) and "\n" not in str(exc)
+
+
 def test_a_duplicate_key_in_a_task_file_is_an_error(tmp_path):
     path = tmp_path / "s22.yaml"
     text = all_tasks()["s22"].path.read_text()
@@ -221,3 +246,20 @@ def test_wrong_declared_counts_name_the_field(tmp_path):
     spec = edited_task(tmp_path / "tasks", "s22", lambda raw: raw["counts"].update(items=21))
     with pytest.raises(OmniBenchError, match=r"s22.yaml: field 'counts.items' is 21, but the data .* give 22"):
         load_items(spec, None)
+
+
+@pytest.mark.parametrize("subset_of, field, hint", [
+    ({"task": "nonexistent-task", "items": 9999}, "counts.subset_of.task", "'nonexistent-task', which is no task"),
+    ({"task": "s22", "items": 9999}, "counts.subset_of.items", "is 9999, but s22 has 22 items"),
+])
+def test_a_subset_names_an_existing_task_and_its_item_count(tmp_path, subset_of, field, hint):
+    """``counts.subset_of`` is printed in the leaderboard ('5 of the 22 dimers of s22'): it must be true."""
+    def subset(declared):
+        return lambda data: data.update(name="s22-subset") or data["counts"].update(items=5, subset_of=declared)
+    path = write_variant(tmp_path, subset(subset_of), name="s22-subset")
+    message = task_registry.broken_tasks([tmp_path])["s22-subset"]
+    assert "s22-subset" not in all_tasks([tmp_path])
+    assert message.startswith(f"{path}: field '{field}'") and hint in message
+    (tmp_path / "right").mkdir()
+    write_variant(tmp_path / "right", subset({"task": "s22", "items": 22}), name="s22-subset")
+    assert "s22-subset" in all_tasks([tmp_path / "right"])

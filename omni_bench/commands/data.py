@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from ..arguments import path_argument
 from ..errors import OmniBenchError
 
 if TYPE_CHECKING:
@@ -24,7 +25,8 @@ def add_arguments(data_cmd: argparse.ArgumentParser) -> None:
         p = data_sub.add_parser(name, help=text, description=text)
         p.add_argument("names", nargs="*", metavar="DATASET", help="datasets (default: all)" if name != "fetch"
                        else "datasets to fetch")
-        p.add_argument("--data-dir", help="reference data root (default: $OMNI_BENCH_DATA, then the user cache)")
+        p.add_argument("--data-dir", type=path_argument,
+                       help="reference data root (default: $OMNI_BENCH_DATA, then the user cache)")
         if name == "fetch":
             p.add_argument("--all", action="store_true", help="fetch every dataset")
             p.add_argument("--mirror", help="base URL or folder laid out as OWNER/REPO/COMMIT/PATH (default: "
@@ -34,7 +36,7 @@ def add_arguments(data_cmd: argparse.ArgumentParser) -> None:
                                                                   "with doubling pauses (default: %(default)s)")
             p.add_argument("--no-progress", action="store_true", help="no progress bars")
         if name == "mirror":
-            p.add_argument("--out", required=True, help="folder to write the mirror into")
+            p.add_argument("--out", type=path_argument, required=True, help="folder to write the mirror into")
 
 
 def fetch_settings(args) -> FetchSettings:
@@ -102,6 +104,8 @@ def _mirror(chosen, root, out) -> int:
 
     from ..fetch import build_mirror
 
+    if Path(out).exists() and not Path(out).is_dir():
+        raise OmniBenchError(f"--out {out} is a file; give the folder to write the mirror into")
     copied, bad = build_mirror(chosen, root, Path(out))
     for line in bad:
         print(f"  {line}")

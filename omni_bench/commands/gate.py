@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from ..arguments import path_argument
 from ..errors import OmniBenchError
 
 HELP = "compare results with a baseline using the task files' gate tolerances; exit 1 on a regression"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--baseline", "-b", type=Path, required=True,
+    parser.add_argument("--baseline", "-b", type=path_argument, required=True,
                         help="baseline: a JSON from --write-baseline, a leaderboard CSV, a results JSON or folder")
     parser.add_argument("--model", "-m", action="append", default=[],
                         help="model label (7net-mf-0@PBE) or name (all its channels); repeatable; default: all "
                              "in the baseline")
     parser.add_argument("--channel", "-c", help="only this channel of a multi-task model")
-    parser.add_argument("--results", "-r", action="append", type=Path, default=[],
+    parser.add_argument("--results", "-r", action="append", type=path_argument, default=[],
                         help="current results: folder written by 'omni-bench run --out' (repeatable; default: "
                              "omni-bench-results)")
-    parser.add_argument("--junit", type=Path, metavar="FILE", help="also write the checks as JUnit XML")
+    parser.add_argument("--junit", type=path_argument, metavar="FILE", help="also write the checks as JUnit XML")
     parser.add_argument("--write-baseline", action="store_true",
                         help="record the current results as the baseline (to --baseline) instead of comparing")
 
@@ -30,6 +30,7 @@ def run(args) -> int:
     from ..reporting import gate
     from ..reporting.load import DEFAULT_RESULTS_DIR, load_results, select
     from ..reporting.text import plain_table
+    from ..safe_text import printable
 
     folders = args.results or [DEFAULT_RESULTS_DIR]
     current = select(load_results(folders), args.model, channel=args.channel)
@@ -37,8 +38,7 @@ def run(args) -> int:
         if not current:
             raise OmniBenchError(f"no results to record in {', '.join(map(str, folders))}")
         path = gate.write_baseline(current, args.baseline)
-        print(f"baseline: {path} ({len(current)} results: "
-              f"{', '.join(sorted({r.label for r in current}))})")
+        print(printable(f"baseline: {path} ({len(current)} results: {', '.join(sorted({r.label for r in current}))})"))
         return 0
     baseline = [s for s in gate.read_baseline(args.baseline) if gate.matches(s, args.model, args.channel)]
     if not baseline:
@@ -53,7 +53,7 @@ def run(args) -> int:
     if args.junit:
         try:
             args.junit.parent.mkdir(parents=True, exist_ok=True)
-            args.junit.write_text(gate.junit_xml(checks))
+            args.junit.write_text(gate.junit_xml(checks), encoding="utf-8")
         except OSError as exc:
             raise OmniBenchError(f"cannot write {args.junit}: {exc}") from None
     print(f"\n{failed} of {len(checks)} checks failed" if failed else f"\nall {len(checks)} checks passed")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from ..arguments import path_argument
 from ..errors import OmniBenchError
 from .report import add_common, command_line, load_selected, output_stem
 
@@ -13,7 +13,7 @@ HELP = "rank every (model, channel) across tasks with 95% intervals; terminal, M
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
-    parser.add_argument("--out", "-o", type=Path,
+    parser.add_argument("--out", "-o", type=path_argument,
                         help="also write OUT.md, OUT.csv and OUT.html (e.g. reports/leaderboard)")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..arguments import path_argument
 from ..errors import OmniBenchError
 
 HELP = "list tasks, suites or models (imports no model code, reads no data)"
@@ -14,7 +15,7 @@ def add_arguments(listing: argparse.ArgumentParser) -> None:
     listing.add_argument("--count", action="store_true",
                          help="suites: count every task's items through its loader (reads the reference data) "
                               "instead of showing the counts its task file declares")
-    listing.add_argument("--data-dir", help="reference data root, for --count")
+    listing.add_argument("--data-dir", type=path_argument, help="reference data root, for --count")
 
 
 def run(args) -> int:

@@ -6,6 +6,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+from ..arguments import path_argument
 from ..errors import OmniBenchError
 
 HELP = "HTML report (parity plots, error distributions, channel matrix, 95% intervals) and a Markdown summary"
@@ -13,7 +14,7 @@ HELP = "HTML report (parity plots, error distributions, channel matrix, 95% inte
 
 def add_common(parser: argparse.ArgumentParser) -> None:
     """Options shared with ``leaderboard``: where results are read and which are chosen."""
-    parser.add_argument("--results", "-r", action="append", type=Path, default=[],
+    parser.add_argument("--results", "-r", action="append", type=path_argument, default=[],
                         help="results folder written by 'omni-bench run --out' (repeatable; "
                              "default: omni-bench-results)")
     parser.add_argument("--model", "-m", action="append", default=[],
@@ -26,7 +27,10 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def load_selected(args):
-    """The chosen results, or a one-line error saying what was looked at."""
+    """The chosen results, checked to be comparable (``reporting.comparable``), or a one-line error saying what
+    was looked at."""
+    from .. import task_registry
+    from ..reporting.comparable import check_comparable
     from ..reporting.load import DEFAULT_RESULTS_DIR, load_results, select
 
     if args.bootstrap < 1:
@@ -38,6 +42,7 @@ def load_selected(args):
                            *(f"--task {t}" for t in args.task)])
         raise OmniBenchError(f"no results in {', '.join(map(str, folders))}" + (f" for {wanted}" if wanted else "")
                              + " (write them with: omni-bench run ... --out FOLDER)")
+    check_comparable(results, task_registry.all_tasks(args.tasks_dir))
     return results
 
 
@@ -64,7 +69,7 @@ def output_stem(out: Path, suffixes: tuple[str, ...]) -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
-    parser.add_argument("--out", "-o", type=Path, required=True,
+    parser.add_argument("--out", "-o", type=path_argument, required=True,
                         help="writes OUT.html and OUT.md (e.g. reports/quick)")
     parser.add_argument("--title", help="report title (default: the output name)")
 

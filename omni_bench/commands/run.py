@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 from .. import executors
+from ..arguments import path_argument
 from ..errors import OmniBenchError
 
 HELP = "evaluate models on tasks; cached and resumable"
@@ -24,12 +26,14 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
                      help="keyword argument for the model factory (repeatable)")
     run.add_argument("--suite", "-s", action="append", default=[], help="suite to run (repeatable)")
     run.add_argument("--task", "-t", action="append", default=[], help="task to run (repeatable)")
-    run.add_argument("--limit", type=int, help="run only the first N items of each task")
+    run.add_argument("--limit", type=int, help="run only the first N scored units of each task: N items, or the "
+                     "first N reactions, complexes or landscapes with the items they need")
     run.add_argument("--rerun", action="store_true", help="recompute items that are already stored")
-    run.add_argument("--store", type=Path, help="SQLite result store (default: in the user cache folder)")
-    run.add_argument("--out", type=Path, default=Path("omni-bench-results"),
+    run.add_argument("--store", type=path_argument, help="SQLite result store (default: in the user cache folder)")
+    run.add_argument("--out", type=path_argument, default=Path("omni-bench-results"),
                      help="folder for results JSON and predictions CSV (default: %(default)s)")
-    run.add_argument("--data-dir", help="reference data root (default: $OMNI_BENCH_DATA, then the user cache)")
+    run.add_argument("--data-dir", type=path_argument,
+                     help="reference data root (default: $OMNI_BENCH_DATA, then the user cache)")
     add_fetch_argument(run)
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     run.add_argument("--item-timeout", type=float, metavar="SECONDS",
@@ -66,8 +70,10 @@ def ensure_data(tasks, root: Path, origin: str, args: argparse.Namespace) -> Non
 def add_safety_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``run`` and ``sweep`` that lift a safeguard: each names what it lets happen."""
     parser.add_argument("--trust-code", action="store_true",
-                        help="let model cards and sweep files name factories other than omni-bench's own and its "
-                             "plug-ins', and load checkpoints whose pickle could run code (recorded in the "
+                        help="let model cards and sweep files name factories other than omni-bench's calculator "
+                             "factories and its plug-ins', pass a factory arguments it does not declare, load "
+                             "checkpoints whose pickle could run code, and let a cluster config or sweep file "
+                             "put shell commands in batch scripts or choose the Dask scheduler (recorded in the "
                              "results JSON); only for files you trust")
     parser.add_argument("--replace-complete", action="store_true",
                         help="let a --limit run replace a complete results file in --out")
@@ -151,15 +157,16 @@ def describe_channels(variants) -> list[str]:
 
 
 def execute(variants, tasks, options, settings, what: str) -> int:
-    """Run, close the store whatever happens, and print the results table; 130 when interrupted."""
+    """Run, close the store whatever happens, and print the results table; 128 + the signal number when
+    interrupted (130 for Ctrl-C)."""
     for line in describe_channels(variants):
         print(line, file=sys.stderr)
     try:
         outcomes = executors.run(variants, tasks, options, settings)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (cli.Terminated, with its signal number)
         print(f"\ninterrupted: finished items are saved in {options.store.path}; run the same {what} to resume",
               file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", signal.SIGINT)
     finally:
         options.store.close()
     print(format_table(outcomes))

@@ -27,7 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import executors
+from ..arguments import path_argument
+from ..devices import check_device
 from ..errors import OmniBenchError
+from ..schema import name_problem
 from .run import add_batch_arguments, add_fetch_argument, add_safety_arguments, batch_atoms_from_args, ensure_data
 
 HELP = "run a sweep file (models x channels x suites) on Dask and rebuild the leaderboard"
@@ -65,17 +68,19 @@ class Sweep:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep", type=Path, help="sweep file (YAML): models, channels, suites, tasks")
-    parser.add_argument("--store", type=Path, help="SQLite result store (default: the file's, else the user cache)")
-    parser.add_argument("--out", type=Path, help=f"results folder (default: the file's, else {DEFAULT_OUT})")
-    parser.add_argument("--data-dir", help="reference data root (default: the file's, $OMNI_BENCH_DATA, cache)")
+    parser.add_argument("sweep", type=path_argument, help="sweep file (YAML): models, channels, suites, tasks")
+    parser.add_argument("--store", type=path_argument,
+                        help="SQLite result store (default: the file's, else the user cache)")
+    parser.add_argument("--out", type=path_argument, help=f"results folder (default: the file's, else {DEFAULT_OUT})")
+    parser.add_argument("--data-dir", type=path_argument,
+                        help="reference data root (default: the file's, $OMNI_BENCH_DATA, cache)")
     add_fetch_argument(parser)
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the file's, else auto)")
-    parser.add_argument("--limit", type=int, help="run only the first N items of each task")
+    parser.add_argument("--limit", type=int, help="run only the first N scored units of each task (see run --help)")
     parser.add_argument("--rerun", action="store_true", help="recompute items that are already stored")
     parser.add_argument("--item-timeout", type=float, metavar="SECONDS",
                         help="record an item as failed when it takes longer than this")
-    parser.add_argument("--leaderboard", type=Path, metavar="STEM",
+    parser.add_argument("--leaderboard", type=path_argument, metavar="STEM",
                         help="leaderboard output stem (default: the file's, else OUT/leaderboard)")
     parser.add_argument("--no-leaderboard", action="store_true", help="do not rebuild the leaderboard")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -96,6 +101,9 @@ def load_sweep(path: Path) -> Sweep:
     suites, tasks = _names(fields, "suites"), _names(fields, "tasks")
     if not suites and not tasks:
         fields.fail("suites", "or 'tasks' must name what to run")
+    device = fields.text("device")
+    if device is not None and (problem := check_device(device)):
+        fields.fail("device", problem)
     limit = fields.get("limit", int)
     if limit is not None and limit < 1:
         fields.fail("limit", "must be at least 1")
@@ -114,7 +122,7 @@ def load_sweep(path: Path) -> Sweep:
     settings = dict(executor.data)
     if "cluster_config" in settings:
         settings["cluster_config"] = _relative(path, settings["cluster_config"])
-    return Sweep(path, models, suites, tasks, limit, fields.text("device"), item_timeout, batch_atoms,
+    return Sweep(path, models, suites, tasks, limit, device, item_timeout, batch_atoms,
                  _relative(path, fields.text("store")),
                  _relative(path, fields.text("out")), _relative(path, fields.text("data_dir")),
                  _relative(path, fields.text("leaderboard")), settings)
@@ -123,16 +131,24 @@ def load_sweep(path: Path) -> Sweep:
 def _model_entry(path: Path, n: int, entry: Any) -> ModelEntry:
     from ..schema import Fields
 
-    if isinstance(entry, str):
-        return ModelEntry(entry)
-    fields = Fields(path, f"models[{n}]", entry, _MODEL_FIELDS)
-    return ModelEntry(fields.text("model"), _names(fields, "channels"), dict(fields.get("args", dict, {})))
+    fields = Fields(path, f"models[{n}]", {"model": entry} if isinstance(entry, str) else entry, _MODEL_FIELDS)
+    model = fields.text("model")
+    if not model.isprintable():
+        fields.fail("model", f"{model!r} holds control or unprintable characters")
+    args = dict(fields.get("args", dict, {}))
+    if not all(isinstance(k, str) and k.isprintable() for k in args):
+        fields.fail("args", "keys must be argument names (printable text)")
+    return ModelEntry(model, _names(fields, "channels"), args)
 
 
 def _names(fields, key: str) -> list[str]:
     names = fields.get(key, list, [])
-    if not all(isinstance(n, str) and n for n in names):
+    if not all(isinstance(n, str) for n in names):
         fields.fail(key, "must be a list of names")
+    for name in names:
+        problem = name_problem(name)
+        if problem:
+            fields.fail(key, f"name {problem}")
     return names
 
 
@@ -142,7 +158,7 @@ def _relative(path: Path, value: str | None) -> Path | None:
 
 def run(args) -> int:
     from .. import data, task_registry
-    from ..models.registry import resolve_models
+    from ..models.registry import check_factory_args, resolve_models
     from ..run.options import RunOptions
     from ..store import ResultStore
     from .run import execute
@@ -154,9 +170,12 @@ def run(args) -> int:
         raise OmniBenchError("--limit must be at least 1")
     tasks = task_registry.select(sweep.tasks, sweep.suites, args.tasks_dir)
     variants = []
-    for entry in sweep.models:
+    for n, entry in enumerate(sweep.models):
         for variant in resolve_models([entry.model], entry.channels, trust_code=args.trust_code,
                                       source=f"sweep file {args.sweep}"):
+            given = {k: (f"sweep file {args.sweep}: field 'models[{n}].args.{k}'", v) for k, v in entry.args.items()}
+            trusted = check_factory_args(variant.card, given, args.trust_code)
+            variant.trusted_code = "; ".join(filter(None, [variant.trusted_code, trusted])) or None
             variant.args = {**variant.args, **entry.args}
             variants.append(variant)
     data_dir = args.data_dir or (str(sweep.data_dir) if sweep.data_dir else None)
@@ -184,13 +203,17 @@ def _executor_settings(args, from_file: dict[str, Any]) -> executors.ExecutorSet
     name = args.executor or from_file.get("name") or "dask"
     if name != (from_file.get("name") or "dask"):
         from_file = {}
+    if from_file.get("scheduler") and args.scheduler is None and not args.trust_code:
+        raise OmniBenchError(f"sweep file {args.sweep}: field 'executor.scheduler' connects to a Dask scheduler the "
+                             "file chooses, and results from its workers are unpickled here (they could run code); "
+                             "give --scheduler yourself, or pass --trust-code if you trust the file")
 
     def pick(key: str):
         given = getattr(args, key)
         return given if given is not None else from_file.get(key)
 
     settings = executors.ExecutorSettings(name, pick("scheduler"), pick("workers"), pick("cluster_config"),
-                                          pick("chunk_size"))
+                                          pick("chunk_size"), args.trust_code)
     settings.check()
     return settings
 

@@ -23,7 +23,7 @@ def run(variants, tasks, options, settings: ExecutorSettings):
     if settings.name == "slurm" and not expected:
         from .slurm import expected_workers, load_cluster_config
 
-        expected = expected_workers(load_cluster_config(settings.cluster_config))
+        expected = expected_workers(load_cluster_config(settings.cluster_config, settings.trust_code))
     with open_client(settings, options.device, progress=options.progress) as client:
         return run_on_cluster(client, variants, tasks, options, chunk_size=settings.chunk_size,
                               expected_workers=expected)

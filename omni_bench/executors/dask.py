@@ -78,7 +78,7 @@ def open_client(settings: ExecutorSettings, device: str, progress: bool = True) 
     if settings.name == "slurm":
         from .slurm import start_cluster
 
-        cluster = start_cluster(settings.cluster_config, settings.workers)
+        cluster = start_cluster(settings.cluster_config, settings.workers, settings.trust_code)
     elif not settings.scheduler:
         # Single-threaded worker processes: a calculator is not thread-safe, and each process keeps its
         # own model (the nanny also pins OMP/MKL threads to 1, so N workers use N cores).

@@ -7,6 +7,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..arguments import path_argument
 from ..errors import OmniBenchError
 
 EXECUTORS = ("serial", "dask", "slurm")
@@ -26,6 +27,8 @@ class ExecutorSettings:
     cluster_config: Path | None = None
     #: items per Dask task (default: a few chunks per worker for each model, channel and task)
     chunk_size: int | None = None
+    #: the user's ``--trust-code``: the cluster config may put commands into the batch script
+    trust_code: bool = False
 
     def check(self) -> None:
         """Reject combinations that would be silently ignored."""
@@ -56,11 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser, default: str | None = "serial
     group.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler")
     group.add_argument("--workers", type=int, metavar="N",
                        help="workers to start (default: one per core, or one per visible GPU with --device cuda)")
-    group.add_argument("--cluster-config", type=Path, metavar="FILE", help="dask-jobqueue settings (YAML)")
+    group.add_argument("--cluster-config", type=path_argument, metavar="FILE", help="dask-jobqueue settings (YAML)")
     group.add_argument("--chunk-size", type=int, metavar="N", help="items per Dask task (default: automatic)")
 
 
 def settings_from_args(args: argparse.Namespace) -> ExecutorSettings:
-    settings = ExecutorSettings(args.executor, args.scheduler, args.workers, args.cluster_config, args.chunk_size)
+    settings = ExecutorSettings(args.executor, args.scheduler, args.workers, args.cluster_config, args.chunk_size,
+                                getattr(args, "trust_code", False))
     settings.check()
     return settings

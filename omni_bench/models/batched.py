@@ -6,9 +6,9 @@ stress that single points never read. An evaluator here packs structures into ba
 number of atoms and computes energies only. Which evaluator applies is decided by the calculator's exact
 type (a subclass may compute something else), so an unknown calculator keeps the ASE path.
 
-A batch that raises (out of memory, a structure the network cannot take) is split in halves down to single
-structures; a structure that fails alone is left to the ASE calculator, which then fails or succeeds exactly
-as it would have without batching.
+A batch that raises (out of memory, a structure the network cannot take), or answers with anything but one
+real number per structure, is split in halves down to single structures; a structure that fails alone is
+left to the ASE calculator, which then fails or succeeds exactly as it would have without batching.
 
 ``energies_forces`` is the same batch with forces (autograd through the whole network, as the calculators do),
 for relaxing many structures in lock-step (models/lockstep.py); ``energies`` stays the energy-only path.
@@ -204,10 +204,13 @@ def evaluate(evaluator: BatchedEvaluator, structures: Sequence[Atoms], max_atoms
 
 def _evaluate_batch(evaluator: BatchedEvaluator, structures: Sequence[Atoms], positions: list[int],
                     outcome: BatchOutcome) -> None:
+    from .checks import InvalidResult, real_number  # numpy and ASE: not when the CLI imports this module
+
     try:
-        energies = evaluator.energies([structures[p] for p in positions])
+        energies = list(evaluator.energies([structures[p] for p in positions]))
         if len(energies) != len(positions):
-            raise RuntimeError(f"{evaluator.name} returned {len(energies)} energies for {len(positions)} structures")
+            raise InvalidResult(f"{evaluator.name} returned {len(energies)} energies for {len(positions)} structures")
+        energies = [real_number(energy) for energy in energies]  # NaN stays, for LoadedModel.energy to refuse
     except (ItemTimeout, AbandonBatches):  # the caller gives up on the batches: splitting them would not help
         raise
     except Exception as exc:  # out of memory, or one structure the network cannot take: split and retry

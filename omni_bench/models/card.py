@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OmniBenchError
-from ..schema import Fields, load_yaml
+from ..schema import Fields, load_yaml, name_problem
 from ..taskspec import ENERGY_CONVENTIONS
 
 _CARD_FIELDS = {
@@ -27,7 +27,8 @@ _CARD_FIELDS = {
     # measured figures the card reports (headline metric per task and channel, e.g. omni's from its leaderboard)
     "task_figures": False,
 }
-_ENVIRONMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: a managed environment's name: its folder, directly under the environments folder
+ENVIRONMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -129,10 +130,12 @@ class ModelCard:
             f"model {self.name!r}: checkpoint not found (looked in: {where}); {env}copy it to the last "
             f"path. {self.checkpoint_help}".strip())
 
-    def is_packaged(self, path: Path) -> bool:
-        """Whether ``path`` is one of the card's ``pkg:`` checkpoints, shipped inside an installed package."""
-        packaged = (_expand(entry) for entry in self.checkpoint if entry.startswith("pkg:"))
-        return any(p is not None and p.is_file() and p.resolve() == Path(path).resolve() for p in packaged)
+    def user_checkpoints(self) -> list[str]:
+        """The checkpoint paths the user chose (``checkpoint_env``'s variable, entries other than ``pkg:``):
+        files that, unlike those shipped inside installed packages, nobody but the user vouches for."""
+        chosen = os.environ.get(self.checkpoint_env) if self.checkpoint_env else None
+        entries = [os.path.expandvars(c) for c in self.checkpoint if not c.startswith("pkg:")]
+        return [chosen, *entries] if chosen else entries
 
 
 def checkpoint_packages(card: ModelCard) -> list[str]:
@@ -164,6 +167,9 @@ def card_from_dict(data: Any, source: Path | str) -> ModelCard:
     f = Fields(Path(source), "", data, _CARD_FIELDS)
     channels = {}
     for name, info in (f.get("channels", dict, {}) or {}).items():
+        problem = name_problem(str(name))
+        if problem:
+            f.fail("channels", f"channel name {problem}")
         c = Fields(Path(source), f"channels.{name}", info, {
             "level_of_theory": True, "d3_functional": False, "training_data": False})
         channels[str(name)] = ChannelInfo(c.text("level_of_theory"), c.text("d3_functional"),
@@ -175,7 +181,14 @@ def card_from_dict(data: Any, source: Path | str) -> ModelCard:
         f.fail("level_of_theory", "is required for a model without channels")
     if ":" not in f.text("factory"):
         f.fail("factory", "must be 'package.module:function'")
+    if not all(isinstance(k, str) and k.isprintable() for k in f.get("args", dict, {}) or {}):
+        f.fail("args", "keys must be argument names (printable text)")
     checkpoint = f.get("checkpoint", (str, list), [])
+    for entry in [checkpoint] if isinstance(checkpoint, str) else checkpoint:
+        if not isinstance(entry, str) or not entry.strip():
+            f.fail("checkpoint", "must be a path or a list of paths")
+        if entry.startswith("pkg:") and ".." in Path(entry[4:]).parts:
+            f.fail("checkpoint", f"{entry!r}: a 'pkg:' entry names a file inside the package; remove '..'")
     charge_spin = f.get("charge_spin", dict, None)
     if charge_spin is not None:
         Fields(Path(source), "charge_spin", charge_spin, {"charge": True, "spin": True, "spin_convention": False})
@@ -189,13 +202,13 @@ def card_from_dict(data: Any, source: Path | str) -> ModelCard:
     environment, python = f.text("environment"), f.text("python")
     if environment is not None and python is not None:
         f.fail("python", "and 'environment' both name where the model runs: keep one")
-    if environment is not None and not _ENVIRONMENT_NAME.match(environment):
+    if environment is not None and not ENVIRONMENT_NAME.fullmatch(environment):
         f.fail("environment", "must be a name of letters, digits, '.', '_' and '-' (the folder of the environment)")
     for key in ("in_domain", "packages", "training_data", "weights_packages"):
         if not all(isinstance(v, str) for v in f.get(key, list, [])):
             f.fail(key, "must be a list of strings")
     return ModelCard(
-        name=f.text("name"), description=f.text("description"), factory=f.text("factory"),
+        name=f.name("name"), description=f.text("description"), factory=f.text("factory"),
         trained_with_dispersion=f.get("trained_with_dispersion", bool), args=f.get("args", dict, {}) or {},
         channels=channels, default_channel=default_channel, channel_arg=f.text("channel_arg", "channel"),
         level_of_theory=f.get("level_of_theory", str, ""), d3_functional=f.text("d3_functional"),

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ..errors import OmniBenchError
-from .card import ModelCard, requirement_name
+from .card import ENVIRONMENT_NAME, ModelCard, requirement_name
 
 ENVS_VARIABLE = "OMNI_BENCH_ENVS"
 MANIFEST = "omni-bench-env.json"
@@ -72,6 +72,9 @@ def _unique(requirements: list[str]) -> list[str]:
 
 def create(name: str, cards: list[ModelCard], base_python: str | None = None, quiet: bool = False) -> Path:
     """Make (or complete) the environment and install what ``cards`` need; returns its interpreter."""
+    if not ENVIRONMENT_NAME.fullmatch(name):
+        raise OmniBenchError(f"environment name {name!r}: use letters, digits, '.', '_' and '-', starting with a "
+                             f"letter or digit (it names a folder directly under {envs_root()})")
     plan = install_plan(name, cards)
     folder, python = envs_root() / name, env_python(name)
     if not python.is_file():
@@ -115,7 +118,19 @@ def environments() -> list[dict]:
     names = sorted({p.name for p in root.iterdir() if p.is_dir()} if root.is_dir() else set())
     for name in sorted(set(names) | set(wanted)):
         manifest_path = root / name / MANIFEST
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        manifest = _read_manifest(manifest_path, name) if manifest_path.is_file() else {}
         found.append({"name": name, "python": str(env_python(name)), "exists": env_python(name).is_file(),
                       "cards": wanted.get(name, []), "manifest": manifest})
     return found
+
+
+def _read_manifest(path: Path, name: str) -> dict:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        cards = manifest.get("cards", []) if isinstance(manifest, dict) else None
+        if not isinstance(cards, list) or not all(isinstance(c, str) for c in cards):
+            raise ValueError("not a mapping with a list of card names in 'cards'")
+    except (OSError, ValueError) as exc:
+        raise OmniBenchError(f"{path}: damaged environment manifest ({exc}); run 'omni-bench env create {name}' "
+                             "again to rewrite it, or delete the file") from None
+    return manifest

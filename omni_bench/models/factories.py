@@ -5,6 +5,7 @@ from __future__ import annotations
 from ase.calculators.calculator import Calculator
 
 from ..devices import resolve_device
+from .pyscf_dft import DEFAULTS
 
 
 def emt(device: str = "cpu") -> Calculator:
@@ -70,8 +71,11 @@ def tabulated(key: str, device: str = "cpu") -> Calculator:
     return TabulatedCalculator(key)
 
 
-def pyscf_dft(device: str = "cpu", **settings) -> Calculator:
+def pyscf_dft(device: str = "cpu", xc: str = DEFAULTS["xc"], basis: str = DEFAULTS["basis"],
+              density_fitting: str = DEFAULTS["density_fitting"], grids_level: int = DEFAULTS["grids_level"],
+              conv_tol_hartree: float = DEFAULTS["conv_tol_hartree"]) -> Calculator:
     """Hybrid DFT (PySCF) with the settings of :mod:`omni_bench.models.pyscf_dft` (a reference method)."""
     from omni_bench.models.pyscf_dft import PySCFDFT
 
-    return PySCFDFT(**settings)
+    return PySCFDFT(xc=xc, basis=basis, density_fitting=density_fitting, grids_level=grids_level,
+                    conv_tol_hartree=conv_tol_hartree)

@@ -40,7 +40,7 @@ def fingerprint(variant: ModelVariant) -> dict[str, Any]:
     arg_files = {
         key: sha256_file(Path(value))
         for key, value in variant.args.items()
-        if isinstance(value, str) and len(value) < 4096 and Path(value).is_file()
+        if _names_a_file(value)
     }
     channel = card.channel_info(variant.channel)
     fp = {
@@ -75,3 +75,10 @@ def fingerprint_id(fp: dict[str, Any]) -> str:
     """Short stable id; the checkpoint and interpreter paths are left out so moving a file keeps its results."""
     stable = {k: v for k, v in fp.items() if k not in ("checkpoint", "python")}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _names_a_file(value) -> bool:
+    try:
+        return isinstance(value, str) and Path(value).is_file()
+    except (OSError, ValueError):  # too long for a path, or a NUL in it: not a file
+        return False

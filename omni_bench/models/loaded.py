@@ -2,7 +2,8 @@
 
 Protocols ask for energies of structures; this adapter puts charge and spin from ``Atoms.info`` where the
 model takes them (and notes where it cannot), boxes molecules for models that need a cell, adds D3, and
-turns non-finite output into an error so that the runner records a failure instead of a number.
+checks what the model returns (``checks.py``: finite energies, forces of shape (n, 3), stress) so that the
+runner records a failure instead of a wrong number.
 
 For models with a batched evaluator (models/batched.py) the runner first hands over the single points of
 the next items (``prefetch``); ``energy`` then answers from those, keyed by everything the model sees, and
@@ -12,7 +13,6 @@ falls back to the ASE calculator for anything not prefetched.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import Counter
 from collections.abc import Iterable
 
@@ -26,15 +26,12 @@ from omni_bench_worker import server as worker_server
 from ..devices import resolve_device
 from ..errors import OmniBenchError
 from .batched import AbandonBatches, BatchedEvaluator, evaluate, evaluator_for
+from .checks import CheckedCalculator, InvalidResult, checked_energy, checked_forces
 from .factories import dftd3_bj
 from .registry import ModelVariant
 from .worker import WorkerCalculator, WorkerProcess, interpreter_for, worker_environment
 
 CHARGE_SPIN_IGNORED = "charge/spin not passed: the model does not accept them"
-
-
-class NonFiniteResult(RuntimeError):
-    """The model returned NaN or infinity."""
 
 
 class ImplausibleResult(RuntimeError):
@@ -55,11 +52,12 @@ class LoadedModel:
         self.variant = variant
         self.device = resolve_device(device)
         self.base_calc = self._build()
-        self.calc: Calculator = self.base_calc
+        #: what protocols compute with: the model's calculator with its results checked, plus D3
+        self.calc: Calculator = CheckedCalculator(self.base_calc)
         self.d3_calc: Calculator | None = None
         if variant.d3:
             self.d3_calc = dftd3_bj(variant.card.channel_info(variant.channel).d3_functional)
-            self.calc = SumCalculator([self.base_calc, self.d3_calc])
+            self.calc = SumCalculator([self.calc, self.d3_calc])
         self.notes: set[str] = set()
         #: energies served by each path ("batched", "ase") and structures the batched evaluator could not do
         #: ("batch_failed", then computed by the ASE path): the runner records them with the results
@@ -120,8 +118,8 @@ class LoadedModel:
         return atoms
 
     def energy(self, atoms: Atoms) -> float:
-        """Potential energy in eV; raises ``NonFiniteResult`` for NaN or infinity and ``ImplausibleResult``
-        outside the card's sanity bounds."""
+        """Potential energy in eV; raises ``InvalidResult`` for what is not a finite number (``NonFiniteResult``
+        for NaN or infinity) and ``ImplausibleResult`` outside the card's sanity bounds."""
         prepared = self._prepare(atoms)
         value = self._prefetched.get(structure_key(prepared)) if self._prefetched else None
         if value is None:
@@ -134,8 +132,7 @@ class LoadedModel:
                 prepared.calc = self.d3_calc
                 value += float(prepared.get_potential_energy())
             self.evaluations["batched"] += 1
-        if not math.isfinite(value):
-            raise NonFiniteResult(f"model returned a non-finite energy ({value})")
+        value = checked_energy(value)
         bounds = self.variant.card.sanity.energy_per_atom
         if bounds and not bounds[0] <= value / len(prepared) <= bounds[1]:
             raise ImplausibleResult(f"energy {value / len(prepared):.4g} eV/atom is outside the card's sanity "
@@ -175,7 +172,7 @@ class LoadedModel:
         except AbandonBatches:
             return
         keys = list(unique)
-        self._prefetched = {keys[position]: float(value) for position, value in outcome.energies.items()}
+        self._prefetched = {keys[position]: value for position, value in outcome.energies.items()}
         self.evaluations["batch_failed"] += len(outcome.errors)
         if outcome.errors and not outcome.energies:  # the evaluator does not work for this model at all
             self.batched_error = f"{self._evaluator.name}: {next(iter(outcome.errors.values()))}"
@@ -188,8 +185,14 @@ class LoadedModel:
 
     def energies_forces(self, prepared: list[Atoms]) -> list[tuple[float, np.ndarray]]:
         """Energies (eV) and forces (eV/A) of structures already prepared (``attach``), in one batched call,
-        with D3 added per structure as ``SumCalculator`` adds it. Only when ``batched_forces``."""
-        results = self._evaluator.energies_forces(prepared)
+        with D3 added per structure as ``SumCalculator`` adds it. Only when ``batched_forces``; ``InvalidResult``
+        when the evaluator's answer is not one finite energy and (n, 3) finite forces per structure."""
+        results = list(self._evaluator.energies_forces(prepared))
+        if len(results) != len(prepared):
+            raise InvalidResult(f"{self._evaluator.name} returned {len(results)} results for {len(prepared)} "
+                                "structures")
+        results = [(checked_energy(energy), checked_forces(forces, len(atoms)))
+                   for (energy, forces), atoms in zip(results, prepared, strict=True)]
         if self.d3_calc is not None:
             results = [(energy + self.d3_calc.get_potential_energy(atoms), forces + self.d3_calc.get_forces(atoms))
                        for (energy, forces), atoms in zip(results, prepared, strict=True)]

@@ -3,8 +3,11 @@ name) into model variants: a card, a channel and the D3 flag. Nothing here impor
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import inspect
 import sys
+import typing
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from importlib.resources import files
@@ -14,11 +17,19 @@ from typing import Any
 import yaml
 
 from ..errors import OmniBenchError, unknown
+from ..schema import RefusedYAML, parse_yaml
 from .card import ModelCard, card_from_dict, load_card
 
 ENTRY_POINT_GROUP = "omni_bench.models"
 REFERENCE_MODEL = "omni"
 D3_SUFFIX = "+d3"
+#: the factories that build calculators, which a card or sweep file may name without --trust-code (besides the
+#: plug-ins' entry points); a file gives each only the arguments its signature declares, of the declared types
+CALCULATOR_FACTORIES = (
+    *(f"omni_bench.models.factories:{name}" for name in ("emt", "sevennet", "chgnet", "gfn2_xtb", "tabulated",
+                                                          "pyscf_dft")),
+    *(f"omni_bench_worker.factories:{name}" for name in ("mace", "fairchem", "orb", "mattersim", "pet_mad", "diep")),
+)
 
 
 @dataclass
@@ -83,13 +94,62 @@ def _factory_card(spec: str) -> ModelCard:
 
 
 def allowed_factory(factory: str) -> bool:
-    """Factories a card or sweep file may name without ``--trust-code``: omni-bench's own (modules under
-    ``omni_bench`` and its worker package ``omni_bench_worker``) and those of installed plug-ins (the
-    ``omni_bench.models`` entry points)."""
-    module = factory.partition(":")[0]
-    if module.split(".")[0] in ("omni_bench", "omni_bench_worker"):
+    """Factories a card or sweep file may name without ``--trust-code``: omni-bench's calculator factories
+    (``CALCULATOR_FACTORIES``) and those of installed plug-ins (the ``omni_bench.models`` entry points)."""
+    if factory in CALCULATOR_FACTORIES:
         return True
     return factory in {ep.value.replace(" ", "") for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def factory_arguments(factory: str) -> dict[str, tuple[type, ...]]:
+    """The arguments a factory of ``CALCULATOR_FACTORIES`` declares, each with the types its annotation
+    allows (``str | None`` -> (str, NoneType)); ``**kwargs`` declares nothing."""
+    module, _, attr = factory.partition(":")
+    function = getattr(importlib.import_module(module), attr)
+    hints = typing.get_type_hints(function)
+    return {name: typing.get_args(hints[name]) or (hints[name],)
+            for name, parameter in inspect.signature(function).parameters.items()
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)}
+
+
+def _accepts(types: tuple[type, ...], value: Any) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types) or (float in types and isinstance(value, int))
+
+
+def check_factory_args(card: ModelCard, given: dict[str, tuple[str, Any]], trust_code: bool) -> str | None:
+    """What a card, sweep file or ``--model-arg`` gives a factory of ``CALCULATOR_FACTORIES`` (``given``: argument
+    -> (where it was set, value)) must be an argument the factory declares, of a declared type: a file cannot
+    hand a factory anything its author did not mean it to take. With ``--trust-code`` a mismatch is let
+    through with a warning; returns what was let through (for the results JSON), or None."""
+    if card.factory not in CALCULATOR_FACTORIES:
+        return None
+    declared = factory_arguments(card.factory)
+    problems = []
+    for name, (where, value) in given.items():
+        if name not in declared:
+            problems.append(f"{where} is not an argument of {card.factory} (it takes {', '.join(declared)}); "
+                            "remove it")
+        elif not _accepts(declared[name], value):
+            kinds = " or ".join("null" if kind is type(None) else kind.__name__ for kind in declared[name])
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            hint = "; quote it to pass text" if str in declared[name] and not isinstance(value, (list, dict)) else ""
+            problems.append(f"{where} must be {kinds}, got {shown}{hint}")
+    if not problems:
+        return None
+    if not trust_code:
+        raise OmniBenchError(problems[0])
+    print(f"omni-bench: warning: --trust-code: {'; '.join(problems)}; passing it on", file=sys.stderr)
+    return "; ".join(problems)
+
+
+def card_args_given(card: ModelCard) -> dict[str, tuple[str, Any]]:
+    """The card's factory arguments, and its channel argument (channels are text), for ``check_factory_args``."""
+    given = {name: (f"{card.source}: field 'args.{name}'", value) for name, value in card.args.items()}
+    if card.is_multichannel:
+        given[card.channel_arg] = (f"{card.source}: field 'channel_arg'", next(iter(card.channels)))
+    return given
 
 
 def check_file_factory(card: ModelCard, source: str, trust_code: bool) -> str | None:
@@ -98,7 +158,8 @@ def check_file_factory(card: ModelCard, source: str, trust_code: bool) -> str | 
     None when nothing needed trust."""
     reasons = []
     if not allowed_factory(card.factory):
-        reasons.append(f"names factory {card.factory!r}, which is neither omni-bench's own nor a plug-in's")
+        reasons.append(f"names factory {card.factory!r}, which is neither one of omni-bench's calculator factories "
+                       "nor a plug-in's")
     if card.python:
         reasons.append(f"names an interpreter to start (python: {card.python})")
     if not reasons:
@@ -116,7 +177,11 @@ def check_file_factory(card: ModelCard, source: str, trust_code: bool) -> str | 
 def find_card(name: str) -> ModelCard:
     """The card for a built-in name, a card file, a plug-in, or ``package.module:factory``."""
     if name.endswith((".yaml", ".yml")):
-        if not Path(name).is_file():
+        try:
+            exists = Path(name).is_file()
+        except OSError as exc:  # a name too long for the file system
+            raise OmniBenchError(f"model card {name}: {exc.strerror or exc}; give the path of a card file") from None
+        if not exists:
             raise OmniBenchError(f"model card {name} does not exist")
         return load_card(Path(name))
     builtin = builtin_cards()
@@ -132,10 +197,12 @@ def find_card(name: str) -> ModelCard:
 def parse_model_arg(text: str) -> tuple[str, Any]:
     """``k=v`` with v read as YAML, so numbers and booleans arrive typed."""
     key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise OmniBenchError(f"--model-arg {text!r} must look like key=value")
+    if not sep or not key or not key.isprintable():
+        raise OmniBenchError(f"--model-arg {text!r} must look like key=value, the key an argument name")
     try:
-        return key, yaml.safe_load(value) if value else ""
+        return key, parse_yaml(value) if value else ""
+    except RefusedYAML as exc:
+        raise OmniBenchError(f"--model-arg {key}: the value is refused: {exc}") from None
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise OmniBenchError(f"--model-arg {text!r}: the value is not valid YAML ({problem}); quote it to pass "
@@ -164,7 +231,9 @@ def resolve_models(specs: list[str], channels: list[str] | None = None, model_ar
         name, inline_channel = split_channel(base)
         card = find_card(name)
         from_file = card.source if name.endswith((".yaml", ".yml")) else source
-        trusted = check_file_factory(card, from_file, trust_code) if from_file else None
+        given = {**card_args_given(card), **{k: (f"--model-arg {k}", v) for k, v in extra_args.items()}}
+        trusted = "; ".join(filter(None, [check_file_factory(card, from_file, trust_code) if from_file else None,
+                                          check_factory_args(card, given, trust_code)])) or None
         wanted = [inline_channel] if inline_channel is not None else list(channels or [])
         for channel in _channels_for(card, wanted):
             if d3 and not card.channel_info(channel).d3_functional:

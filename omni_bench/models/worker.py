@@ -3,9 +3,11 @@
 A card with ``python: /path/to/bin/python`` or ``environment: NAME`` (made by ``omni-bench env create``)
 runs its model in a worker process in that interpreter, so its packages never meet omni-bench's (mace-torch
 pins e3nn 0.4.4, sevenn needs e3nn >= 0.5). ``run --isolate`` puts in-process models in a worker of this
-interpreter. Either way the worker is a crash boundary: a segfault, an abort, a kill for memory or a hang
-(with ``--item-timeout``) fails the item in flight, with the signal or exit code, and the next request starts
-a fresh worker.
+interpreter. Either way the worker is a crash boundary: a segfault, an abort, a kill for memory, a hang
+(with ``--item-timeout``) or a reply that breaks the protocol (another request's id, a missing key, a wrong
+type: a model writing to the socket) fails the item in flight, with the signal, exit code or violation, the
+worker is killed, and the next request starts a fresh one. A batch that crashes the worker fails nothing
+itself: its structures are computed one at a time (``AbandonBatches``), each failing only for its own crash.
 
 The worker imports only the small ``omni_bench_worker`` package (ASE and numpy, nothing else), loaded from
 omni-bench's own installation by path, so the model's environment needs no install step for it and both
@@ -17,11 +19,13 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +33,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 import omni_bench_worker
@@ -54,8 +59,11 @@ BOOTSTRAP = (
 )
 #: seconds between checks that a busy worker is still alive (and chances for a thread's time limit to act)
 POLL_SECONDS = 0.5
-#: a worker that crashes this many times in a row without answering anything stops the task
-MAX_CONSECUTIVE_CRASHES = 3
+#: a worker that crashes on this many single structures before it has answered any request stops the task
+#: (the model cannot compute anything here); once it has answered, a crash fails only the item in flight
+MAX_CRASHES_BEFORE_AN_ANSWER = 3
+#: how much of a dead worker's log its death notice reads (the end of it: a log may be huge)
+LOG_TAIL_BYTES = 8192
 #: what every worker interpreter needs besides the model's own packages
 WORKER_REQUIREMENTS = ("ase", "numpy")
 
@@ -158,7 +166,47 @@ class WorkerError(RuntimeError):
 
 
 class WorkerCrashed(RuntimeError):
-    """The worker process died (signal, exit) mid-request; the next request starts another."""
+    """The worker process died (signal, exit) or broke the protocol mid-request; it is killed, and the next
+    request starts another."""
+
+
+#: what a successful reply to each request holds besides ``id`` and ``ok``
+_REPLY_FIELDS = {"load": {"device": str, "implemented_properties": list, "batched": (str, type(None))},
+                 "calculate": {"results": dict}, "energies": {"energies": list}}
+
+
+def check_reply(reply: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    """``reply`` when it answers ``request`` as the protocol says (its id, ``ok``, and the fields of its kind
+    with their types); ``wire.ProtocolError`` naming the first thing that is not. What the numbers mean
+    (finite, forces of shape (n, 3)) is checked where every model's results are (``checks.py``)."""
+    if type(reply.get("id")) is not int or reply["id"] != request["id"]:
+        raise wire.ProtocolError(f"the reply to request {request['id']} carries id {_short(reply.get('id'))}")
+    if not isinstance(reply.get("ok"), bool):
+        raise wire.ProtocolError(f"'ok' is {_short(reply.get('ok'))}, not true or false")
+    fields = _REPLY_FIELDS[request["op"]] if reply["ok"] else {"error": str}
+    for name, kind in fields.items():
+        if not isinstance(reply.get(name), kind) or isinstance(reply.get(name), bool):
+            raise wire.ProtocolError(f"'{name}' is {_short(reply.get(name))}")
+    if not reply["ok"]:
+        return reply
+    if request["op"] == "load" and not all(isinstance(p, str) for p in reply["implemented_properties"]):
+        raise wire.ProtocolError("'implemented_properties' holds something other than names")
+    if request["op"] == "calculate":
+        for name, value in reply["results"].items():
+            if not (_is_number(value) or isinstance(value, np.ndarray) and value.dtype.kind in "fi"):
+                raise wire.ProtocolError(f"result {_short(name)} is {_short(value)}, not numbers")
+    if request["op"] == "energies" and not all(_is_number(e) for e in reply["energies"]):
+        raise wire.ProtocolError("'energies' holds something other than numbers")
+    return reply
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, np.ndarray) else f"an array of dtype {value.dtype}"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class WorkerProcess:
@@ -172,15 +220,21 @@ class WorkerProcess:
         #: the reply to ``load``: device, implemented properties, batched evaluator
         self.loaded: dict[str, Any] = {}
         self.starts = 0
-        self.crashes_in_a_row = 0
+        #: crashes on single structures, and whether any worker of this model has answered a request
+        self.crashes = 0
+        self.answered = False
+        self.requests_sent = 0
         self._finalizer = None
 
     def start(self) -> None:
         """Start the worker and build the model in it; a model that cannot be built is the user's to fix."""
         ours, theirs = socket.socketpair()
         self.log = tempfile.TemporaryFile(prefix="omni-bench-worker-")
+        # the kernel's parent-death signal follows the starting thread: only the main thread lives as long as
+        # omni-bench (a Dask thread may end first); the worker watches its parent process either way
+        pdeathsig = ["pdeathsig"] if threading.current_thread() is threading.main_thread() else []
         self.process = subprocess.Popen(
-            [self.interpreter.python, "-c", BOOTSTRAP, PACKAGE_DIR, str(theirs.fileno())],
+            [self.interpreter.python, "-c", BOOTSTRAP, PACKAGE_DIR, str(theirs.fileno()), *pdeathsig],
             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
             env=_worker_env(self.interpreter.same_as_omni_bench), start_new_session=True)
         theirs.close()
@@ -200,29 +254,45 @@ class WorkerProcess:
 
     def request(self, message: dict[str, Any]) -> dict[str, Any]:
         """The worker's reply to ``message``; ``WorkerError`` when the model raised, ``WorkerCrashed`` when the
-        worker died (it restarts on the next request, and after a few crashes in a row the task stops)."""
+        worker died or broke the protocol (it is killed, and restarts on the next request). A crash counts
+        against the model only on a request for one structure: which structure of a batch caused it is not
+        known. A model that crashes on a few structures before answering anything stops the task."""
+        single = message.get("op") != "energies" or len(message["structures"]) == 1
         try:
+            if self.process is not None and self._stale():
+                self.stop()  # it wrote out of turn or died while idle: nobody's item, start afresh
             if self.process is None:
-                if self.crashes_in_a_row >= MAX_CONSECUTIVE_CRASHES:
-                    raise StopTask(f"the worker of {self.label} crashed {self.crashes_in_a_row} times in a row")
+                if not self.answered and self.crashes >= MAX_CRASHES_BEFORE_AN_ANSWER:
+                    raise StopTask(f"the worker of {self.label} crashed on {self.crashes} structures without "
+                                   "answering any")
                 self.start()
             reply = self._exchange(message)
         except (WorkerCrashed, OmniBenchError):
             self.stop()
-            self.crashes_in_a_row += 1
+            self.crashes += single
             raise
         except BaseException:  # a time limit or Ctrl-C mid-request: the worker's answer would come out of turn
             self.stop()
             raise
-        self.crashes_in_a_row = 0
+        self.answered = True
         if not reply["ok"]:
             raise WorkerError(reply["error"])
         return reply
 
+    def _stale(self) -> bool:
+        """Whether the idle worker has exited or has written something nobody asked for."""
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        return bool(readable) or self.process.poll() is not None
+
     def _exchange(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.requests_sent += 1
+        request = {**message, "id": self.requests_sent}
         try:
-            wire.send(self.sock, message)
-            return wire.receive(self.sock, on_idle=self._check_alive)
+            wire.send(self.sock, request)
+            return check_reply(wire.receive(self.sock, on_idle=self._check_alive), request)
+        except wire.ProtocolError as exc:
+            self.process.kill()
+            raise WorkerCrashed(self._death_notice(f"broke the protocol ({exc}) and was killed")) from None
         except (wire.ConnectionLost, OSError):
             raise WorkerCrashed(self._death_notice()) from None
 
@@ -230,17 +300,18 @@ class WorkerProcess:
         if self.process.poll() is not None:
             raise wire.ConnectionLost("worker exited")
 
-    def _death_notice(self) -> str:
+    def _death_notice(self, what: str | None = None) -> str:
         try:
             code = self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             code = None
-        return f"the worker of {self.label} {describe_exit(code)} (pid {self.process.pid}){self._log_tail()}"
+        return f"the worker of {self.label} {what or describe_exit(code)} (pid {self.process.pid}){self._log_tail()}"
 
     def _log_tail(self, lines: int = 6) -> str:
         try:
-            self.log.seek(0)
-            tail = self.log.read().decode(errors="replace").strip().splitlines()[-lines:]
+            size = self.log.seek(0, os.SEEK_END)
+            self.log.seek(max(0, size - LOG_TAIL_BYTES))
+            tail = self.log.read(LOG_TAIL_BYTES).decode(errors="replace").strip().splitlines()[-lines:]
         except (OSError, ValueError):
             return ""
         return "; its last output: " + " | ".join(tail)[-800:] if tail else ""

@@ -100,6 +100,11 @@ def check_relaxation(initial: Atoms, final: Atoms, item: Item, params: dict) -> 
     return flags
 
 
+def scored_units(items: list[Item]) -> list[list[str]]:
+    """Each reaction needs its structures: slab, adsorbate on slab, and the gas references."""
+    return [list(reaction["stoichiometry"]) for item in items for reaction in item.meta.get("reactions", [])]
+
+
 def derive(items: list[Item], results: dict, params: dict) -> list[Prediction]:
     """Reactions from structure energies; a reaction with a missing or failed structure gets None."""
     predictions = []

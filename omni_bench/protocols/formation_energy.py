@@ -29,6 +29,13 @@ def compute(item: Item, model, params: dict) -> dict[str, float]:
     return {"energy_per_atom": model.energy(crystal) / len(crystal)}
 
 
+def scored_units(items: list[Item]) -> list[list[str]]:
+    """Each compound needs the reference crystals of its elements."""
+    element_ids = {i.meta["element"]: i.id for i in items if i.meta.get("kind") == "element"}
+    return [[item.id, *(element_ids.get(el, f"element/{el}") for el in item.meta["composition"])]
+            for item in items if item.meta.get("kind") != "element"]
+
+
 def derive(items: list[Item], results: dict, params: dict) -> list[Prediction]:
     """Formation energies of the compounds; None where the compound or an element reference failed."""
     element_ids = {i.meta["element"]: i.id for i in items if i.meta.get("kind") == "element"}

@@ -30,6 +30,11 @@ def compute(item: Item, model, params: dict) -> dict[str, float]:
     return {"energy": model.energy(item.structures[role])}
 
 
+def scored_units(items: list[Item]) -> list[list[str]]:
+    """Each complex needs its fragments."""
+    return [[item.id, *item.meta["fragments"]] for item in items if "interaction_energy" in item.reference]
+
+
 def derive(items: list[Item], results: dict[str, StoredItem], params: dict) -> list[Prediction]:
     """Complex minus fragments; None with the reason when the complex or a fragment has no energy."""
     predictions = []

@@ -51,6 +51,14 @@ def compute(item: Item, model, params: dict) -> dict[str, float]:
     return {"energy_per_molecule": model.energy(item.structures[params["structure_role"]]) / n_molecules}
 
 
+def scored_units(items: list[Item]) -> list[list[str]]:
+    """A molecule's crystals are scored together (against the crystal the reference puts lowest)."""
+    systems: dict[str, list[str]] = defaultdict(list)
+    for item in items:
+        systems[item.groups["system"]].append(item.id)
+    return [members for members in systems.values() if len(members) >= 2]
+
+
 def derive(items: list[Item], results: dict[str, StoredItem], params: dict) -> list[Prediction]:
     systems: dict[str, list[Item]] = defaultdict(list)
     for item in items:

@@ -3,8 +3,8 @@ it takes part in; ``derive`` combines them as E_rxn = sum(coefficient * E(specie
 
 Loaders build their items with ``items.reactions.molecule_items``, which attaches to each molecule the
 reactions it takes part in (``Item.meta['reactions']``) and orders molecules by the first reaction that needs
-them, so that the first N items (``--limit N``) complete the first reactions. A reaction with a molecule that
-failed or was not computed is a failed entry that names the molecules.
+them; ``--limit N`` runs the molecules of the first N reactions (``scored_units``). A reaction with a molecule
+that failed or was not computed is a failed entry that names the molecules.
 """
 
 from __future__ import annotations
@@ -28,11 +28,20 @@ def compute(item: Item, model, params: dict) -> dict[str, float]:
     return {"energy": model.energy(item.structures["molecule"])}
 
 
+def scored_units(items: list[Item]) -> list[list[str]]:
+    """Each reaction needs its species (the items are the molecules)."""
+    reactions = {r.id: r for item in items for r in item.meta.get(REACTIONS, ())}
+    return [list(reactions[key].stoichiometry) for key in sorted(reactions)]
+
+
 def derive(items: list[Item], results: dict[str, StoredItem], params: dict) -> list[Prediction]:
+    """The reactions whose species are all among ``items`` (a --limit run holds only its reactions' species)."""
+    present = {item.id for item in items}
     reactions: dict[str, Reaction] = {}
     for item in items:
         for reaction in item.meta.get(REACTIONS, ()):
-            reactions.setdefault(reaction.id, reaction)
+            if present.issuperset(reaction.stoichiometry):
+                reactions.setdefault(reaction.id, reaction)
     return [_predict(reactions[key], results) for key in sorted(reactions)]
 
 

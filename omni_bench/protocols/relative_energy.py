@@ -32,6 +32,11 @@ def compute(item: Item, model, params: dict) -> dict[str, float]:
     return {"energy_per_h2o": model.energy(item.structures[params["structure_role"]]) / n_units}
 
 
+def scored_units(items: list[Item]) -> list[list[str]]:
+    """Each scored polymorph needs the polymorph it is relative to."""
+    return [[item.meta["relative_to"], item.id] for item in items if "relative_energy" in item.reference]
+
+
 def derive(items: list[Item], results: dict[str, StoredItem], params: dict) -> list[Prediction]:
     predictions = []
     for item in items:

@@ -4,15 +4,16 @@ A baseline is one of: a baseline JSON written by ``omni-bench gate --write-basel
 (``omni-bench leaderboard --out``), a single results JSON of ``omni-bench run``, or a results folder.
 
 For each (model label, task) of the baseline it checks that the task is present in the current results,
-that it has the same task version and number of items (otherwise the numbers are not comparable), that it
-has no more failed items, and that every metric named in the task file's ``gate`` section is not worse
-than the baseline by more than both its tolerances: a regression fails when it exceeds
-``max(abs, rel * |baseline|)``, in the metric's unit. "Worse" follows the metric's direction; for a signed
-mean error, its size.
+that it has the same task version, task inputs, units, number of items and references (otherwise the
+numbers are not comparable), that it has no more failed items, and that every metric named in the task
+file's ``gate`` section is not worse than the baseline by more than both its tolerances: a regression fails
+when it exceeds ``max(abs, rel * |baseline|)``, in the metric's unit. "Worse" follows the metric's
+direction; for a signed mean error, its size.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -20,13 +21,14 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .. import __version__
 from ..errors import OmniBenchError
+from ..results_format import json_text, reference_sha256
+from ..safe_text import printable
 from ..taskspec import GateSpec
-from .load import TaskResult, load_results, read_result
+from .load import TaskResult, load_results, metric_value, read_capped, read_result
 
 BASELINE_KIND = "omni-bench-baseline"
 PASS, FAIL, INFO = "pass", "FAIL", "info"
@@ -46,6 +48,8 @@ class Snapshot:
     metrics: dict[str, dict] = field(default_factory=dict)
     fingerprint_id: str = ""
     inputs_hash: str = ""  # '' when the baseline predates it: then only the task version is compared
+    #: sha256 of the (item, quantity, reference) rows scored ('' in baselines that predate it)
+    reference_sha256: str = ""
 
 
 @dataclass
@@ -63,8 +67,10 @@ class Check:
 def snapshot(result: TaskResult) -> Snapshot:
     metrics = {name: {k: m.get(k) for k in ("value", "unit", "statistic", "direction", "n", "n_failed")}
                for name, m in result.metrics.items()}
+    frame = result.predictions
     return Snapshot(result.label, result.model, result.channel or "", result.task, result.task_version,
-                    result.n_items, result.n_failed, metrics, result.fingerprint_id, result.inputs_hash)
+                    result.n_items, result.n_failed, metrics, result.fingerprint_id, result.inputs_hash,
+                    reference_sha256(frame["id"], frame["quantity"], frame["reference"]))
 
 
 def write_baseline(results: list[TaskResult], path: Path) -> Path:
@@ -75,16 +81,10 @@ def write_baseline(results: list[TaskResult], path: Path) -> Path:
                "results": [asdict(snapshot(r)) for r in sorted(results, key=lambda r: r.key)]}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2, default=_json_number) + "\n")
+        path.write_text(json_text(payload), encoding="utf-8")
     except OSError as exc:
         raise OmniBenchError(f"cannot write baseline {path}: {exc}") from None
     return path
-
-
-def _json_number(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
 
 
 def read_baseline(path: Path) -> list[Snapshot]:
@@ -98,30 +98,45 @@ def read_baseline(path: Path) -> list[Snapshot]:
     if path.suffix == ".csv":
         return _from_leaderboard_csv(path)
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        payload = json.loads(read_capped(path.resolve(), "baseline").decode("utf-8"))  # a link named here is fine
+    except (ValueError, RecursionError) as exc:  # not JSON, or not UTF-8
         raise OmniBenchError(f"cannot read baseline {path}: {exc}") from None
     if isinstance(payload, dict) and payload.get("kind") == BASELINE_KIND:
-        try:
-            snapshots = [Snapshot(**entry) for entry in payload["results"]]
-        except (KeyError, TypeError) as exc:
-            raise OmniBenchError(f"baseline {path} is damaged: {exc}") from None
-        for s in snapshots:
-            bad = [f"{name}.value={m.get('value')!r}" for name, m in s.metrics.items()
-                   if not isinstance(m, dict) or not isinstance(m.get("value"), (int, float, type(None)))]
-            bad += [f"{key}={getattr(s, key)!r}" for key in ("task_version", "n_items", "n_failed")
-                    if not isinstance(getattr(s, key), int)]
-            if bad:
-                raise OmniBenchError(f"baseline {path}: {s.label} on {s.task} has {', '.join(bad)}, not a number; "
-                                     "record the baseline again with --write-baseline")
-        return snapshots
-    return [snapshot(read_result(path))]
+        return _from_baseline_json(path, payload)
+    return [snapshot(read_result(path.resolve()))]
+
+
+def _from_baseline_json(path: Path, payload: dict) -> list[Snapshot]:
+    try:
+        snapshots = [Snapshot(**entry) for entry in payload["results"]]
+    except (KeyError, TypeError) as exc:
+        raise OmniBenchError(f"baseline {path} is damaged: {exc}; record the baseline again with "
+                             "--write-baseline") from None
+    for s in snapshots:
+        where = f"baseline {path}: {s.label!r} on {s.task!r}"
+        text = [key for key in TEXT_FIELDS if not isinstance(getattr(s, key), str)]
+        if text or not isinstance(s.metrics, dict) or not all(isinstance(m, dict) for m in s.metrics.values()):
+            raise OmniBenchError(f"{where}: {', '.join(text) or 'metrics'} is not what --write-baseline writes; "
+                                 "record the baseline again with --write-baseline")
+        bad = [f"{name}.value={m.get('value')!r}" for name, m in s.metrics.items()
+               if not isinstance(m.get("value"), (int, float, type(None))) or isinstance(m.get("value"), bool)]
+        bad += [f"{key}={getattr(s, key)!r}" for key in ("task_version", "n_items", "n_failed")
+                if not isinstance(getattr(s, key), int)]
+        if bad:
+            raise OmniBenchError(f"{where} has {', '.join(bad)}, not a number; record the baseline again with "
+                                 "--write-baseline")
+    return snapshots
+
+
+#: the fields of a baseline's snapshot that are text
+TEXT_FIELDS = ("label", "model", "channel", "task", "fingerprint_id", "inputs_hash", "reference_sha256")
 
 
 def _from_leaderboard_csv(path: Path) -> list[Snapshot]:
     try:
-        frame = pd.read_csv(path, dtype={"label": str, "task": str, "metric": str, "channel": str,
-                                          "fingerprint_id": str, "inputs_hash": str},
+        data = io.BytesIO(read_capped(path.resolve(), "baseline"))
+        frame = pd.read_csv(data, dtype={"label": str, "task": str, "metric": str, "channel": str,
+                                         "fingerprint_id": str, "inputs_hash": str, "unit": str},
                             keep_default_na=False, na_values={"value": [""]})
     except (OSError, ValueError) as exc:  # pandas' parser errors and a file that is not UTF-8 are ValueErrors
         raise OmniBenchError(f"cannot read baseline {path}: {exc}") from None
@@ -183,9 +198,20 @@ def compare(baseline: list[Snapshot], current: list[Snapshot], gates: dict[str, 
                                 note="protocol, parameters or data changed within the task version: not "
                                      "comparable; raise the task's version and record a new baseline"))
             continue
+        changed = _changed_units(base, cur)
+        if changed:
+            checks.append(Check(FAIL, *where, "units", *changed[1:],
+                                note=f"units of {changed[0]} changed within the task version: not comparable; "
+                                     "raise the task's version and record a new baseline"))
+            continue
         if cur.n_items != base.n_items:
             checks.append(Check(FAIL, *where, "items", str(base.n_items), str(cur.n_items),
                                 note="different number of items (a --limit run?): not comparable"))
+            continue
+        if base.reference_sha256 and cur.reference_sha256 and cur.reference_sha256 != base.reference_sha256:
+            checks.append(Check(FAIL, *where, "references", base.reference_sha256[:16], cur.reference_sha256[:16],
+                                note="scored against other reference values (other data, or an edited results "
+                                     "file): not comparable"))
             continue
         checks.append(Check(FAIL if cur.n_failed > base.n_failed else PASS, *where, "failures", str(base.n_failed),
                             str(cur.n_failed), "no more", "more failed items" if cur.n_failed > base.n_failed else ""))
@@ -196,6 +222,20 @@ def compare(baseline: list[Snapshot], current: list[Snapshot], gates: dict[str, 
     return checks
 
 
+def _changed_units(base: Snapshot, cur: Snapshot) -> tuple[str, str, str] | None:
+    """(the metrics whose unit differs, their baseline units, their current units), e.g. ('mae, rmse',
+    'kcal/mol', 'eV'); None when every metric both record has the same unit. Units are applied when scoring,
+    so a task file edited from kcal/mol to eV reuses the stored values and keeps its version and inputs hash:
+    only the units tell the numbers apart."""
+    changed = [(name, str(old["unit"]), str(cur.metrics[name]["unit"])) for name, old in sorted(base.metrics.items())
+               if old.get("unit") and (cur.metrics.get(name) or {}).get("unit")
+               and str(old["unit"]) != str(cur.metrics[name]["unit"])]
+    if not changed:
+        return None
+    names, old, new = zip(*changed, strict=True)
+    return ", ".join(names), ", ".join(dict.fromkeys(old)), ", ".join(dict.fromkeys(new))
+
+
 def _metric_checks(base: Snapshot, cur: Snapshot, gate: dict[str, GateSpec]) -> list[Check]:
     checks = []
     for name, old in sorted(base.metrics.items()):
@@ -204,12 +244,11 @@ def _metric_checks(base: Snapshot, cur: Snapshot, gate: dict[str, GateSpec]) -> 
             continue
         where = (base.label, base.task, name)
         new = cur.metrics.get(name)
-        old_value = float(old["value"]) if old.get("value") is not None else math.nan
-        new_value = float(new["value"]) if new and new.get("value") is not None else math.nan
-        if math.isnan(old_value):
+        old_value, new_value = metric_value(old), metric_value(new)  # NaN: null, a metric of nothing
+        if not math.isfinite(old_value):
             checks.append(Check(INFO, *where, _fmt(old_value), _fmt(new_value), note="no baseline value"))
             continue
-        if math.isnan(new_value):
+        if not math.isfinite(new_value):
             checks.append(Check(FAIL, *where, _fmt(old_value), _fmt(new_value), note="metric has no value now"))
             continue
         worse_by = worsening(old_value, new_value, old.get("statistic") or "", old.get("direction") or "lower")
@@ -239,17 +278,21 @@ TABLE_HEADER = ["status", "model", "task", "check", "baseline", "current", "allo
 
 
 def junit_xml(checks: list[Check]) -> str:
-    """One JUnit test case per check, so CI systems show each regression by name."""
+    """One JUnit test case per check, so CI systems show each regression by name. Labels and task names come
+    from results files: they pass through ``printable``, since XML 1.0 cannot hold control characters (not
+    even escaped) and a lone surrogate cannot be written at all."""
     failures = sum(c.status == FAIL for c in checks)
     suites = ET.Element("testsuites", name="omni-bench gate", tests=str(len(checks)), failures=str(failures))
     suite = ET.SubElement(suites, "testsuite", name="omni-bench gate", tests=str(len(checks)),
                           failures=str(failures), errors="0", skipped="0")
     for c in checks:
-        case = ET.SubElement(suite, "testcase", classname=f"omni-bench.{c.label}.{c.task}", name=c.check, time="0")
+        case = ET.SubElement(suite, "testcase", classname=printable(f"omni-bench.{c.label}.{c.task}"),
+                             name=printable(c.check), time="0")
         detail = f"baseline {c.baseline}, current {c.current}, allowed worsening {c.allowed or '-'}; {c.note}".strip()
         if c.status == FAIL:
-            ET.SubElement(case, "failure", message=c.note or "regression", type="regression").text = detail
+            ET.SubElement(case, "failure", message=printable(c.note or "regression"),
+                          type="regression").text = printable(detail)
         else:
-            ET.SubElement(case, "system-out").text = detail
+            ET.SubElement(case, "system-out").text = printable(detail)
     ET.indent(suites)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

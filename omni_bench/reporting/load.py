@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,12 +15,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import OmniBenchError
+from ..results_format import MAX_FILE_BYTES, reference_sha256
 from ..scoring import statistic
 from ..taskspec import GateSpec, MetricSpec
+from .results_schema import check_record
 
 DEFAULT_RESULTS_DIR = Path("omni-bench-results")
 _PREDICTION_COLUMNS = ("id", "quantity", "predicted", "reference", "unit", "error", "status")
-_REQUIRED_KEYS = ("model", "task", "metrics", "n_items", "n_failed", "predictions_file")
 
 
 @dataclass
@@ -45,6 +49,10 @@ class TaskResult:
     inputs_hash: str = ""
     #: the group resampled as a whole in bootstrap intervals (the task file's ``resample_by``)
     resample_by: str | None = None
+    #: the task's units (quantity -> unit) the values were scored in
+    units: dict[str, str] = field(default_factory=dict)
+    #: energy convention of the reference the model was scored against ('' for tasks with one reference)
+    reference_convention: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -65,23 +73,55 @@ class TaskResult:
 
 def metric_specs_from_config(raw: dict) -> list[MetricSpec]:
     return [MetricSpec(m["name"], m["quantity"], m["statistic"], m["direction"], m.get("group_by"))
-            for m in raw.get("metrics", [])]
+            for m in raw.get("metrics") or []]
 
 
 def gate_from_config(raw: dict) -> dict[str, GateSpec]:
-    return {name: GateSpec(float(g.get("abs", 0.0)), float(g.get("rel", 0.0)))
+    return {name: GateSpec(float(g.get("abs") or 0.0), float(g.get("rel") or 0.0))
             for name, g in (raw.get("gate") or {}).items()}
+
+
+def read_capped(path: Path, what: str) -> bytes:
+    """The bytes of a results file, which must be a regular file (not a link, a device or a pipe) of at most
+    ``MAX_FILE_BYTES``: a crafted file must not make a command read /etc/shadow or /dev/zero."""
+    path = Path(path)
+    refusal = f"{path}: {what} must be a regular file of at most {MAX_FILE_BYTES // 2**20} MB"
+    try:
+        if path.is_symlink():
+            raise OmniBenchError(f"{refusal}, not a symbolic link")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise OmniBenchError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OmniBenchError(f"{refusal}; this is not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise OmniBenchError(f"{refusal}; this one is larger")
+    return data
+
+
+def predictions_path(json_path: Path, name: str) -> Path:
+    """The predictions CSV a results JSON names: a plain file name, beside the JSON."""
+    if name in (".", "..") or any(c in name for c in "/\\\0") or Path(name).name != name:
+        raise OmniBenchError(f"{json_path}: field 'predictions_file' must be the name of a file beside it "
+                             f"(no folder, no '..'), got {name!r}; run that omni-bench run again to rewrite it")
+    return Path(json_path).parent / name
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
     """The predictions CSV with ids and group labels kept as text (an element 'NA' must not become NaN)."""
+    data = read_capped(path, "predictions file")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8")
     except pd.errors.EmptyDataError:  # a run that scored nothing (e.g. --limit below one whole reaction)
         frame = pd.DataFrame(columns=_PREDICTION_COLUMNS, dtype=str)
     except UnicodeDecodeError as exc:
         raise OmniBenchError(f"{path}: predictions file is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    except (OSError, pd.errors.ParserError) as exc:
+    except (ValueError, pd.errors.ParserError) as exc:
         raise OmniBenchError(f"cannot read predictions {path}: {exc}") from None
     missing = set(_PREDICTION_COLUMNS) - set(frame.columns)
     if missing:
@@ -94,30 +134,53 @@ def read_predictions(path: Path) -> pd.DataFrame:
     return frame
 
 
-def read_result(json_path: Path) -> TaskResult:
+def read_record(json_path: Path) -> dict[str, Any]:
+    """A results JSON, parsed and checked against the schema (``results_schema``)."""
     try:
-        record = json.loads(Path(json_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
-        raise OmniBenchError(f"cannot read results file {json_path}: {exc}") from None
-    if not isinstance(record, dict) or any(k not in record for k in _REQUIRED_KEYS):
-        raise OmniBenchError(f"{json_path}: not a results file written by omni-bench run (needs keys "
-                             f"{', '.join(_REQUIRED_KEYS)})")
-    model, task = record["model"], record["task"]
+        record = json.loads(read_capped(json_path, "results file").decode("utf-8"))
+        json.dumps(record, ensure_ascii=False).encode("utf-8")  # a lone surrogate cannot be written anywhere
+    except UnicodeError as exc:  # not UTF-8, or a lone surrogate (\ud800) in a string
+        raise OmniBenchError(f"{json_path}: results file holds text that is not valid Unicode ({exc.reason}); "
+                             "run that omni-bench run again to rewrite it") from None
+    except (ValueError, RecursionError) as exc:  # not JSON, or nested deeper than any results file
+        raise OmniBenchError(f"cannot read results file {json_path}: not JSON ({exc})") from None
+    return check_record(Path(json_path), record)
+
+
+def read_result(json_path: Path) -> TaskResult:
+    """One results JSON and its predictions CSV, checked: the schema, where the CSV is, that its rows give the
+    JSON's metrics and that its references are the ones the run recorded (``reference_sha256``)."""
+    record = read_record(json_path)
+    model, task, config = record["model"], record["task"], record.get("config") or {}
     fp = model.get("fingerprint") or {}
     raw = task.get("config") or {}
+    csv_path = predictions_path(json_path, record["predictions_file"])
     result = TaskResult(
         label=model["label"], model=fp.get("model") or model["label"], channel=fp.get("channel"),
-        d3=bool(fp.get("d3")), fingerprint_id=model.get("fingerprint_id", ""), task=task["name"],
-        task_version=int(task["version"]), suites=list(raw.get("suites", [])),
+        d3=bool(fp.get("d3")), fingerprint_id=model.get("fingerprint_id") or "", task=task["name"],
+        task_version=task["version"], suites=list(raw.get("suites") or []),
         metric_specs=metric_specs_from_config(raw), metrics=record["metrics"],
-        predictions=read_predictions(Path(json_path).parent / record["predictions_file"]),
-        n_items=int(record["n_items"]), n_failed=int(record["n_failed"]),
-        limit=(record.get("config") or {}).get("limit"), record=record, path=Path(json_path),
-        gate=gate_from_config(raw), inputs_hash=(record.get("config") or {}).get("inputs_hash") or "",
-        resample_by=raw.get("resample_by"),
+        predictions=read_predictions(csv_path), n_items=record["n_items"], n_failed=record["n_failed"],
+        limit=config.get("limit"), record=record, path=Path(json_path), gate=gate_from_config(raw),
+        inputs_hash=config.get("inputs_hash") or "", resample_by=raw.get("resample_by"),
+        units=dict(task.get("units") or {}), reference_convention=config.get("reference_energy_convention") or "",
     )
     check_consistent(result)
+    check_references(result)
     return result
+
+
+def check_references(result: TaskResult) -> None:
+    """The predictions CSV's reference column must be the one the run scored against, as recorded in the JSON
+    (files written before ``reference_sha256`` was recorded are checked against their peers instead,
+    ``comparable.check_references_agree``)."""
+    recorded = result.record.get("reference_sha256")
+    frame = result.predictions
+    if recorded and reference_sha256(frame["id"], frame["quantity"], frame["reference"]) != recorded:
+        raise OmniBenchError(
+            f"{result.path}: the references in {result.record['predictions_file']} are not the ones this run "
+            "scored against (their sha256 is not the recorded reference_sha256): the file was edited or replaced; "
+            "run the same omni-bench run again to rewrite both")
 
 
 def check_consistent(result: TaskResult) -> None:
@@ -133,9 +196,10 @@ def check_consistent(result: TaskResult) -> None:
                             statistic(spec.statistic, ok["predicted"].to_numpy(float), ok["reference"].to_numpy(float)))
     for label, stored in result.metrics.items():
         n, n_failed, value = found.get(label, (0, 0, math.nan))
-        recorded = float(stored["value"]) if stored.get("value") is not None else math.nan
-        same_value = (math.isnan(recorded) and math.isnan(value)) or math.isclose(recorded, value, rel_tol=1e-9,
-                                                                                  abs_tol=1e-12)
+        recorded = metric_value(stored)
+        # null (or NaN in older files) is a metric of nothing: the CSV must give no number either
+        same_value = (not math.isfinite(recorded) and not math.isfinite(value)) or math.isclose(
+            recorded, value, rel_tol=1e-9, abs_tol=1e-12)
         expected = (stored.get("n", n), stored.get("n_failed", n_failed))
         if (n, n_failed) != expected or not same_value:
             raise OmniBenchError(
@@ -143,6 +207,17 @@ def check_consistent(result: TaskResult) -> None:
                 f"rows, but {result.record['predictions_file']} gives {value!r} over {n} and {n_failed}: the two "
                 "files do not belong together (truncated or edited?); run the same omni-bench run again to rewrite "
                 "both")
+
+
+def metric_value(metric: dict | None) -> float:
+    """A metric's recorded value as a float: NaN where it is null (not computed), inf past a float's range."""
+    value = (metric or {}).get("value")
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:  # a whole number too large for a float
+        return math.inf if value > 0 else -math.inf
 
 
 def result_files(folder: Path) -> list[Path]:

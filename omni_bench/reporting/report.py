@@ -4,7 +4,6 @@ Markdown summary beside it. Every interval shown, in a table or a figure, is rea
 
 from __future__ import annotations
 
-import html
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..safe_text import printable
 from . import figures
 from .bootstrap import LEVEL, N_RESAMPLES, SEED, bootstrap
 from .leaderboard import Leaderboard, annotate, build, rank_label, warning_text
@@ -21,7 +21,18 @@ from .load import TaskResult
 from .results_table import results_table
 from .results_table import script as table_script
 from .tables import metric_table, primary_metric
-from .text import VERSION_HEADER, fmt, fmt_ci, html_table, markdown_table, page, run_commands, versions
+from .text import (
+    VERSION_HEADER,
+    fmt,
+    fmt_ci,
+    html_table,
+    html_text,
+    markdown_table,
+    md_text,
+    page,
+    run_commands,
+    versions,
+)
 
 WORST_SHOWN = 5
 METRIC_HEADER = ["model", "metric", f"value [{LEVEL:.0%} CI]", "unit", "n", "failed"]
@@ -163,8 +174,8 @@ def build_report(results: list[TaskResult], title: str, suites: list[str] | None
     intro = (f"omni-bench {__version__}, {stamp}. {len({r.label for r in results})} model variants, "
              f"{len(by_task)} tasks. Intervals: bootstrap {LEVEL:.0%}, {n_resamples} resamples, seed {seed}, "
              "resampling items (whole reactions, systems and torsion profiles where a task has them).")
-    body = [f"<h1>{html.escape(title)}</h1>", f"<p class=\"note\">{html.escape(intro)}</p>"]
-    md = [f"# {title}", "", intro, "", "Figures: see the HTML report beside this file.", ""]
+    body = [f"<h1>{html_text(title)}</h1>", f"<p class=\"note\">{html_text(intro)}</p>"]
+    md = [f"# {md_text(title)}", "", intro, "", "Figures: see the HTML report beside this file.", ""]
 
     summary = [[r["task"], r["metric"], r["label"], fmt_ci(r["value"], r["ci_low"], r["ci_high"]), r["unit"],
                 rank_label(None if pd.isna(r["rank"]) else int(r["rank"]), bool(r["tied"])), str(r["task_n_failed"]),
@@ -176,17 +187,18 @@ def build_report(results: list[TaskResult], title: str, suites: list[str] | None
     md += ["## Summary", "", markdown_table(summary_header, summary), ""]
 
     for suite, tasks in _suites(results, suites or []).items():
-        body += [f"<h2>Suite {html.escape(suite)}</h2>", *_suite_figures(suite, tasks, by_task, board, look)]
+        body += [f"<h2>Suite {html_text(suite)}</h2>", *_suite_figures(suite, tasks, by_task, board, look)]
     body += channel_matrix_html(board)
 
     for task, task_results in sorted(by_task.items()):
         record = task_results[0].record["task"]
         description = (record.get("config") or {}).get("description", "")
-        body += [f"<h2>Task {html.escape(task)} (v{task_results[0].task_version})</h2>",
-                 f"<p>{html.escape(description)}</p><p class=\"note\">Reference: "
-                 f"{html.escape(record.get('level_of_theory', ''))}; {html.escape(record.get('citation', ''))}</p>",
+        body += [f"<h2>Task {html_text(task)} (v{task_results[0].task_version})</h2>",
+                 f"<p>{html_text(description)}</p><p class=\"note\">Reference: "
+                 f"{html_text(record.get('level_of_theory', ''))}; {html_text(record.get('citation', ''))}</p>",
                  html_table(METRIC_HEADER, _metric_rows(metrics[metrics["task"] == task]))]
-        md += [f"## {task}", "", markdown_table(METRIC_HEADER, _metric_rows(metrics[metrics["task"] == task])), ""]
+        md += [f"## {md_text(task)}", "", markdown_table(METRIC_HEADER, _metric_rows(metrics[metrics["task"] == task])),
+               ""]
         for quantity in plotted_quantities(task_results[0]):
             body += _parity_section(task, quantity, task_results, metrics, look, n_resamples, seed)
             unit = _unit(task_results[0], quantity)
@@ -194,16 +206,17 @@ def build_report(results: list[TaskResult], title: str, suites: list[str] | None
             worst = [row for r in task_results for row in _worst(r, quantity)]
             if not worst:
                 continue
-            body += [f"<h3>Largest errors: {html.escape(quantity)}</h3>", html_table(worst_header, worst)]
-            md += [f"Largest errors ({quantity}):", "",
+            body += [f"<h3>Largest errors: {html_text(quantity)}</h3>", html_table(worst_header, worst)]
+            md += [f"Largest errors ({md_text(quantity)}):", "",
                    markdown_table(worst_header, [row for r in task_results for row in _worst(r, quantity, 3)]), ""]
         failures = [row for r in task_results for row in _failures(r)]
         if failures:
             body += ["<h3>Failures (first 20 per model)</h3>", html_table(["model", "item", "error"], failures)]
     body += ["<h2>How these results were produced</h2>",
-             "<pre>" + html.escape("\n".join([*run_commands(results), command])) + "</pre>",
+             "<pre>" + "\n".join(map(html_text, [*run_commands(results), command])) + "</pre>",
              html_table(VERSION_HEADER, versions(results))]
-    md += ["## How these results were produced", "", "```bash", *run_commands(results), command, "```", "",
+    md += ["## How these results were produced", "", "```bash", *map(printable, [*run_commands(results), command]),
+           "```", "",
            markdown_table(VERSION_HEADER, versions(results)), ""]
     text = "\n".join(body)
     plotly = figures.plotly_script() if "plotly-graph-div" in text else ""  # none for a timings-only report
@@ -213,7 +226,9 @@ def build_report(results: list[TaskResult], title: str, suites: list[str] | None
 def write_report(report: Report, stem: Path) -> tuple[Path, Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     html_path, md_path = Path(f"{stem}.html"), Path(f"{stem}.md")
-    html_path.write_text(report.html)
+    # a lone surrogate (from a command line's undecodable bytes) is written as its escape, never an error
+    html_path.write_text(report.html, encoding="utf-8", errors="backslashreplace")
     md_path.write_text(report.markdown.replace("the HTML report beside this file",
-                                               f"[{html_path.name}]({html_path.name})"))
+                                               f"[{html_path.name}]({html_path.name})"),
+                       encoding="utf-8", errors="backslashreplace")
     return html_path, md_path

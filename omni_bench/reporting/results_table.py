@@ -4,7 +4,6 @@ page (``static/results_table.js``) and keep their state in the URL."""
 
 from __future__ import annotations
 
-import html
 from importlib.resources import files
 
 import numpy as np
@@ -12,7 +11,7 @@ import pandas as pd
 
 from .bootstrap import LEVEL
 from .leaderboard import rank_label
-from .text import fmt_ci
+from .text import fmt_ci, html_text
 
 #: (data key, header, sort type) of each column; the key names the column in the URL (``#sort=norm&dir=desc``)
 COLUMNS = [("model", "model", "text"), ("channel", "channel", "text"), ("task", "task", "text"),
@@ -31,7 +30,7 @@ def script() -> str:
 
 
 def _attr(text) -> str:
-    return html.escape(str(text), quote=True)
+    return html_text(text)
 
 
 def _cell(text, css: str = "") -> str:
@@ -39,7 +38,7 @@ def _cell(text, css: str = "") -> str:
 
 
 def _warnings_cell(warnings) -> str:
-    marks = [f'<span class="warn warn-{w.kind}" title="{_attr(w.detail)}">{html.escape(w.short)}</span>'
+    marks = [f'<span class="warn warn-{w.kind}" title="{_attr(w.detail)}">{html_text(w.short)}</span>'
              for w in warnings]
     return _cell(" ".join(marks))
 
@@ -55,9 +54,9 @@ def _row(r: pd.Series) -> str:
     attrs = " ".join(f'data-{key}="{_attr(value)}"' for key, value in data.items())
     rank = None if pd.isna(r["rank"]) else int(r["rank"])
     cells = [
-        _cell(html.escape(r["label"])), _cell(html.escape(channel)), _cell(html.escape(r["task"])),
-        _cell(html.escape(", ".join(r["suites"]))), _cell(html.escape(_metric_with_unit(r))),
-        _cell(html.escape(fmt_ci(r["value"], r["ci_low"], r["ci_high"])), css="num"),
+        _cell(html_text(r["label"])), _cell(html_text(channel)), _cell(html_text(r["task"])),
+        _cell(html_text(", ".join(r["suites"]))), _cell(html_text(_metric_with_unit(r))),
+        _cell(html_text(fmt_ci(r["value"], r["ci_low"], r["ci_high"])), css="num"),
         _cell(rank_label(rank, bool(r["tied"]))),
         _cell("n/a" if not np.isfinite(r["norm"]) else f"{r['norm']:.3g}", css="num"),
         _cell(str(r["n"]), css="num"), _cell(str(r["task_n_failed"]), css="num"), _warnings_cell(r["warnings"]),
@@ -67,8 +66,8 @@ def _row(r: pd.Series) -> str:
 
 def _select(key: str, label: str, values: list[str]) -> str:
     options = '<option value="">all</option>' + "".join(
-        f'<option value="{_attr(v)}">{html.escape(v)}</option>' for v in values)
-    return f'<label>{html.escape(label)} <select data-filter="{key}" id="filter-{key}">{options}</select></label>'
+        f'<option value="{_attr(v)}">{html_text(v)}</option>' for v in values)
+    return f'<label>{html_text(label)} <select data-filter="{key}" id="filter-{key}">{options}</select></label>'
 
 
 def results_table(tasks: pd.DataFrame) -> str:
@@ -81,7 +80,7 @@ def results_table(tasks: pd.DataFrame) -> str:
         "warning": sorted({w.kind for ws in tasks["warnings"] for w in ws}),
     }
     controls = " ".join(_select(key, label, values[key]) for key, label in FILTERS)
-    head = "".join(f'<th data-key="{key}" data-type="{kind}">{html.escape(title)}</th>'
+    head = "".join(f'<th data-key="{key}" data-type="{kind}">{html_text(title)}</th>'
                    for key, title, kind in COLUMNS)
     ordered = tasks.sort_values(["task", "error", "label"], na_position="last")
     body = "".join(_row(r) for _, r in ordered.iterrows())

@@ -6,11 +6,12 @@ and its predictions CSV), so that a report never types a number by hand.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+
+from .load import read_result
 
 TASK = "md-speed"
 _COLUMNS = ["model", "device", "device_name", "host", "budget_s", "item_id", "n_atoms", "quantity", "value", "unit",
@@ -30,17 +31,17 @@ def md_speed_frame(paths: Iterable[str | Path], task: str = TASK) -> pd.DataFram
     (``max_seconds_per_size``, None for none), the atom count and the value."""
     frames = []
     for json_path in results_files(paths, task):
-        record = json.loads(json_path.read_text())
-        env = record["environment"]
-        predictions = pd.read_csv(json_path.parent / record["predictions_file"])
+        result = read_result(json_path)  # the one reader of results files, with all its checks
+        record, predictions = result.record, result.predictions
+        env = record.get("environment") or {}
         if predictions.empty:
             continue
         frames.append(pd.DataFrame({
-            "model": record["model"]["label"],
-            "device": env["device"],
-            "device_name": env["device_name"],
-            "host": env["hostname"],
-            "budget_s": record["config"]["protocol_params"].get("max_seconds_per_size"),
+            "model": result.label,
+            "device": env.get("device"),
+            "device_name": env.get("device_name"),
+            "host": env.get("hostname"),
+            "budget_s": ((record.get("config") or {}).get("protocol_params") or {}).get("max_seconds_per_size"),
             "item_id": predictions["id"],
             "n_atoms": predictions["group_n_atoms"].astype(int),
             "quantity": predictions["quantity"],

@@ -1,4 +1,5 @@
-"""Plain-text, Markdown and HTML building blocks shared by reports, the leaderboard and the gate."""
+"""Plain-text, Markdown and HTML building blocks shared by reports, the leaderboard and the gate. Text from
+results files goes through ``printable`` in every one of them (and is HTML-escaped in Markdown and HTML)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import shlex
 from collections import defaultdict
 
+from ..safe_text import printable
 from .load import TaskResult
 
 
@@ -27,6 +29,8 @@ def fmt_ci(value: float, low: float, high: float, digits: int = 3) -> str:
 
 
 def plain_table(header: list[str], rows: list[list[str]]) -> str:
+    """An aligned text table for the terminal, every cell ``printable``."""
+    header, rows = [printable(h) for h in header], [[printable(c) for c in r] for r in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
     lines.append("-" * len(lines[0]))
@@ -34,8 +38,19 @@ def plain_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def md_text(text) -> str:
+    """Text in Markdown on one line: ``printable``, with HTML's special characters as entities, so that a label
+    in a results file cannot put raw HTML into a page that renders the Markdown."""
+    return html.escape(printable(str(text).replace("\n", " ")), quote=False)
+
+
+def html_text(text) -> str:
+    """Text in HTML: ``printable`` (a line break is a space, as HTML shows it), with markup escaped."""
+    return html.escape(printable(str(text).replace("\n", " ")))
+
+
 def _md_cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return md_text(text).replace("|", "\\|")
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -45,8 +60,8 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def html_table(header: list[str], rows: list[list[str]], css_class: str = "") -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    head = "".join(f"<th>{html_text(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -79,7 +94,7 @@ def page(title: str, body: str, head: str = "", tail: str = "") -> str:
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data: blob:; "
             "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style>{head}</head>\n<body>\n{body}\n{tail}"
+            f"<title>{html_text(title)}</title><style>{STYLE}</style>{head}</head>\n<body>\n{body}\n{tail}"
             "\n</body></html>\n")
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..devices import check_device
 from ..errors import OmniBenchError
 from ..store import ResultStore
 
@@ -38,3 +39,5 @@ class RunOptions:
         if self.item_timeout is not None and not (math.isfinite(self.item_timeout) and self.item_timeout > 0):
             raise OmniBenchError(f"--item-timeout must be a positive number of seconds, not {self.item_timeout:g}"
                                  " (leave it out for no limit)")
+        if problem := check_device(self.device):
+            raise OmniBenchError(f"--device {problem}")

@@ -134,9 +134,12 @@ class RunPlan:
 
 def plan_run(variants: list[ModelVariant], tasks: list[TaskSpec], options: RunOptions,
              local: bool = True) -> list[RunPlan]:
-    """Everything checked before any model runs, for every executor: the tasks' data and items, the results
-    files a --limit run would replace, the checkpoints the models would unpickle, and every store key's claim.
+    """Everything checked before any model runs, for every executor: two models sharing a results folder, the
+    tasks' data and items, the results files a --limit run would replace, the checkpoints the models would
+    unpickle, and every store key's claim.
     ``local``: items are computed in this process, so a device-specific task's key is known now."""
+    if options.out_dir is not None:
+        results.refuse_shared_folders([variant.label for variant in variants])
     prepared = prepare_tasks(tasks, options.data_root, options.data_origin, options.limit)
     if options.out_dir is not None and not options.replace_complete:
         for variant in variants:

@@ -44,9 +44,20 @@ def prepare_tasks(tasks: list[TaskSpec], data_root: Path | None, origin: str = "
     prepared = []
     for spec in tasks:
         items = load_items(spec, data_root, origin)
-        chosen = items[:limit] if limit is not None else items
+        chosen = first_scored_units(spec, items, limit) if limit is not None else items
         prepared.append(PreparedTask(spec, chosen, store_identity(spec), len(items)))
     return prepared
+
+
+def first_scored_units(spec: TaskSpec, items: list[Item], limit: int) -> list[Item]:
+    """The items of the task's first ``limit`` scored units: the first items where each item is scored alone,
+    else every item that the first ``limit`` reactions, complexes or landscapes need (the protocol's
+    ``scored_units``), in the task's order."""
+    units = getattr(spec.protocol_module, "scored_units", None)
+    if units is None:
+        return items[:limit]
+    needed = {item_id for unit in units(items)[:limit] for item_id in unit}
+    return [item for item in items if item.id in needed]
 
 
 def load_items(spec: TaskSpec, data_root: Path | None, origin: str = "") -> list[Item]:
