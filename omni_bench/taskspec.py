@@ -25,6 +25,15 @@ ENERGY_CONVENTIONS = ("raw", "mp2020-corrected")
 #: error statistics compare with the reference; mean/max/min/sum describe the model's values alone
 STATISTICS = ("mae", "rmse", "mean_error", "max_abs_error", "r2", "f1", "mean", "max", "min", "sum")
 DIRECTIONS = ("lower", "higher")
+#: statistics of a model's values alone, with no reference: no null predictor gives them a scale
+VALUE_STATISTICS = ("mean", "max", "min", "sum")
+#: null predictors whose error a task may declare as its scale: every value predicted 0 (relative,
+#: interaction, reaction and adsorption energies), or the reference's mean over the task's items (bulk moduli,
+#: volumes, formation energies: quantities whose zero is not a prediction anyone would make)
+NULL_PREDICTORS = ("zero", "mean")
+#: what a task measures, for the leaderboard's domain scores (one score per domain, averaged into the overall)
+DOMAINS = ("molecules", "organometallics", "molecular-crystals", "mofs", "surfaces", "inorganic-crystals",
+           "r2scan-transfer", "speed")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -66,6 +75,25 @@ class TaskCounts:
     subset_of_items: int | None = None
 
 
+@dataclass(frozen=True)
+class ErrorScale:
+    """The fixed error a task's normalised error divides its headline error by, so that a model's normalised
+    error depends on no other model: the headline statistic of a ``null_predictor`` (``NULL_PREDICTORS``)
+    computed from the reference itself, or a stated ``value`` in the headline's ``unit`` with its ``source``."""
+
+    null_predictor: str | None = None
+    value: float | None = None
+    unit: str | None = None
+    source: str = ""
+
+    def describe(self) -> str:
+        if self.null_predictor == "zero":
+            return "error of predicting 0"
+        if self.null_predictor == "mean":
+            return "error of predicting the reference mean"
+        return f"{self.value:g} {self.unit} ({self.source})"
+
+
 @dataclass(eq=False)
 class TaskSpec:
     name: str
@@ -101,6 +129,10 @@ class TaskSpec:
     parent: TaskSpec | None = None
     #: the name this task had before a rename: its items stay stored under it (``identity.py``)
     renamed_from: str | None = None
+    #: the error scale of the normalised error (the optional ``scale`` section); None: no normalised error
+    scale: ErrorScale | None = None
+    #: the leaderboard domain (``DOMAINS``); None: in no domain score
+    domain: str | None = None
 
     @property
     def needs_data(self) -> bool:
@@ -137,7 +169,8 @@ def builtin_tasks_dir() -> Path:
 TOP_FIELDS = {
     "name": True, "version": True, "description": True, "suites": True, "dataset": True, "reference": True,
     "protocol": True, "units": True, "metrics": True, "gate": False, "notes": False, "resample_by": False,
-    "inputs_hash_alias": False, "counts": False, "extends": False, "renamed_from": False,
+    "inputs_hash_alias": False, "counts": False, "extends": False, "renamed_from": False, "scale": False,
+    "domain": False,
 }
 #: fields a task that ``extends`` another does not inherit: they speak of one file only
 NOT_INHERITED = ("name", "extends", "renamed_from", "inputs_hash_alias")
@@ -230,6 +263,7 @@ def load_task(path: Path, check_plugins: bool = True, _seen: tuple[Path, ...] = 
         resample_by=top.text("resample_by"), counts=_counts(top),
         by_energy_convention=_by_energy_convention(reference, task_units), path=path, raw=raw, tables=tables,
         inputs_hash_alias=_alias(top), parent=parent, renamed_from=top.text("renamed_from"),
+        scale=_scale(top, primary_metric(metrics), task_units), domain=_domain(top),
     )
     if check_plugins:
         check_task_plugins(spec)
@@ -317,6 +351,43 @@ def _alias(top: Fields) -> tuple[str, str] | None:
         return None
     alias = Fields(top.path, "inputs_hash_alias", raw, {"current": True, "stored_as": True})
     return alias.text("current"), alias.text("stored_as")
+
+
+def _scale(top: Fields, headline: MetricSpec, task_units: dict[str, str]) -> ErrorScale | None:
+    """The optional ``scale`` section: ``{null_predictor: zero|mean}`` or ``{value: X, unit: U, source: "..."}``."""
+    if "scale" not in top.data:
+        return None
+    fields = Fields(top.path, "scale", top.data["scale"], {"null_predictor": False, "value": False, "unit": False,
+                                                           "source": False})
+    null = fields.text("null_predictor")
+    if (null is None) == ("value" not in fields.data):
+        fields.fail("", "must give either 'null_predictor' (zero or mean) or 'value' with 'unit' and "
+                    "'source', not both")
+    if null is not None:
+        if null not in NULL_PREDICTORS:
+            fields.fail("null_predictor", f"must be one of {', '.join(NULL_PREDICTORS)}, got {null!r}")
+        if headline.statistic in VALUE_STATISTICS or headline.direction != "lower":
+            fields.fail("null_predictor", "needs a headline error that is lower-is-better and compares with the "
+                        f"reference; the headline {headline.name!r} is a {headline.direction}-is-better "
+                        f"{headline.statistic}: give 'value', 'unit' and 'source' instead")
+        return ErrorScale(null_predictor=null)
+    value = fields.get("value", (int, float))
+    if not value > 0:
+        fields.fail("value", f"must be a positive number, got {value!r}")
+    unit, source = fields.text("unit"), fields.text("source")
+    if unit is None or source is None:
+        fields.fail("unit" if unit is None else "source", "is required with 'value'")
+    if unit != task_units[headline.quantity]:
+        fields.fail("unit", f"must be the headline's unit {task_units[headline.quantity]!r} "
+                    f"({headline.name}), got {unit!r}")
+    return ErrorScale(value=float(value), unit=unit, source=source)
+
+
+def _domain(top: Fields) -> str | None:
+    domain = top.text("domain")
+    if domain is not None and domain not in DOMAINS:
+        top.fail("domain", f"unknown domain {domain!r}{did_you_mean(domain, DOMAINS)}; allowed: {', '.join(DOMAINS)}")
+    return domain
 
 
 def _counts(top: Fields) -> TaskCounts | None:

@@ -5,15 +5,30 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import edited_task, omni, run_emt, run_into
 
 from omni_bench import cli
-from omni_bench.reporting.gate import FAIL, INFO, PASS, TABLE_HEADER, Check, Snapshot, compare, junit_xml, table_rows
+from omni_bench.reporting.gate import (
+    FAIL,
+    INFO,
+    PASS,
+    TABLE_HEADER,
+    Check,
+    Snapshot,
+    compare,
+    junit_xml,
+    paired_worsening,
+    table_rows,
+)
+from omni_bench.reporting.load import read_result, recomputed_metrics
 from omni_bench.reporting.text import plain_table
 from omni_bench.taskspec import GateSpec
 
@@ -100,6 +115,7 @@ def test_gate_fails_on_more_failures(baseline_run, tmp_path, card, capsys):
                      capsys=capsys)
     assert code == 1, out
     assert ("omni-bench.emt-gate.dcdft", "failures") in failed_checks(junit)
+    assert "1 item scored in the baseline failed now: Cu" in out  # named, whatever the other items did
 
 
 def test_gate_fails_on_a_missing_task(baseline_run, tmp_path, card, capsys):
@@ -191,6 +207,11 @@ def test_a_baseline_value_that_is_not_a_number(tmp_path, capsys):
     baseline.write_text(json.dumps(payload))
     code, _, err = omni(capsys, "gate", "--baseline", str(baseline), "--results", str(tmp_path / "out"))
     assert code == 2 and "mae.value='abc', not a number" in err
+    payload["results"][0]["metrics"]["mae"]["value"] = 1.0
+    payload["results"][0]["item_errors"]["interaction_energy"]["1"] = "abc"
+    baseline.write_text(json.dumps(payload))
+    code, _, err = omni(capsys, "gate", "--baseline", str(baseline), "--results", str(tmp_path / "out"))
+    assert code == 2 and "item_errors.interaction_energy, not a number" in err
     assert omni(capsys, "leaderboard", "--results", str(tmp_path / "out"), "--out", str(tmp_path / "lb"))[0] == 0
     board = pd.read_csv(tmp_path / "lb.csv", dtype=str, keep_default_na=False)
     board.loc[0, "value"] = "abc"
@@ -238,3 +259,92 @@ def test_junit_and_terminal_lines_escape_control_characters_and_surrogates(tmp_p
                      capsys=capsys)
     assert code == 0 and "\x1b" not in out and r"emt\x01\x1b[2J" in out
     assert ET.parse(junit).getroot().get("failures") == "0"
+
+
+def test_gate_is_scoped_by_suite_and_task(baseline_run, tmp_path, card, capsys):
+    """--suite and --task choose the baseline's entries as they choose the results (s22 is in the suite
+    molecules, dcdft in crystals): a run of s22 alone passes the gate of its suite."""
+    only_s22 = run_emt_gate(tmp_path / "partial", card, tasks=["s22"])
+    assert gate("--baseline", str(baseline_run), "--results", str(only_s22), capsys=capsys)[0] == 1
+    for scope in (["--suite", "molecules"], ["--task", "s22"]):
+        code, out = gate("--baseline", str(baseline_run), "--results", str(only_s22), *scope, capsys=capsys)
+        assert code == 0 and " dcdft " not in out and " s22 " in out, (scope, out)
+    code, out = gate("--baseline", str(baseline_run), "--results", str(only_s22), "--suite", "crystals",
+                     capsys=capsys)
+    assert code == 1 and "task missing from the current results" in out
+    baseline = tmp_path / "baseline.json"
+    code, out = gate("--write-baseline", "--baseline", str(baseline), "--results", str(baseline_run), "--task",
+                     "dcdft", capsys=capsys)
+    assert code == 0 and [r["task"] for r in json.loads(baseline.read_text())["results"]] == ["dcdft"]
+    code, out = gate("--baseline", str(baseline), "--results", str(baseline_run), "--suite", "molecules",
+                     capsys=capsys)
+    assert code == 2 and "has no results for any model in suite molecules" in out
+
+
+def shifted_copy(folder: Path, into: Path, task: str, delta: float) -> Path:
+    """The results pair of ``task`` copied with ``delta`` added to every scored prediction, its errors and
+    metrics rewritten to match (the references, and so ``reference_sha256``, are untouched)."""
+    source = folder / "emt-gate" / f"{task}.json"
+    shutil.copytree(folder, into)
+    path = into / "emt-gate" / f"{task}.json"
+    result = read_result(source)
+    frame = pd.read_csv(path.with_name(result.record["predictions_file"]), dtype=str, keep_default_na=False)
+    ok = frame["status"] == "ok"
+    predicted = pd.to_numeric(frame.loc[ok, "predicted"]) + delta
+    frame.loc[ok, "predicted"] = predicted.map(repr)
+    frame.loc[ok, "error"] = (predicted - pd.to_numeric(frame.loc[ok, "reference"])).map(repr)
+    frame.to_csv(path.with_name(result.record["predictions_file"]), index=False)
+    numbers = result.predictions.copy()
+    numbers.loc[ok, "predicted"] = predicted
+    record = json.loads(path.read_text())
+    for name, value in recomputed_metrics(replace(result, predictions=numbers)).items():
+        record["metrics"][name]["value"] = value
+    path.write_text(json.dumps(record))
+    return into
+
+
+def test_a_shift_of_the_predictions_is_judged_on_the_paired_items(baseline_run, tmp_path, capsys):
+    """Every S22 interaction energy 2 kcal/mol higher: the paired interval of the MAE's worsening excludes zero,
+    and the JUnit carries the smallest regression the gate detects. A baseline JSON written before per-item
+    errors were recorded is still read, with the old comparison of values."""
+    baseline = tmp_path / "baseline.json"
+    assert gate("--write-baseline", "--baseline", str(baseline), "--results", str(baseline_run), capsys=capsys)[0] == 0
+    assert json.loads(baseline.read_text())["results"][1]["item_errors"]["interaction_energy"]
+    shifted = shifted_copy(baseline_run, tmp_path / "shifted", "s22", 2.0)
+    junit = tmp_path / "gate.xml"
+    code, out = gate("--baseline", str(baseline), "--results", str(shifted), "--junit", str(junit), capsys=capsys)
+    assert code == 1 and failed_checks(junit) == [("omni-bench.emt-gate.s22", "mae")], out
+    (line,) = [line for line in out.splitlines() if " s22 " in line and " mae " in line]
+    assert "worse by" in line and "over 22 shared items" in line
+    assert "smallest worsening detected with 80% power" in junit.read_text()
+    payload = json.loads(baseline.read_text())
+    for entry in payload["results"]:
+        del entry["item_errors"], entry["failed_items"]
+    payload["format"] = 1
+    baseline.write_text(json.dumps(payload))
+    code, out = gate("--baseline", str(baseline), "--results", str(shifted), capsys=capsys)
+    assert code == 1 and "values compared: the baseline has no per-item errors" in out
+
+
+@pytest.mark.parametrize("allowed", [0.0, 0.15])  # below the noise (1.96 SE = 0.078), and above it
+def test_the_detectable_regression_is_caught_at_about_80_percent(allowed):
+    """The stated detectable worsening, injected into the predictions of 100 items with fresh noise 100 times,
+    is flagged about 80% of the time; no shift is flagged at most about 2.5% of the time (one side of a 95%
+    interval). Baseline errors are all positive, so a shift of the predictions is the same shift of the MAE."""
+    rng = np.random.default_rng(7)
+    n, noise = 100, 0.4
+    reference = rng.normal(0.0, 5.0, n)
+    baseline_error = rng.uniform(2.0, 3.0, n)
+    rows = pd.DataFrame({"id": [f"item{i}" for i in range(n)], "reference": reference})
+
+    def judged(delta: float, draw: int):
+        predicted = reference + baseline_error + delta + np.random.default_rng(draw).normal(0.0, noise, n)
+        return paired_worsening(rows.assign(predicted=predicted), baseline_error, "mae", "lower", allowed,
+                                key=("sim", str(draw)), n_resamples=500)
+
+    detectable = judged(0.0, 0).detectable
+    expected = max(1.96 * noise / math.sqrt(n), allowed) + 0.84 * noise / math.sqrt(n)
+    assert detectable == pytest.approx(expected, rel=0.1)
+    caught = np.mean([judged(detectable, draw).regressed(allowed) for draw in range(1, 101)])
+    assert 0.65 <= caught <= 0.95, caught
+    assert np.mean([judged(0.0, draw).regressed(allowed) for draw in range(101, 201)]) <= 0.08

@@ -20,14 +20,14 @@ from helpers import task_items
 from omni_bench import cli
 from omni_bench.reporting import figures
 from omni_bench.reporting.bootstrap import bootstrap, unit_of, weighted_statistic
-from omni_bench.reporting.leaderboard import build, interval_ranks
+from omni_bench.reporting.leaderboard import build, compare, holm
 from omni_bench.reporting.load import load_results, recomputed_metrics
 from omni_bench.reporting.report import build_report, parity_statistics, write_report
-from omni_bench.reporting.tables import metric_table
+from omni_bench.reporting.tables import Bootstraps, HeadlineItems, metric_table
 from omni_bench.reporting.text import fmt_ci
 from omni_bench.scoring import statistic
 from omni_bench.task_registry import all_tasks
-from omni_bench.taskspec import STATISTICS
+from omni_bench.taskspec import STATISTICS, ErrorScale
 
 REPO = Path(__file__).resolve().parent.parent
 EMT_CARD = REPO / "omni_bench" / "models" / "cards" / "emt.yaml"
@@ -136,26 +136,93 @@ def test_predictions_reproduce_the_metrics_of_the_run(emt_results):
 
 # --- leaderboard -------------------------------------------------------------------------------------------
 
-def test_interval_ranks_tie_overlapping_intervals():
-    lows, highs = np.array([1.0, 1.5, 2.5, 2.8, np.nan]), np.array([2.0, 3.0, 3.5, 4.0, np.nan])
-    ranks, tied = interval_ranks(lows, highs)
-    assert ranks == [1, 1, 2, 2, None]  # B overlaps A; C and D lie wholly above A only
-    assert tied == [True, True, True, True, False]
-    assert interval_ranks(np.array([1.0, 3.0]), np.array([2.0, 4.0])) == ([1, 2], [False, False])
+def test_holm_adjusts_p_values_step_down():
+    assert holm(np.array([0.01, 0.04, 0.03])) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm(np.array([0.5, 0.001])) == pytest.approx([0.5, 0.002])
 
 
-def test_leaderboard_of_identical_models_ties_them_and_normalises_by_the_worst(emt_results):
-    metrics, replicates = metric_table(load_results([emt_results]), n_resamples=300)
-    board = build(metrics, replicates)
+def synthetic_task(errors: dict[str, np.ndarray], seed: int = 1) -> HeadlineItems:
+    """A task whose models predict the reference plus the given errors (NaN: a failed item)."""
+    rng = np.random.default_rng(seed)
+    n = len(next(iter(errors.values())))
+    reference = rng.normal(0.0, 5.0, n)
+    items = pd.DataFrame({"id": [f"item{i:03d}" for i in range(n)], "reference": reference})
+    for label, error in errors.items():
+        items[label] = reference + error
+    return HeadlineItems("synthetic", "mae", "mae", "lower", None, items,
+                         {label: np.ones(n, bool) for label in errors}, ErrorScale(null_predictor="zero"), "molecules")
+
+
+def ranks_of(headline: HeadlineItems, n_resamples: int = 500) -> dict[str, int]:
+    table, _ = compare(headline, Bootstraps({}, {}, n_resamples, 0))
+    return dict(zip(table["label"], table["rank"], strict=True))
+
+
+def test_a_model_that_fails_items_ranks_no_better_than_if_it_had_scored_them_at_its_worst():
+    """A is a little better than B on most items but failed eight; had it scored them at its own worst
+    error, B would beat it. Dropping the failed items (or comparing on common items only) would rank A first."""
+    rng = np.random.default_rng(0)
+    n = 40
+    b = 1.0 + rng.normal(0, 0.05, n)
+    a_scored = np.full(n, 0.8) + rng.normal(0, 0.05, n)
+    a_scored[8] = 6.0  # its worst error
+    a_failed = a_scored.copy()
+    a_failed[:8] = np.nan
+    a_at_worst = a_scored.copy()
+    a_at_worst[:8] = 6.0
+    c = 1.3 + rng.normal(0, 0.05, n)
+    failing = ranks_of(synthetic_task({"A": a_failed, "B": b, "C": c}))
+    scored_badly = ranks_of(synthetic_task({"A": a_at_worst, "B": b, "C": c}))
+    assert failing["A"] >= scored_badly["A"] > 1 and failing["B"] == 1
+    common_only = ranks_of(synthetic_task({"A": a_failed[8:], "B": b[8:], "C": c[8:]}))
+    assert common_only["A"] == 1  # what the failures would have won
+
+
+def test_the_paired_rank_separates_a_small_consistent_shift_that_intervals_cannot():
+    rng = np.random.default_rng(3)
+    size = rng.uniform(0, 4, 60)
+    sign = rng.choice([-1.0, 1.0], 60)
+    headline = synthetic_task({"A": sign * size, "B": sign * (size + 0.1 + rng.normal(0, 0.05, 60))})
+    table, pairs = compare(headline, Bootstraps({}, {}, 500, 0))
+    table = table.set_index("label")
+    assert table.loc["A", "ci_high"] > table.loc["B", "ci_low"]  # the unpaired intervals overlap
+    assert table.loc["A", "rank"] == 1 and table.loc["B", "rank"] == 2
+    assert pairs.loc[0, "better"] == "A" and pairs.loc[0, "high"] < 0 and pairs.loc[0, "p_holm"] < 0.05
+
+
+def test_leaderboard_of_identical_models_ties_them_and_normalises_by_the_null_predictor(emt_results):
+    results = load_results([emt_results])
+    metrics, bootstraps = metric_table(results, n_resamples=300)
+    board = build(metrics, bootstraps)
     s22 = board.tasks[board.tasks["task"] == "s22"].set_index("label")
     assert s22.loc["emt", "value"] == s22.loc["emt-channels@exact", "value"]
     assert s22.loc["emt", "rank"] == s22.loc["emt-channels@exact", "rank"] and s22.loc["emt", "tied"]
-    assert s22["norm"].max() == 1.0 and (s22["norm"] <= 1.0).all()
+    reference = next(r for r in results if r.task == "s22").predictions["reference"].to_numpy(float)
+    assert s22.loc["emt", "norm"] == pytest.approx(s22.loc["emt", "value"] / np.abs(reference).mean())
     assert (s22["ci_low"] <= s22["value"]).all() and (s22["value"] <= s22["ci_high"]).all()
     overall = board.overall.set_index("label")
     assert overall.loc["emt", "score"] == pytest.approx(overall.loc["emt-channels@exact", "score"])
-    assert (overall["tasks_missing"] == 0).all()
+    assert (overall["tasks_missing"] == 0).all() and (overall["coverage"] == "inorganic-crystals, molecules").all()
     assert (overall["score_low"] <= overall["score"]).all() and (overall["score"] <= overall["score_high"]).all()
+    domains = board.domains.set_index(["label", "domain"])
+    assert overall.loc["emt", "score"] == pytest.approx(domains.loc["emt", "score"].mean())
+
+
+def test_adding_a_model_changes_no_other_models_score_or_verdict(emt_results):
+    results = load_results([emt_results])
+    boards = [build(*metric_table(chosen, n_resamples=200)) for chosen in
+              ([r for r in results if r.label != "emt"], results)]
+    without, with_emt = ([b.tasks.set_index(["label", "task"]).sort_index() for b in boards])
+    others = without.index
+    for column in ("norm", "norm_low", "norm_high"):  # a rank counts the better models, so it may move
+        pd.testing.assert_series_equal(without[column], with_emt.loc[others, column])
+    scores = [b.overall.set_index("label").loc[["emt-channels@exact", "emt-channels@scaled"]] for b in boards]
+    pd.testing.assert_frame_equal(scores[0][["score", "score_low", "score_high"]],
+                                  scores[1][["score", "score_low", "score_high"]])
+    columns = ["task", "first", "second", "difference", "low", "high", "p_value", "better"]
+    pairs = [b.pairs[b.pairs["first"].str.startswith("emt-") & b.pairs["second"].str.startswith("emt-")][columns]
+             .reset_index(drop=True) for b in boards]
+    pd.testing.assert_frame_equal(*pairs)
 
 
 def test_leaderboard_command_writes_terminal_markdown_csv_and_html(emt_results, tmp_path, capsys):
@@ -165,13 +232,17 @@ def test_leaderboard_command_writes_terminal_markdown_csv_and_html(emt_results, 
     assert "s22: mae (kcal/mol), lower is better" in shown and "emt-channels@scaled" in shown
     markdown = Path(f"{stem}.md").read_text()
     assert "omni-bench run --model emt --task dcdft --task s22" in markdown
-    assert "| rank | model | score (mean normalised error) |" in markdown
+    assert "| rank | model | overall score (mean of domain scores) | molecules | inorganic-crystals |" in markdown
     frame = pd.read_csv(f"{stem}.csv")
-    assert {"label", "task", "metric", "value", "ci_low", "ci_high", "rank", "tied", "overall_score"} <= set(frame)
+    assert {"label", "task", "metric", "value", "ci_low", "ci_high", "common_value", "n_common", "rank", "tied",
+            "overall_score"} <= set(frame)
     headline = frame[frame["primary"]]
     assert set(headline["metric"]) == {"mae", "v0_mae"} and headline["rank"].notna().all()
     assert headline["warnings"].str.contains("EMT").all()  # EMT against CCSD(T) and PBE references
     html_path = Path(f"{stem}.html")
+    # a pairwise matrix per task: each row model against each column model
+    assert html_path.read_text().count('<table class="pairwise">') == 2
+    assert re.search(r"<td>emt-channels@scaled</td><td>worse [-+]", html_path.read_text())
     # the normalised-error chart and the channel matrix of emt-channels; plotly.js once, under 5 MB in all
     assert plotly_divs(html_path.read_text()) == ["normalised", "channels-0"]
     assert html_path.stat().st_size < 5_000_000

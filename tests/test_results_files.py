@@ -250,3 +250,37 @@ def test_fuzzed_results_files_load_or_raise_one_clear_error(emt_results, tmp_pat
         terminal(annotate(build(metrics, replicates), results))
     except OmniBenchError:
         pass
+
+
+def test_the_same_result_in_two_folders_joins_with_the_later_one_winning(emt_results, tmp_path, capsys):
+    """A user's own rerun joins the committed results: the later --results folder wins, one line on stderr
+    names both files, and --prefer makes a folder win whatever its place."""
+    committed, mine = tmp_path / "committed", tmp_path / "mine"
+    old_s22, dcdft = copied(emt_results, committed), copied(emt_results, committed, task="dcdft")
+    new_s22 = copied(emt_results, mine)
+    results = load_results([committed, mine])
+    assert {r.task: r.path for r in results} == {"s22": new_s22, "dcdft": dcdft}
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: emt on s22: {new_s22} replaces {old_s22} (the later --results wins)"]
+    results = load_results([committed, mine], prefer=committed)
+    assert {r.task: r.path for r in results} == {"s22": old_s22, "dcdft": dcdft}
+    assert capsys.readouterr().err.splitlines() == [f"note: emt on s22: {old_s22} replaces {new_s22} (--prefer)"]
+    # a folder given twice is read once, and a result file given beside its own folder is the same result
+    assert len(load_results([committed, committed, old_s22])) == 2 and capsys.readouterr().err == ""
+    # through the commands
+    code, shown, err = omni(capsys, "gate", "--baseline", str(committed), "--results", str(committed), "--results",
+                            str(mine))
+    assert code == 0 and err.count("note: emt on s22") == 1, shown + err
+    code, _, err = omni(capsys, "leaderboard", "--results", str(committed), "--results", str(mine), "--prefer",
+                        str(tmp_path / "elsewhere"))
+    assert code == 2 and "--prefer" in err and "is not one of the results folders" in err
+
+
+def test_the_same_result_twice_in_one_folder_is_refused(emt_results, tmp_path):
+    """Within one folder neither copy is later: either could be meant."""
+    first = copied(emt_results, tmp_path)
+    second = tmp_path / "emt-copy" / "s22.json"
+    shutil.copytree(first.parent, second.parent)
+    with pytest.raises(OmniBenchError, match="in one results folder") as raised:
+        load_results([tmp_path])
+    assert str(first) in str(raised.value) and str(second) in str(raised.value)

@@ -66,6 +66,14 @@ def test_builtin_tasks_load_and_form_the_quick_suite():
     (lambda d: d["counts"].update(subset_of={"task": "s66", "items": 22}), "'counts.subset_of.items'",
      "more than this subset's 22"),
     (lambda d: d["counts"].update(subset_of={"task": "s66"}), "'counts.subset_of.items'", "is required"),
+    (lambda d: d.update(scale={"null_predictor": "median"}), "'scale.null_predictor'", "one of zero, mean"),
+    (lambda d: d.update(scale={"null_predictor": "zero", "value": 1.0}), "'scale'", "not both"),
+    (lambda d: d.update(scale={}), "'scale'", "must give either"),
+    (lambda d: d.update(scale={"value": 1.0, "unit": "kcal/mol"}), "'scale.source'", "is required with 'value'"),
+    (lambda d: d.update(scale={"value": 0.0, "unit": "kcal/mol", "source": "x"}), "'scale.value'", "positive"),
+    (lambda d: d.update(scale={"value": 1.0, "unit": "eV", "source": "x"}), "'scale.unit'",
+     "the headline's unit 'kcal/mol'"),
+    (lambda d: d.update(domain="molecule"), "'domain'", "did you mean 'molecules'"),
 ])
 def test_mistakes_name_file_and_field(tmp_path, change, field, hint):
     path = write_variant(tmp_path, change)
@@ -73,6 +81,22 @@ def test_mistakes_name_file_and_field(tmp_path, change, field, hint):
         load_task(path)
     message = str(info.value)
     assert str(path) in message and field in message and hint in message
+
+
+def test_every_builtin_task_has_a_domain_and_every_scored_one_a_fixed_error_scale():
+    """The leaderboard's domain scores and normalised errors need both; only the timing benchmark has no
+    reference to make a null predictor from."""
+    tasks = all_tasks()
+    assert all(spec.domain for spec in tasks.values())
+    assert {name for name, spec in tasks.items() if spec.scale is None} == {"md-speed"}
+    assert tasks["s22"].scale.null_predictor == "zero" and tasks["dcdft"].scale.null_predictor == "mean"
+    assert tasks["x23-r2scan"].domain == "r2scan-transfer" and tasks["x23"].domain == "molecular-crystals"
+
+
+def test_a_stated_scale_with_its_source_loads(tmp_path):
+    path = write_variant(tmp_path, lambda d: d.update(scale={"value": 1.0, "unit": "kcal/mol",
+                                                             "source": "chemical accuracy"}))
+    assert load_task(path).scale.describe() == "1 kcal/mol (chemical accuracy)"
 
 
 def test_every_cpu_subset_names_its_full_task_with_the_same_data_protocol_and_item_count():

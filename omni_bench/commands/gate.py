@@ -6,6 +6,7 @@ import argparse
 
 from ..arguments import path_argument
 from ..errors import OmniBenchError
+from .report import add_prefer
 
 HELP = "compare results with a baseline using the task files' gate tolerances; exit 1 on a regression"
 
@@ -19,7 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channel", "-c", help="only this channel of a multi-task model")
     parser.add_argument("--results", "-r", action="append", type=path_argument, default=[],
                         help="current results: folder written by 'omni-bench run --out' (repeatable; default: "
-                             "omni-bench-results)")
+                             "omni-bench-results); where two hold the same (model, task), the later wins")
+    add_prefer(parser)
+    parser.add_argument("--suite", "-s", action="append", default=[], help="only tasks of this suite (repeatable)")
+    parser.add_argument("--task", "-t", action="append", default=[], help="only this task (repeatable)")
     parser.add_argument("--junit", type=path_argument, metavar="FILE", help="also write the checks as JUnit XML")
     parser.add_argument("--write-baseline", action="store_true",
                         help="record the current results as the baseline (to --baseline) instead of comparing")
@@ -33,21 +37,24 @@ def run(args) -> int:
     from ..safe_text import printable
 
     folders = args.results or [DEFAULT_RESULTS_DIR]
-    current = select(load_results(folders), args.model, channel=args.channel)
+    current = select(load_results(folders, args.prefer), args.model, args.task, args.suite, args.channel)
     if args.write_baseline:
         if not current:
-            raise OmniBenchError(f"no results to record in {', '.join(map(str, folders))}")
+            raise OmniBenchError(f"no results to record in {', '.join(map(str, folders))}" + _scope(args))
         path = gate.write_baseline(current, args.baseline)
         print(printable(f"baseline: {path} ({len(current)} results: {', '.join(sorted({r.label for r in current}))})"))
         return 0
-    baseline = [s for s in gate.read_baseline(args.baseline) if gate.matches(s, args.model, args.channel)]
+    specs = task_registry.all_tasks(args.tasks_dir)
+    suites = {r.task: r.suites for r in current}  # as recorded, for tasks the task folders no longer have
+    suites.update({name: spec.suites for name, spec in specs.items()})
+    baseline = [s for s in gate.read_baseline(args.baseline)
+                if gate.matches(s, args.model, args.channel) and _in_scope(s.task, suites.get(s.task, []), args)]
     if not baseline:
         who = ", ".join(args.model) + (f" channel {args.channel}" if args.channel else "") or "any model"
-        raise OmniBenchError(f"baseline {args.baseline} has no results for {who}")
-    specs = task_registry.all_tasks(args.tasks_dir)
+        raise OmniBenchError(f"baseline {args.baseline} has no results for {who}" + _scope(args))
     gates = {r.task: r.gate for r in current}  # as recorded, for tasks the task folders no longer have
     gates.update({s.task: specs[s.task].gate for s in baseline if s.task in specs})
-    checks = gate.compare(baseline, [gate.snapshot(r) for r in current], gates)
+    checks = gate.compare(baseline, [gate.snapshot(r) for r in current], gates, {r.key: r for r in current})
     print(plain_table(gate.TABLE_HEADER, gate.table_rows(checks)))
     failed = sum(c.status == gate.FAIL for c in checks)
     if args.junit:
@@ -58,3 +65,14 @@ def run(args) -> int:
             raise OmniBenchError(f"cannot write {args.junit}: {exc}") from None
     print(f"\n{failed} of {len(checks)} checks failed" if failed else f"\nall {len(checks)} checks passed")
     return 1 if failed else 0
+
+
+def _in_scope(task: str, suites: list[str], args) -> bool:
+    """Whether a baseline entry's task is chosen by --task and --suite, as ``load.select`` chooses results."""
+    return not (args.task or args.suite) or task in args.task or bool(set(suites) & set(args.suite))
+
+
+def _scope(args) -> str:
+    """' in suite X, task Y' for the filters given, for a message that found nothing."""
+    named = [*(f"suite {s}" for s in args.suite), *(f"task {t}" for t in args.task)]
+    return f" in {', '.join(named)}" if named else ""

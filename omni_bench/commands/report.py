@@ -16,7 +16,8 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     """Options shared with ``leaderboard``: where results are read and which are chosen."""
     parser.add_argument("--results", "-r", action="append", type=path_argument, default=[],
                         help="results folder written by 'omni-bench run --out' (repeatable; "
-                             "default: omni-bench-results)")
+                             "default: omni-bench-results); where two hold the same (model, task), the later wins")
+    add_prefer(parser)
     parser.add_argument("--model", "-m", action="append", default=[],
                         help="model label (7net-mf-0@PBE) or name (all its channels); repeatable; default: all")
     parser.add_argument("--suite", "-s", action="append", default=[], help="only tasks of this suite (repeatable)")
@@ -24,6 +25,13 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                         help="bootstrap resamples for the 95%% intervals (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+
+
+def add_prefer(parser: argparse.ArgumentParser) -> None:
+    """``--prefer``, for every command that reads ``--results`` folders (report, leaderboard, gate)."""
+    parser.add_argument("--prefer", type=path_argument, metavar="FOLDER",
+                        help="one of the --results folders whose results win over the others' for the same "
+                             "(model, task), whatever the order")
 
 
 def load_selected(args):
@@ -36,7 +44,7 @@ def load_selected(args):
     if args.bootstrap < 1:
         raise OmniBenchError("--bootstrap must be at least 1")
     folders = args.results or [DEFAULT_RESULTS_DIR]
-    results = select(load_results(folders), args.model, args.task, args.suite)
+    results = select(load_results(folders, args.prefer), args.model, args.task, args.suite)
     if not results:
         wanted = " ".join([*(f"--model {m}" for m in args.model), *(f"--suite {s}" for s in args.suite),
                            *(f"--task {t}" for t in args.task)])
@@ -53,6 +61,8 @@ def command_line(name: str, args) -> str:
                          ("--task", args.task)):
         for value in values:
             words += [flag, str(value)]
+    if args.prefer:
+        words += ["--prefer", str(args.prefer)]
     if args.bootstrap != 1000:
         words += ["--bootstrap", str(args.bootstrap)]
     if args.seed != 0:

@@ -10,7 +10,8 @@ computed energy).
 
 A resample is a vector of counts per unit (multinomial), applied as weights; with all weights one every
 statistic equals ``omni_bench.scoring.statistic``. The generator is seeded from the seed, the task and the
-metric, so a report is reproducible and models scored on the same rows are resampled identically.
+metric, so a report is reproducible and models scored on the same rows are resampled identically; the
+leaderboard's paired comparisons draw one set of counts (``resample_counts``) and apply it to both models.
 """
 
 from __future__ import annotations
@@ -87,6 +88,27 @@ def seed_for(*parts: str, seed: int = SEED) -> int:
     return zlib.crc32("\x1f".join(parts).encode()) ^ seed
 
 
+def resample_counts(rows: pd.DataFrame, key: tuple[str, ...], *, n_resamples: int = N_RESAMPLES, seed: int = SEED,
+                    resample_by: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(the unit of each row, resamples x units counts): units are ``resample_by`` groups where the task
+    names one, else ids up to their '@'; the draw is seeded from ``key``."""
+    column = f"group_{resample_by}"
+    labels = rows[column] if resample_by and column in rows else [unit_of(i) for i in rows["id"]]
+    units, unit_index = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+    rng = np.random.default_rng(seed_for(*key, seed=seed))
+    k = len(units)
+    return unit_index, rng.multinomial(k, np.full(k, 1.0 / k), size=n_resamples)
+
+
+def resampled_statistic(statistic: str, predicted: np.ndarray, reference: np.ndarray, unit_index: np.ndarray,
+                        counts: np.ndarray) -> np.ndarray:
+    """The statistic under each resample of ``counts`` (resamples x units), in chunks that fit in memory."""
+    per_chunk = max(1, _MAX_CELLS // max(1, len(predicted)))
+    return np.concatenate([
+        weighted_statistic(statistic, predicted, reference, counts[start:start + per_chunk][:, unit_index])
+        for start in range(0, len(counts), per_chunk)])
+
+
 def bootstrap(rows: pd.DataFrame, statistic: str, *, key: tuple[str, ...], n_resamples: int = N_RESAMPLES,
               seed: int = SEED, level: float = LEVEL, resample_by: str | None = None) -> Interval:
     """The statistic of ``rows`` (columns id, predicted, reference, and ``group_<resample_by>`` when given) with
@@ -98,16 +120,8 @@ def bootstrap(rows: pd.DataFrame, statistic: str, *, key: tuple[str, ...], n_res
         nan = float("nan")
         return Interval(nan, nan, nan, np.full(n_resamples, np.nan))
     value = float(weighted_statistic(statistic, predicted, reference, np.ones((1, n)))[0])
-    column = f"group_{resample_by}"
-    labels = rows[column] if resample_by and column in rows else [unit_of(i) for i in rows["id"]]
-    units, unit_index = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
-    rng = np.random.default_rng(seed_for(*key, seed=seed))
-    k = len(units)
-    counts = rng.multinomial(k, np.full(k, 1.0 / k), size=n_resamples)
-    per_chunk = max(1, _MAX_CELLS // n)
-    replicates = np.concatenate([
-        weighted_statistic(statistic, predicted, reference, counts[start:start + per_chunk][:, unit_index])
-        for start in range(0, n_resamples, per_chunk)])
+    unit_index, counts = resample_counts(rows, key, n_resamples=n_resamples, seed=seed, resample_by=resample_by)
+    replicates = resampled_statistic(statistic, predicted, reference, unit_index, counts)
     tail = (1.0 - level) / 2 * 100
     finite = replicates[np.isfinite(replicates)]
     if len(finite) == 0:

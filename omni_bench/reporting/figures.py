@@ -179,8 +179,9 @@ def error_distribution_figure(title: str, panels: list[tuple[str, str, float | N
 
 
 def normalised_figure(title: str, frame: pd.DataFrame, look: dict[str, Style]) -> go.Figure:
-    """Each task's headline error divided by the largest among the models, with interval error bars, in rows
-    of ``TASKS_PER_ROW`` tasks. ``frame``: task, label, norm, norm_low, norm_high, value, ci_low, ci_high, unit."""
+    """Each task's headline error divided by its fixed scale (``leaderboard.normalised_error``), with interval
+    error bars, in rows of ``TASKS_PER_ROW`` tasks. ``frame``: task, label, norm, norm_low, norm_high, value,
+    ci_low, ci_high, unit."""
     tasks = sorted(set(frame["task"]))
     labels = sorted(set(frame["label"]))
     chunks = [tasks[i:i + TASKS_PER_ROW] for i in range(0, len(tasks), TASKS_PER_ROW)] or [[]]

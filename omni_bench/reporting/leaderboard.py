@@ -1,39 +1,55 @@
-"""The leaderboard: every (model, channel) on every task's headline metric, ranked with its uncertainty.
+"""The leaderboard: every (model, channel) on every task's headline metric, compared item by item.
 
-- **Normalised error.** For each task, a model's headline error divided by the largest headline error among
-  the compared models (Fig. 2f of the SevenNet-Omni paper): 1 is the worst model, smaller is better. For a
+- **Common items.** Each task's headline is shown on its common items: those every compared model scored (a
+  model with no scored item is not compared), beside each model's coverage (scored/common/total).
+- **Rank.** 1 + the number of models better than this one by a paired bootstrap of the difference in headline
+  error: both models' errors on the same resamples of the items either scored (whole ``resample_by`` groups),
+  with Holm's correction over the task's pairs at a family-wise error of 5%. A failed item counts against the
+  model that failed it (``pessimistic``), and a model with failures is called better only if it is also
+  better on the items both scored: failing an item never gains a rank.
+- **Normalised error.** A model's headline error over all its items (failures counted against it) divided by
+  the task's fixed scale (its file's ``scale``: the error of a null predictor computed from the reference, or a
+  stated value): it reads no other model, so adding or removing one moves nobody's score. For a
   ``higher``-is-better headline the error is 1 minus the metric for R² and F1 and its inverse otherwise (a
   speed becomes a time per step); for a signed mean error, its size.
-- **Rank.** One plus the number of models whose whole 95% interval is better than this model's whole
-  interval. Models whose intervals overlap therefore share a rank, shown as ``2=`` (tied).
-- **Overall score.** The mean normalised error over the tasks a model completed (lower is better), with a
-  bootstrap interval from the same resamples, and the count of compared tasks it did not complete (no
-  result, or no scored item). A model that skipped tasks is scored on fewer tasks: read the count.
+- **Domains and overall score.** A domain score is the mean normalised error over the domain's tasks the model
+  has; the overall score is the mean of its domain scores, so a domain with many tasks does not dominate.
+  Overall ranks (paired, Holm) are given only among models with the same domains (their ``coverage``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm as normal
 
-from .bootstrap import LEVEL
+from ..taskspec import VALUE_STATISTICS
+from .bootstrap import LEVEL, resample_counts, resampled_statistic, weighted_statistic
 from .load import TaskResult
-from .tables import Replicates
+from .tables import Bootstraps, HeadlineItems
 from .theory import warnings_for
+
+FAMILYWISE_ERROR = 1 - LEVEL  # Holm's family-wise error rate over the pairs of one task
 
 BOUNDED_BY_ONE = ("r2", "f1")
 
 
 @dataclass
 class Leaderboard:
-    """``tasks``: one row per (task, label) with the headline metric, its normalised error and rank;
-    ``overall``: one row per label; ``metrics``: every metric of every result (the tidy table)."""
+    """``tasks``: one row per (task, label) with the headline metric on the task's common items (``value``;
+    ``own_value`` on the model's own scored items), its normalised error and rank; ``overall``: one row per
+    label with its overall score, coverage and rank; ``metrics``: every metric of every result (the tidy table);
+    ``pairs``: one row per (task, pair of labels) with the paired test and the better label ('' when
+    indistinguishable); ``domains``: one row per (label, domain) with the domain score."""
 
     tasks: pd.DataFrame
     overall: pd.DataFrame
     metrics: pd.DataFrame
+    pairs: pd.DataFrame
+    domains: pd.DataFrame
 
 
 def badness(values, statistic: str, direction: str):
@@ -61,25 +77,192 @@ def badness_interval(low: float, high: float, statistic: str, direction: str) ->
     return low, high
 
 
-def interval_ranks(lows: np.ndarray, highs: np.ndarray) -> tuple[list[int | None], list[bool]]:
-    """Ranks of error intervals (lower is better): 1 + how many intervals lie wholly below this one."""
-    finite = np.isfinite(lows) & np.isfinite(highs)
-    ranks: list[int | None] = []
-    for i in range(len(lows)):
-        ranks.append(1 + int(np.sum(finite & (highs < lows[i]))) if finite[i] else None)
-    tied = [r is not None and ranks.count(r) > 1 for r in ranks]
-    return ranks, tied
+def pessimistic(own: np.ndarray, other: np.ndarray, reference: np.ndarray, statistic: str,
+                direction: str) -> np.ndarray:
+    """``own`` predictions with its failed items (NaN) filled so that each counts against the model: at the
+    larger of the model's own worst error on the task and the error of ``other`` on that item (the other model
+    of a pair, or the null predictor), on the side of its mean error; for a statistic of the predictions alone
+    (a speed), at the worse of its own worst value and the other's. Only the two models of a pair enter, so a
+    third model never moves their verdict."""
+    missing = np.isnan(own)
+    if not missing.any():
+        return own
+    worse = np.fmax if direction == "lower" else np.fmin
+    if statistic in VALUE_STATISTICS:
+        worst = np.nanmax(own) if direction == "lower" else np.nanmin(own)
+        return np.where(missing, worse(worst, other), own)
+    error = own - reference
+    side = 1.0 if np.nanmean(error) >= 0 else -1.0
+    size = np.fmax(np.nanmax(np.abs(error)), np.abs(other - reference))
+    return np.where(missing, reference + side * size, own)
+
+
+@dataclass
+class PairedTest:
+    """The difference in headline error (first model minus second; negative: the first is better) on the same
+    resamples of the same items, its percentile interval and a two-sided p-value (``test_from``)."""
+
+    difference: float
+    low: float
+    high: float
+    p_value: float
+
+
+def paired_test(rows: pd.DataFrame, first: np.ndarray, second: np.ndarray, headline: HeadlineItems,
+                key: tuple[str, ...], bootstraps: Bootstraps) -> PairedTest:
+    reference = rows["reference"].to_numpy(float)
+    if not len(rows):
+        return PairedTest(np.nan, np.nan, np.nan, 1.0)
+    unit_index, counts = resample_counts(rows, key, n_resamples=bootstraps.n_resamples, seed=bootstraps.seed,
+                                         resample_by=headline.resample_by)
+    stat, direction = headline.statistic, headline.direction
+    ones = np.ones((1, len(rows)))
+    values = [badness(weighted_statistic(stat, p, reference, ones), stat, direction)[0] for p in (first, second)]
+    resampled = [badness(resampled_statistic(stat, p, reference, unit_index, counts), stat, direction)
+                 for p in (first, second)]
+    return test_from(float(values[0] - values[1]), resampled[0] - resampled[1])
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error over all given tests)."""
+    p_values = np.asarray(p_values, dtype=float)
+    order = np.argsort(p_values, kind="stable")
+    m = len(p_values)
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(np.maximum.accumulate((m - np.arange(m)) * p_values[order]), 1.0)
+    return adjusted
+
+
+def compare_pair(headline: HeadlineItems, first: str, second: str, bootstraps: Bootstraps) -> PairedTest:
+    """The paired test of two models on the items either scored, each one's failures counted against it
+    (``pessimistic``). The model it favours, if it failed items itself, must also be better on the items both
+    scored, or the test says nothing (p = 1): failing an item never wins a comparison."""
+    items = headline.items
+    rows = items[items[[first, second]].notna().any(axis=1)]
+    reference = rows["reference"].to_numpy(float)
+    own, other = rows[first].to_numpy(float), rows[second].to_numpy(float)
+    test = paired_test(rows, pessimistic(own, other, reference, headline.statistic, headline.direction),
+                       pessimistic(other, own, reference, headline.statistic, headline.direction), headline,
+                       (headline.task, headline.metric, first, second), bootstraps)
+    favoured = own if test.difference < 0 else other
+    if not np.isfinite(test.difference) or test.difference == 0 or not np.isnan(favoured).any():
+        return test
+    both = ~np.isnan(own) & ~np.isnan(other)
+    shared = paired_test(rows[both], own[both], other[both], headline,
+                         (headline.task, headline.metric, first, second, "shared"), bootstraps)
+    agrees = np.sign(shared.difference) == np.sign(test.difference)
+    return PairedTest(test.difference, test.low, test.high, max(test.p_value, shared.p_value) if agrees else 1.0)
+
+
+def compare(headline: HeadlineItems, bootstraps: Bootstraps) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One task's comparison: (per label: the headline on the common items with its interval, n_common, n_total
+    and the rank; per pair: the paired test, its Holm-adjusted p-value and the better label). Models with no
+    scored item are not compared."""
+    items = headline.items
+    labels = [label for label in headline.labels if items[label].notna().any()]
+    common = items[items[labels].notna().all(axis=1)] if labels else items.iloc[:0]
+    reference = common["reference"].to_numpy(float)
+    rows = []
+    if len(common):
+        unit_index, counts = resample_counts(common, (headline.task, headline.metric, "common"),
+                                             n_resamples=bootstraps.n_resamples, seed=bootstraps.seed,
+                                             resample_by=headline.resample_by)
+    for label in headline.labels:
+        value, low, high = np.nan, np.nan, np.nan
+        if len(common) and label in labels:
+            predicted = common[label].to_numpy(float)
+            value = float(weighted_statistic(headline.statistic, predicted, reference, np.ones((1, len(common))))[0])
+            low, high = _percentiles(resampled_statistic(headline.statistic, predicted, reference, unit_index,
+                                                         counts))
+        rows.append({"label": label, "value": value, "ci_low": low, "ci_high": high, "n_common": len(common),
+                     "n_total": int(headline.present[label].sum())})
+    tests = [(a, b, compare_pair(headline, a, b, bootstraps)) for a, b in combinations(labels, 2)]
+    pairs, losses = verdicts(tests)
+    table = pd.DataFrame(rows, columns=["label", "value", "ci_low", "ci_high", "n_common", "n_total"])
+    table["rank"] = [1 + losses.get(label, 0) for label in table["label"]]
+    return table, pairs.assign(task=headline.task)
+
+
+def verdicts(tests: list[tuple[str, str, PairedTest]]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """(one row per pair with its Holm-adjusted p-value and the better label, '' when Holm's correction over
+    these pairs leaves them indistinguishable; per label, how many labels are better than it)."""
+    adjusted = holm(np.array([t.p_value for _, _, t in tests])) if tests else np.array([])
+    pairs = pd.DataFrame([
+        {"task": "", "first": a, "second": b, "difference": t.difference, "low": t.low, "high": t.high,
+         "p_value": t.p_value, "p_holm": p, "better": (a if t.difference < 0 else b) if p < FAMILYWISE_ERROR else ""}
+        for (a, b, t), p in zip(tests, adjusted, strict=True)], columns=PAIR_COLUMNS)
+    losses: dict[str, int] = {}
+    for _, row in pairs[pairs["better"] != ""].iterrows():
+        loser = row["second"] if row["better"] == row["first"] else row["first"]
+        losses[loser] = losses.get(loser, 0) + 1
+    return pairs, losses
+
+
+def null_predictions(headline: HeadlineItems, reference: np.ndarray) -> np.ndarray | None:
+    """What the task's null predictor (its ``scale.null_predictor``) predicts for these references."""
+    scale = headline.scale
+    if scale is None or scale.null_predictor is None:
+        return None
+    return np.zeros_like(reference) if scale.null_predictor == "zero" else np.full_like(reference, reference.mean())
+
+
+@dataclass
+class Normalised:
+    """A model's headline error on all its items of a task (failures counted against it) over the task's scale."""
+
+    value: float
+    low: float
+    high: float
+    replicates: np.ndarray
+    scale: float
+
+
+def normalised_error(headline: HeadlineItems, label: str, bootstraps: Bootstraps) -> Normalised:
+    """The model's headline error over every item it has a row for, each failed item counted at the larger of
+    its own worst error and the null predictor's error on that item (``pessimistic``), divided by the task's
+    scale: the null predictor's error on the same items, or the task file's stated value. It reads this
+    model's rows only, so no other model moves it; the resamples depend on the task and the items only, so
+    models with the same items are resampled identically (paired)."""
+    rows = headline.items[headline.present[label]]
+    reference = rows["reference"].to_numpy(float)
+    own = rows[label].to_numpy(float)
+    nan = np.full(bootstraps.n_resamples, np.nan)
+    if headline.scale is None or not np.isfinite(own).any():
+        return Normalised(np.nan, np.nan, np.nan, nan, np.nan)
+    stat, direction = headline.statistic, headline.direction
+    null = null_predictions(headline, reference)
+    ones = np.ones((1, len(rows)))
+    scale = (float(badness(weighted_statistic(stat, null, reference, ones), stat, direction)[0])
+             if null is not None else float(headline.scale.value))
+    if not (np.isfinite(scale) and scale > 0):
+        return Normalised(np.nan, np.nan, np.nan, nan, np.nan)
+    filled = pessimistic(own, null if null is not None else np.full_like(own, np.nan), reference, stat, direction)
+    value = float(badness(weighted_statistic(stat, filled, reference, ones), stat, direction)[0]) / scale
+    unit_index, counts = resample_counts(rows, (headline.task, headline.metric, "normalised"),
+                                         n_resamples=bootstraps.n_resamples, seed=bootstraps.seed,
+                                         resample_by=headline.resample_by)
+    replicates = badness(resampled_statistic(stat, filled, reference, unit_index, counts), stat, direction) / scale
+    low, high = _percentiles(replicates)
+    return Normalised(value, low, high, replicates, scale)
+
+
+PAIR_COLUMNS = ["task", "first", "second", "difference", "low", "high", "p_value", "p_holm", "better"]
 
 
 def rank_label(rank: int | None, tied: bool) -> str:
     return "-" if rank is None else f"{rank}{'=' if tied else ''}"
 
 
-def build(metrics: pd.DataFrame, replicates: Replicates) -> Leaderboard:
+def build(metrics: pd.DataFrame, bootstraps: Bootstraps) -> Leaderboard:
+    """Each task's headline compared on its common items, ranked by paired tests, and the overall score."""
     headline = metrics[metrics["primary"]].copy()
-    task_rows = []
-    for _, group in headline.groupby("task", sort=True):
-        group = group.copy()
+    task_rows, pair_tables, replicates = [], [], {}
+    for task, group in headline.groupby("task", sort=True):
+        table, pairs = compare(bootstraps.headlines[task], bootstraps)
+        pair_tables.append(pairs)
+        group = group.rename(columns={"value": "own_value", "ci_low": "own_ci_low", "ci_high": "own_ci_high"})
+        group = group.merge(table, on="label", how="left")
+        group[["n_common", "n_total"]] = group[["n_common", "n_total"]].fillna(0).astype(int)
         stat, direction = group["statistic"].iloc[0], group["direction"].iloc[0]
         bad = badness(group["value"], stat, direction)
         bounds = [badness_interval(lo, hi, stat, direction) for lo, hi in zip(group["ci_low"], group["ci_high"],
@@ -87,19 +270,25 @@ def build(metrics: pd.DataFrame, replicates: Replicates) -> Leaderboard:
         group["error"] = bad
         group["error_low"] = [b[0] for b in bounds]
         group["error_high"] = [b[1] for b in bounds]
-        largest = np.nanmax(bad) if np.isfinite(bad).any() else np.nan
-        scale = largest if largest and np.isfinite(largest) and largest > 0 else np.nan
-        group["norm"] = bad / scale if np.isfinite(scale) else np.where(np.isfinite(bad), 0.0, np.nan)
-        group["norm_low"] = group["error_low"] / scale if np.isfinite(scale) else group["norm"]
-        group["norm_high"] = group["error_high"] / scale if np.isfinite(scale) else group["norm"]
-        group["scale"] = scale
-        ranks, tied = interval_ranks(group["error_low"].to_numpy(float), group["error_high"].to_numpy(float))
-        group["rank"] = ranks
-        group["tied"] = tied
+        normalised = {label: normalised_error(bootstraps.headlines[task], label, bootstraps)
+                      for label in group["label"]}
+        replicates.update({(label, task): n.replicates for label, n in normalised.items()})
+        for column, attribute in (("norm", "value"), ("norm_low", "low"), ("norm_high", "high"), ("scale", "scale")):
+            group[column] = [getattr(normalised[label], attribute) for label in group["label"]]
+        declared = bootstraps.headlines[task].scale
+        group["domain"] = bootstraps.headlines[task].domain
+        group["scale_rule"] = declared.describe() if declared else "none declared"
+        group["rank"] = group["rank"].where(np.isfinite(bad))
+        ranks = group["rank"].tolist()
+        group["tied"] = [pd.notna(r) and ranks.count(r) > 1 for r in ranks]
         task_rows.append(group)
     tasks = pd.concat(task_rows, ignore_index=True) if task_rows else headline.assign(
-        error=[], error_low=[], error_high=[], norm=[], norm_low=[], norm_high=[], scale=[], rank=[], tied=[])
-    return Leaderboard(tasks, _overall(tasks, replicates), metrics)
+        own_value=[], own_ci_low=[], own_ci_high=[], n_common=[], n_total=[], error=[], error_low=[],
+        error_high=[], norm=[], norm_low=[], norm_high=[], scale=[], domain=[], scale_rule=[], rank=[],
+        tied=[])
+    pairs = pd.concat(pair_tables, ignore_index=True) if pair_tables else pd.DataFrame(columns=PAIR_COLUMNS)
+    domains = _domains(tasks, replicates)
+    return Leaderboard(tasks, _overall(tasks, domains), metrics, pairs, domains[DOMAIN_COLUMNS])
 
 
 def annotate(board: Leaderboard, results: list[TaskResult]) -> Leaderboard:
@@ -111,39 +300,96 @@ def annotate(board: Leaderboard, results: list[TaskResult]) -> Leaderboard:
     tasks["family"] = [found[k].family for k in keys]
     tasks["suites"] = [list(found[k].suites) for k in keys]
     tasks["warnings"] = [warnings_for(found[k]) for k in keys]
-    return Leaderboard(tasks, board.overall, board.metrics)
+    return Leaderboard(tasks, board.overall, board.metrics, board.pairs, board.domains)
 
 
 def warning_text(warnings) -> str:
     return "; ".join(w.short for w in warnings)
 
 
-def _overall(tasks: pd.DataFrame, replicates: Replicates) -> pd.DataFrame:
-    all_tasks = sorted(set(tasks["task"]))
+DOMAIN_COLUMNS = ["label", "domain", "score", "score_low", "score_high", "tasks"]
+
+
+def _domains(tasks: pd.DataFrame, replicates: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
+    """Per (label, domain): the mean normalised error over the domain's tasks the model has, with the
+    per-resample means (each task's resamples are drawn from the task's items alone, so they are the same for
+    every model with the same items)."""
     rows = []
+    scored = tasks[np.isfinite(tasks["norm"].to_numpy(float)) & tasks["domain"].notna()]
+    for (label, domain), group in scored.groupby(["label", "domain"], sort=True):
+        per_resample = np.nanmean(np.vstack([replicates[(label, t)] for t in group["task"]]), axis=0)
+        low, high = _percentiles(per_resample)
+        rows.append({"label": label, "domain": domain, "score": float(group["norm"].mean()), "score_low": low,
+                     "score_high": high, "tasks": len(group), "replicates": per_resample})
+    return pd.DataFrame(rows, columns=[*DOMAIN_COLUMNS, "replicates"])
+
+
+def _percentiles(replicates: np.ndarray) -> tuple[float, float]:
+    tail = (1 - LEVEL) / 2 * 100
+    if not np.isfinite(replicates).any():
+        return np.nan, np.nan
+    low, high = np.nanpercentile(replicates, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _overall(tasks: pd.DataFrame, domains: pd.DataFrame) -> pd.DataFrame:
+    """Per label: the mean of its domain scores (each domain counts once, however many tasks it has), its
+    interval, and its rank among the models with the same domains (its ``coverage``), from paired tests of the
+    overall scores with Holm's correction over the pairs of that group."""
+    all_tasks = sorted(set(tasks["task"]))
+    rows, replicates = [], {}
     for label, group in tasks.groupby("label", sort=False):
         done = group[np.isfinite(group["norm"].to_numpy(float))]
+        mine = domains[domains["label"] == label]
         score, low, high = np.nan, np.nan, np.nan
-        if len(done):
-            score = float(done["norm"].mean())
-            resampled = []
-            for _, row in done.iterrows():
-                reps = badness(replicates[(label, row["task"], row["metric"])], row["statistic"], row["direction"])
-                resampled.append(reps / row["scale"] if np.isfinite(row["scale"]) else np.zeros_like(reps))
-            per_resample = np.nanmean(np.vstack(resampled), axis=0)
-            tail = (1 - LEVEL) / 2 * 100
-            low, high = (float(v) for v in np.nanpercentile(per_resample, [tail, 100 - tail]))
+        if len(mine):
+            score = float(mine["score"].mean())
+            replicates[label] = np.nanmean(np.vstack(list(mine["replicates"])), axis=0)
+            low, high = _percentiles(replicates[label])
         first = group.iloc[0]
         rows.append({"label": label, "model": first["model"], "channel": first["channel"], "d3": first["d3"],
-                     "score": score, "score_low": low, "score_high": high, "tasks_done": len(done),
-                     "tasks_missing": len(all_tasks) - len(done),
+                     "score": score, "score_low": low, "score_high": high, "coverage": ", ".join(mine["domain"]),
+                     "domains": len(mine), "tasks_done": len(done), "tasks_missing": len(all_tasks) - len(done),
                      "missing": ", ".join(t for t in all_tasks if t not in set(done["task"]))})
-    overall = pd.DataFrame(rows, columns=["label", "model", "channel", "d3", "score", "score_low", "score_high",
-                                          "tasks_done", "tasks_missing", "missing"])
-    overall = overall.sort_values(["score", "label"], na_position="last", ignore_index=True)
-    ranks, tied = interval_ranks(overall["score_low"].to_numpy(float), overall["score_high"].to_numpy(float))
-    overall["rank"], overall["tied"] = ranks, tied
-    return overall
+    overall = pd.DataFrame(rows, columns=OVERALL_COLUMNS[:-2])
+    ranks: dict[str, int] = {}
+    for _, group in overall[np.isfinite(overall["score"].to_numpy(float))].groupby("coverage"):
+        labels = sorted(group["label"])
+        tests = [(a, b, _paired_scores(replicates[a], replicates[b], score_of(overall, a) - score_of(overall, b)))
+                 for a, b in combinations(labels, 2)]
+        losses = verdicts(tests)[1]
+        ranks.update({label: 1 + losses.get(label, 0) for label in labels})
+    overall["rank"] = pd.array([ranks.get(label) for label in overall["label"]], dtype="Int64")
+    same_rank = overall.groupby(["coverage", "rank"], dropna=False)["label"].transform("size")
+    overall["tied"] = overall["rank"].notna().to_numpy() & (same_rank.to_numpy() > 1)
+    overall["group_size"] = overall.groupby("coverage")["label"].transform("size")
+    overall = overall.sort_values(["domains", "group_size", "coverage", "rank", "score", "label"],
+                                  ascending=[False, False, True, True, True, True], na_position="last",
+                                  ignore_index=True)
+    return overall.drop(columns="group_size")
+
+
+OVERALL_COLUMNS = ["label", "model", "channel", "d3", "score", "score_low", "score_high", "coverage", "domains",
+                   "tasks_done", "tasks_missing", "missing", "rank", "tied"]
+
+
+def score_of(overall: pd.DataFrame, label: str) -> float:
+    return float(overall.loc[overall["label"] == label, "score"].iloc[0])
+
+
+def _paired_scores(first: np.ndarray, second: np.ndarray, difference: float) -> PairedTest:
+    """A paired test of two overall scores from their per-resample values (same resamples per task)."""
+    return test_from(difference, first - second)
+
+
+def test_from(difference: float, replicates: np.ndarray) -> PairedTest:
+    """The paired test of a difference from its bootstrap replicates: percentile interval, and a two-sided
+    p-value from the normal approximation (a bootstrap's own p-value cannot go below 1/resamples, too coarse
+    for Holm's correction over tens of pairs)."""
+    spread = float(np.nanstd(replicates))
+    p_value = float(2 * normal.sf(abs(difference) / spread)) if spread > 0 else float(difference == 0)
+    low, high = _percentiles(replicates)
+    return PairedTest(difference, low, high, p_value)
 
 
 def task_cell(row: pd.Series, digits: int = 3, with_ci: bool = True) -> str:
@@ -157,7 +403,9 @@ def task_cell(row: pd.Series, digits: int = 3, with_ci: bool = True) -> str:
 
 def csv_frame(board: Leaderboard) -> pd.DataFrame:
     """Every metric (long format) with the headline's rank and each label's overall score on its rows."""
-    ranks = board.tasks[["label", "task", "metric", "norm", "rank", "tied"]]
+    columns = ["label", "task", "metric", "value", "ci_low", "ci_high", "n_common", "n_total", "norm", "rank", "tied"]
+    ranks = board.tasks[columns].rename(columns={"value": "common_value", "ci_low": "common_low",
+                                                 "ci_high": "common_high"})
     frame = board.metrics.merge(ranks, on=["label", "task", "metric"], how="left")
     if "warnings" in board.tasks:  # annotated: the warnings of a (label, task) on all its metrics' rows
         notes = board.tasks[["label", "task"]].assign(

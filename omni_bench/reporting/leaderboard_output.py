@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .. import __version__
 from ..safe_text import printable
+from ..taskspec import DOMAINS
 from . import figures
 from .bootstrap import LEVEL
 from .leaderboard import Leaderboard, csv_frame, rank_label, task_cell, warning_text
@@ -30,40 +30,70 @@ from .text import (
 )
 
 EXPLANATION = (
-    f"Each task is scored on its headline metric (the first in its task file) with a bootstrap {LEVEL:.0%} "
-    "interval. Rank: 1 + the number of models whose whole interval is better; models whose intervals overlap "
-    "share a rank, marked `=`. Score: the mean over completed tasks of the headline error divided by the "
-    "largest among the compared models (1 = worst on that task; lower is better), with its interval; "
-    "'missing' counts the compared tasks a model has no scored result for.")
+    "Each task is scored on its headline metric (the first in its task file). Value: the headline on the task's "
+    "common items, those every compared model scored (a model with no scored item is not compared), with a "
+    f"bootstrap {LEVEL:.0%} interval; 'scored/common/total' gives each model's coverage. Rank: 1 + the number "
+    "of models better than this one by a paired bootstrap (both models' errors on the same resamples of the "
+    "items either scored, whole groups where the task resamples groups), with Holm's correction over the "
+    f"task's pairs at a family-wise error of {1 - LEVEL:.0%}; models no test separates share a rank, marked "
+    "`=`. A failed item counts against the model that failed it: in a pair it is scored at the larger of that "
+    "model's own worst error on the task and the other model's error on it, and a model with failures is called "
+    "better only if it is also better on the items both scored. Normalised: the model's headline error on all "
+    "its items (a failed item counted at the larger of its own worst error and the null predictor's) divided by "
+    "the task's fixed scale (its task file's: the error of predicting 0 or the reference mean), so no other "
+    "model moves it. Domain score: the mean normalised error over the domain's tasks the model has; overall "
+    "score: the mean of its domain scores (lower is better). Overall ranks compare only models with the same "
+    "domains ('of N': the models with those domains), by paired tests of the overall scores with Holm's "
+    "correction; 'missing' counts the compared tasks a model has no scored result for.")
+
+
+def domain_names(board: Leaderboard) -> list[str]:
+    return [d for d in DOMAINS if d in set(board.domains["domain"])]
 
 
 def _overall_rows(board: Leaderboard) -> list[list[str]]:
-    return [[rank_label(r["rank"], r["tied"]), r["label"], fmt_ci(r["score"], r["score_low"], r["score_high"]),
-             str(r["tasks_done"]), str(r["tasks_missing"])] for _, r in board.overall.iterrows()]
+    scores = {(r["label"], r["domain"]): fmt_ci(r["score"], r["score_low"], r["score_high"], 2)
+              for _, r in board.domains.iterrows()}
+    group_sizes = board.overall.groupby("coverage")["label"].transform("size")
+    rows = []
+    for (_, r), size in zip(board.overall.iterrows(), group_sizes, strict=True):
+        rank = "-" if pd.isna(r["rank"]) else f"{rank_label(int(r['rank']), bool(r['tied']))} of {size}"
+        rows.append([rank, r["label"], fmt_ci(r["score"], r["score_low"], r["score_high"], 2),
+                     *(scores.get((r["label"], d), "-") for d in domain_names(board)),
+                     f"{r['domains']}", str(r["tasks_done"]), str(r["tasks_missing"])])
+    return rows
 
 
-OVERALL_HEADER = ["rank", "model", "score (mean normalised error)", "tasks", "missing"]
+def overall_header(board: Leaderboard) -> list[str]:
+    return ["rank", "model", "overall score (mean of domain scores)", *domain_names(board), "domains", "tasks",
+            "missing"]
 
 
 def _task_heading(group: pd.DataFrame) -> str:
     first = group.iloc[0]
     unit = "" if first["unit"] in ("", "1") else f" ({first['unit']})"
-    return f"{first['task']}: {first['metric']}{unit}, {first['direction']} is better"
+    return (f"{first['task']}: {first['metric']}{unit}, {first['direction']} is better; domain "
+            f"{first['domain'] or 'none'}; scale: {first['scale_rule']}")
+
+
+def coverage(row: pd.Series) -> str:
+    """scored/common/total: the items this model scored, the task's common items and its items."""
+    return f"{row['n']}/{row['n_common']}/{row['n_total']}"
 
 
 def _task_rows(group: pd.DataFrame) -> list[list[str]]:
     rows = []
-    largest_n = group["n"].max()
-    for _, r in group.sort_values(["error", "label"], na_position="last").iterrows():
-        n = f"{r['n']}" + (" (fewer items)" if r["n"] < largest_n else "")
+    for _, r in group.sort_values(["rank", "error", "label"], na_position="last").iterrows():
+        n = coverage(r)
         label = r["label"] + (f" (vs {r['reference_convention']} reference)" if r.get("reference_convention") else "")
         rows.append([rank_label(None if pd.isna(r["rank"]) else int(r["rank"]), bool(r["tied"])), label,
-                     task_cell(r), "n/a" if not np.isfinite(r["norm"]) else f"{r['norm']:.2f}", n,
-                     str(r["task_n_failed"]), warning_text(r.get("warnings") or [])])
+                     task_cell(r), fmt_ci(r["norm"], r["norm_low"], r["norm_high"], 2), n,
+                     str(r["n_total"] - r["n"]), warning_text(r.get("warnings") or [])])
     return rows
 
 
-TASK_HEADER = ["rank", "model", f"value [{LEVEL:.0%} CI]", "normalised", "n", "failed items", "warnings"]
+TASK_HEADER = ["rank", "model", f"common-item value [{LEVEL:.0%} CI]", "normalised [CI]", "scored/common/total",
+               "failed", "warnings"]
 
 
 def _wide(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
@@ -82,7 +112,7 @@ def _wide(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
 
 
 def terminal(board: Leaderboard) -> str:
-    parts = ["overall", plain_table(OVERALL_HEADER, _overall_rows(board))]
+    parts = ["overall", plain_table(overall_header(board), _overall_rows(board))]
     for _, group in board.tasks.groupby("task", sort=True):
         parts += ["", printable(_task_heading(group)), plain_table(TASK_HEADER, _task_rows(group))]
     return "\n".join(parts)
@@ -95,7 +125,7 @@ def markdown(board: Leaderboard, results: list[TaskResult], command: str) -> str
         f"Generated by omni-bench {__version__} on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with "
         f"`{printable(command)}`. Every number comes from the results files listed below; none is typed by hand.", "",
         EXPLANATION, "",
-        "## Overall", "", markdown_table(OVERALL_HEADER, _overall_rows(board)), "",
+        "## Overall", "", markdown_table(overall_header(board), _overall_rows(board)), "",
         "## All tasks at a glance", "", "Headline metric per task (rank in brackets); units and intervals below.",
         "", markdown_table(header, rows), "", "## Per task", ""]
     subsets = subset_notes(results)
@@ -115,9 +145,10 @@ def html_page(board: Leaderboard, results: list[TaskResult], command: str) -> st
     body = [f"<h1>omni-bench leaderboard</h1><p class=\"note\">omni-bench {html_text(__version__)}, "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, <code>{html_text(command)}</code></p>",
             f"<p>{html_text(EXPLANATION.replace('`', ''))}</p>", "<h2>Overall</h2>",
-            html_table(OVERALL_HEADER, _overall_rows(board)), "<h2>All results</h2>", results_table(board.tasks)]
+            html_table(overall_header(board), _overall_rows(board)), "<h2>All results</h2>", results_table(board.tasks)]
     charts = board_figures(board)
     body += charts
+    body += pairwise_html(board)
     body += ["<h2>Reference levels of theory</h2>",
              html_table(["task", "suites", "reference level of theory", "items"], reference_rows(results))]
     body += ["<h2>How these results were produced</h2>",
@@ -125,6 +156,40 @@ def html_page(board: Leaderboard, results: list[TaskResult], command: str) -> st
              html_table(VERSION_HEADER, versions(results))]
     return page("omni-bench leaderboard", "\n".join(body), head=figures.plotly_script() if charts else "",
                 tail=table_script())
+
+
+VERDICT = {"better": "better", "worse": "worse", "": "≈"}
+
+
+def pairwise_matrix(board: Leaderboard, task: str) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of one task's pairwise verdicts: the cell in row A, column B says whether A is better
+    than, worse than or indistinguishable from (≈) B, with the paired difference in headline error (A − B) and
+    its interval."""
+    pairs = board.pairs[board.pairs["task"] == task]
+    mine = board.tasks[(board.tasks["task"] == task) & board.tasks["rank"].notna()].sort_values(["rank", "label"])
+    labels = list(mine["label"])
+    cells = {}
+    for _, p in pairs.iterrows():
+        for row, column, sign in ((p["first"], p["second"], 1), (p["second"], p["first"], -1)):
+            verdict = "" if not p["better"] else ("better" if p["better"] == row else "worse")
+            low, high = sorted((sign * p["low"], sign * p["high"]))
+            cells[(row, column)] = f"{VERDICT[verdict]} {sign * p['difference']:+.3g} [{low:+.3g}, {high:+.3g}]"
+    rows = [[label, *("" if label == other else cells.get((label, other), "") for other in labels)]
+            for label in labels]
+    return ["model (row) vs (column)", *labels], rows
+
+
+def pairwise_html(board: Leaderboard) -> list[str]:
+    if board.pairs.empty:
+        return []
+    out = ["<h2>Pairwise comparisons</h2><p class=\"note\">Per task, each model (row) against each other model "
+           "(column): better, worse or ≈ (no paired test separates them after Holm's correction), then the "
+           f"difference in headline error, row minus column (negative: the row model is better), with its "
+           f"{LEVEL:.0%} paired bootstrap interval (uncorrected).</p>"]
+    for task in sorted(set(board.pairs["task"])):
+        header, rows = pairwise_matrix(board, task)
+        out += [f"<h3>{html_text(task)}</h3>", html_table(header, rows, "pairwise")]
+    return out
 
 
 def reference_rows(results: list[TaskResult]) -> list[list[str]]:
@@ -153,7 +218,7 @@ def board_figures(board: Leaderboard) -> list[str]:
     """The normalised-error chart (when there are models to compare) and the channel matrices, as HTML."""
     out = []
     if board.tasks["label"].nunique() > 1:
-        figure = figures.normalised_figure("headline error / largest among models", board.tasks,
+        figure = figures.normalised_figure("headline error / the task's null-predictor error", board.tasks,
                                            figures.styles(board.tasks["label"]))
         out += ["<h2>Normalised error</h2>", figures.figure_html(figure, "normalised")]
     return out + channel_matrix_html(board)

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pandas as pd
 
 from ..errors import OmniBenchError
 from ..results_format import MAX_FILE_BYTES, reference_sha256
+from ..safe_text import printable
 from ..scoring import statistic
 from ..taskspec import GateSpec, MetricSpec
 from .results_schema import check_record
@@ -231,17 +233,43 @@ def result_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*/*.json"))
 
 
-def load_results(folders: list[Path]) -> list[TaskResult]:
-    """Every result in the folders; the same (label, task) twice is an error, since either could be meant."""
+def load_results(folders: list[Path], prefer: Path | None = None) -> list[TaskResult]:
+    """Every result in the folders. Where two folders hold the same (label, task), the later folder wins, or the
+    ``prefer`` folder whatever its place, and one line on stderr names both files: a user's own rerun joins the
+    committed results. A folder named twice is read once. The same (label, task) twice inside one folder is an
+    error, since either could be meant."""
+    order = list(reversed({_resolved(f): Path(f) for f in reversed(folders)}.values()))  # at its last place
+    chosen: list[Path] = []
+    if prefer is not None:
+        chosen = [f for f in order if _resolved(f) == _resolved(prefer)]
+        if not chosen:
+            raise OmniBenchError(f"--prefer {prefer} is not one of the results folders "
+                                 f"({', '.join(map(str, order))}); pass it with --results too")
+        order = [f for f in order if f not in chosen] + chosen
     found: dict[tuple[str, str], TaskResult] = {}
-    for folder in folders:
+    origin: dict[tuple[str, str], Path] = {}
+    for folder in order:
         for path in result_files(folder):
             result = read_result(path)
             if result.key in found:
-                raise OmniBenchError(f"{result.label} on {result.task} is in both {found[result.key].path} and "
-                                     f"{path}; pass only one of these results folders")
-            found[result.key] = result
+                earlier = found[result.key].path
+                if _resolved(earlier) == _resolved(path):  # one file reached as itself and through its folder
+                    continue
+                if origin[result.key] == folder:
+                    raise OmniBenchError(f"{result.label} on {result.task} is in both {earlier} and {path}, in "
+                                         f"one results folder {folder}; remove one of the two")
+                why = "--prefer" if folder in chosen else "the later --results wins"
+                print(printable(f"note: {result.label} on {result.task}: {path} replaces {earlier} ({why})"),
+                      file=sys.stderr)
+            found[result.key], origin[result.key] = result, folder
     return list(found.values())
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return Path(path).resolve()
+    except OSError:  # a loop of links: compared as written
+        return Path(path)
 
 
 def select(results: list[TaskResult], models: list[str] | None = None, tasks: list[str] | None = None,

@@ -157,7 +157,7 @@ def _suite_figures(suite: str, tasks: list[str], by_task: dict[str, list[TaskRes
         out.append(figures.figure_html(figure, f"errors-{_slug(suite)}"))
     mine = board.tasks[board.tasks["task"].isin(tasks)]
     if mine["label"].nunique() > 1:
-        figure = figures.normalised_figure(f"{suite}: headline error / largest among models", mine, look)
+        figure = figures.normalised_figure(f"{suite}: headline error / the task's null-predictor error", mine, look)
         out.append(figures.figure_html(figure, f"normalised-{_slug(suite)}"))
     return out
 

@@ -16,8 +16,8 @@ from .text import fmt_ci, html_text
 #: (data key, header, sort type) of each column; the key names the column in the URL (``#sort=norm&dir=desc``)
 COLUMNS = [("model", "model", "text"), ("channel", "channel", "text"), ("task", "task", "text"),
            ("suites", "suites", "text"), ("metric", "headline metric (unit)", "text"),
-           ("value", f"value [{LEVEL:.0%} CI]", "number"), ("rank", "rank", "number"),
-           ("norm", "normalised error (1 = worst)", "number"), ("n", "n scored", "number"),
+           ("value", f"value on common items [{LEVEL:.0%} CI]", "number"), ("rank", "rank", "number"),
+           ("norm", "normalised error (/ task scale)", "number"), ("n", "n scored", "number"),
            ("failed", "failed items", "number"), ("warnings", "warnings", "count")]
 #: (data key, label) of each filter; a row matches when its value (or one of its '|'-separated values) is chosen
 FILTERS = [("suite", "suite"), ("task", "task"), ("family", "model family"), ("channel", "channel"),

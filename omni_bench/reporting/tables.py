@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
-from ..taskspec import primary_metric
+from .. import task_registry
+from ..taskspec import ErrorScale, primary_metric
 from .bootstrap import N_RESAMPLES, SEED, bootstrap
-from .load import TaskResult, metric_rows
+from .load import TaskResult, labelled_rows, metric_rows
 
 COLUMNS = ["label", "model", "channel", "d3", "task", "task_version", "metric", "quantity", "statistic",
            "direction", "unit", "value", "ci_low", "ci_high", "n", "n_failed", "primary", "task_n_items",
@@ -15,9 +18,77 @@ COLUMNS = ["label", "model", "channel", "d3", "task", "task_version", "metric", 
 Replicates = dict[tuple[str, str, str], np.ndarray]
 
 
+@dataclass
+class HeadlineItems:
+    """One task's headline metric item by item for every model variant, what paired comparisons read.
+
+    ``items``: one row per item (id, reference, the ``resample_by`` group column where the task has one) and a
+    column per label with its prediction, NaN where that model failed the item or has no row for it;
+    ``present``: per label, which items its predictions CSV has a row for (scored or failed); ``scale`` and
+    ``domain``: the task file's (``taskspec.ErrorScale``)."""
+
+    task: str
+    metric: str
+    statistic: str
+    direction: str
+    resample_by: str | None
+    items: pd.DataFrame
+    present: dict[str, np.ndarray] = field(default_factory=dict)
+    scale: ErrorScale | None = None
+    domain: str | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.present)
+
+
+@dataclass
+class Bootstraps:
+    """What ``metric_table`` hands the leaderboard besides the table: every metric's replicates, each task's
+    headline item by item, and the resampling settings (paired comparisons resample again, jointly)."""
+
+    replicates: Replicates
+    headlines: dict[str, HeadlineItems]
+    n_resamples: int = N_RESAMPLES
+    seed: int = SEED
+
+
+def headline_items(results: list[TaskResult]) -> dict[str, HeadlineItems]:
+    """Per task, the headline metric's rows of every model aligned by item id, with the error scale and domain
+    of the task file of that name (read from the task files, so results written before a task declared them
+    are scored by the same rule; a task no task file names has neither)."""
+    specs = task_registry.all_tasks()
+    by_task: dict[str, list[TaskResult]] = {}
+    for result in results:
+        if result.metric_specs:
+            by_task.setdefault(result.task, []).append(result)
+    out = {}
+    for task, mine in sorted(by_task.items()):
+        spec = primary_metric(mine[0].metric_specs)
+        group = f"group_{mine[0].resample_by}" if mine[0].resample_by else None
+        frames, predictions, ids = [], {}, {}
+        for result in sorted(mine, key=lambda r: r.label):
+            rows = labelled_rows(result, spec)[0][1]
+            ids[result.label] = set(rows["id"].astype(str))
+            kept = ["id", "reference"] + ([group] if group and group in rows else [])
+            frames.append(rows[kept])
+            scored = rows[rows["status"] == "ok"]
+            predictions[result.label] = pd.Series(scored["predicted"].to_numpy(float), index=scored["id"].astype(str))
+        items = pd.concat(frames).assign(id=lambda f: f["id"].astype(str)).drop_duplicates("id")
+        items = items.set_index("id", drop=False).sort_index()
+        for label, predicted in predictions.items():
+            items[label] = predicted.reindex(items.index).to_numpy(float)
+        present = {label: items["id"].isin(mine_ids).to_numpy() for label, mine_ids in ids.items()}
+        task_file = specs.get(task)
+        out[task] = HeadlineItems(task, spec.name, spec.statistic, spec.direction, mine[0].resample_by,
+                                  items.reset_index(drop=True), present, task_file and task_file.scale,
+                                  task_file and task_file.domain)
+    return out
+
+
 def metric_table(results: list[TaskResult], n_resamples: int = N_RESAMPLES,
-                 seed: int = SEED) -> tuple[pd.DataFrame, Replicates]:
-    """One row per (label, task, metric) with value and 95% interval, and the bootstrap replicates."""
+                 seed: int = SEED) -> tuple[pd.DataFrame, Bootstraps]:
+    """One row per (label, task, metric) with value and 95% interval, and the bootstraps behind it."""
     rows, replicates = [], {}
     for result in results:
         headline = primary_metric(result.metric_specs).name if result.metric_specs else None
@@ -40,7 +111,7 @@ def metric_table(results: list[TaskResult], n_resamples: int = N_RESAMPLES,
                     "reference_convention": (result.record.get("config") or {}).get("reference_energy_convention")
                     or "",
                 })
-    return pd.DataFrame(rows, columns=COLUMNS), replicates
+    return pd.DataFrame(rows, columns=COLUMNS), Bootstraps(replicates, headline_items(results), n_resamples, seed)
 
 
 def _unit_of(result: TaskResult, spec) -> str:
