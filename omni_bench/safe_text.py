@@ -7,6 +7,12 @@ from __future__ import annotations
 import unicodedata
 
 
+def short_repr(value: object, width: int = 60) -> str:
+    """``repr(value)`` cut to ``width`` characters, for an error that shows what a file held."""
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def printable(text: object) -> str:
     """``text`` with every character that is not printable (control and format characters, lone surrogates,
     line and paragraph separators; spaces stay) written as its Python escape, e.g. ``\\x1b``."""

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ..errors import OmniBenchError, unknown
+from ..safe_text import short_repr
 from ..schema import RefusedYAML, parse_yaml
 from .card import ModelCard, card_from_dict, load_card
 
@@ -133,7 +134,7 @@ def check_factory_args(card: ModelCard, given: dict[str, tuple[str, Any]], trust
                             "remove it")
         elif not _accepts(declared[name], value):
             kinds = " or ".join("null" if kind is type(None) else kind.__name__ for kind in declared[name])
-            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            shown = short_repr(value)
             hint = "; quote it to pass text" if str in declared[name] and not isinstance(value, (list, dict)) else ""
             problems.append(f"{where} must be {kinds}, got {shown}{hint}")
     if not problems:

@@ -40,6 +40,7 @@ import omni_bench_worker
 from omni_bench_worker import wire
 
 from ..errors import OmniBenchError, StopTask
+from ..safe_text import short_repr
 from .batched import AbandonBatches
 from .card import ModelCard, checkpoint_packages, requirement_name
 from .environments import env_python
@@ -205,8 +206,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _short(value: Any) -> str:
-    text = repr(value) if not isinstance(value, np.ndarray) else f"an array of dtype {value.dtype}"
-    return text if len(text) <= 60 else text[:57] + "..."
+    return f"an array of dtype {value.dtype}" if isinstance(value, np.ndarray) else short_repr(value)
 
 
 class WorkerProcess:

@@ -11,7 +11,8 @@ computed energy).
 A resample is a vector of counts per unit (multinomial), applied as weights; with all weights one every
 statistic equals ``omni_bench.scoring.statistic``. The generator is seeded from the seed, the task and the
 metric, so a report is reproducible and models scored on the same rows are resampled identically; the
-leaderboard's paired comparisons draw one set of counts (``resample_counts``) and apply it to both models.
+leaderboard's paired comparisons and the gate draw one set of counts and apply it to both sides
+(``paired_statistics``).
 """
 
 from __future__ import annotations
@@ -107,6 +108,18 @@ def resampled_statistic(statistic: str, predicted: np.ndarray, reference: np.nda
     return np.concatenate([
         weighted_statistic(statistic, predicted, reference, counts[start:start + per_chunk][:, unit_index])
         for start in range(0, len(counts), per_chunk)])
+
+
+def paired_statistics(rows: pd.DataFrame, predictions: list[np.ndarray], statistic: str, *, key: tuple[str, ...],
+                      n_resamples: int = N_RESAMPLES, seed: int = SEED,
+                      resample_by: str | None = None) -> list[tuple[float, np.ndarray]]:
+    """(value, replicates) of the statistic for each of ``predictions`` on the same ``rows``, all under one draw
+    of resample counts: a paired bootstrap (the leaderboard's pairs, the gate's baseline against now)."""
+    reference = rows["reference"].to_numpy(float)
+    unit_index, counts = resample_counts(rows, key, n_resamples=n_resamples, seed=seed, resample_by=resample_by)
+    ones = np.ones((1, len(rows)))
+    return [(float(weighted_statistic(statistic, predicted, reference, ones)[0]),
+             resampled_statistic(statistic, predicted, reference, unit_index, counts)) for predicted in predictions]
 
 
 def bootstrap(rows: pd.DataFrame, statistic: str, *, key: tuple[str, ...], n_resamples: int = N_RESAMPLES,

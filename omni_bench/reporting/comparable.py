@@ -13,6 +13,7 @@ from collections import defaultdict
 
 from ..errors import OmniBenchError
 from ..identity import store_identity
+from ..safe_text import short_repr
 from ..taskspec import TaskSpec
 from .load import TaskResult
 
@@ -64,13 +65,8 @@ def _refuse_difference(result: TaskResult, identity: dict, expected: dict, sourc
     for field, value in identity.items():
         if value is not None and expected[field] is not None and value != expected[field]:
             raise OmniBenchError(f"{result.path}: {result.label} on {result.task} was scored with task {field} "
-                                 f"{_short(value)}, but {source} has {_short(expected[field])}: the numbers are not "
-                                 f"comparable; {_RERUN}")
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+                                 f"{short_repr(value, 80)}, but {source} has {short_repr(expected[field], 80)}: the "
+                                 f"numbers are not comparable; {_RERUN}")
 
 
 def check_references_agree(group: list[TaskResult]) -> None:

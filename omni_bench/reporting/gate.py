@@ -34,7 +34,7 @@ from ..errors import OmniBenchError
 from ..results_format import json_text, reference_sha256
 from ..safe_text import printable
 from ..taskspec import GateSpec
-from .bootstrap import bootstrap
+from .bootstrap import paired_statistics
 from .load import TaskResult, labelled_rows, load_results, metric_value, read_capped, read_result
 
 BASELINE_KIND = "omni-bench-baseline"
@@ -392,8 +392,8 @@ def paired_worsening(rows: pd.DataFrame, baseline_error: np.ndarray, statistic: 
     of ``resample_by``); ``baseline_error`` the baseline's signed errors of the same items, in that order. Both
     runs are scored against the current references (the gate has checked they are the baseline's), and the
     items are resampled jointly (a paired bootstrap: the same counts for both runs, drawn by
-    ``bootstrap.bootstrap`` as for every interval, by unit and by ``resample_by`` group). For the MAE the
-    worsening of a resample is the mean of the per-item differences of |error|; the bootstrap rather than a
+    ``bootstrap.paired_statistics`` as for the leaderboard's pairs, by unit and by ``resample_by`` group). For
+    the MAE the worsening of a resample is the mean of the per-item differences of |error|; the bootstrap rather than a
     t-interval because it serves every statistic (RMSE, R², a signed mean error's size, max) and resamples
     torsion profiles and frameworks as units.
 
@@ -410,19 +410,19 @@ def paired_worsening(rows: pd.DataFrame, baseline_error: np.ndarray, statistic: 
     """
     reference = rows["reference"].to_numpy(float)
     # both as reference + error, so that equal errors give equal values to the last bit
-    current = rows.assign(predicted=reference + (rows["predicted"].to_numpy(float) - reference))
-    then = rows.assign(predicted=reference + baseline_error)
-    options = {"key": key, "n_resamples": n_resamples, "seed": seed, "resample_by": resample_by}
-    now_interval, then_interval = bootstrap(current, statistic, **options), bootstrap(then, statistic, **options)
-    worse_by = worsening(then_interval.value, now_interval.value, statistic, direction)
-    replicates = worsening(then_interval.replicates, now_interval.replicates, statistic, direction)
+    current = reference + (rows["predicted"].to_numpy(float) - reference)
+    (now_value, now_replicates), (then_value, then_replicates) = paired_statistics(
+        rows, [current, reference + baseline_error], statistic, key=key, n_resamples=n_resamples, seed=seed,
+        resample_by=resample_by)
+    worse_by = worsening(then_value, now_value, statistic, direction)
+    replicates = worsening(then_replicates, now_replicates, statistic, direction)
     replicates = replicates[np.isfinite(replicates)]
     if len(replicates) < 2:
         return Paired(len(rows), worse_by, math.nan, math.nan, math.nan)
     low, high = np.percentile(replicates, [2.5, 97.5])
     se = float(np.std(replicates, ddof=1))
-    if se <= _ROUNDING * max(1.0, abs(then_interval.value)):  # no spread of differences (a rerun of the same model)
-        baseline_replicates = then_interval.replicates[np.isfinite(then_interval.replicates)]
+    if se <= _ROUNDING * max(1.0, abs(then_value)):  # no spread of differences (a rerun of the same model)
+        baseline_replicates = then_replicates[np.isfinite(then_replicates)]
         se = float(np.std(baseline_replicates, ddof=1)) if len(baseline_replicates) > 1 else math.nan
     detectable = max(Z_TWO_SIDED_95 * se, allowed) + Z_POWER_80 * se if len(rows) > 1 else math.nan
     return Paired(len(rows), float(worse_by), float(low), float(high), detectable)

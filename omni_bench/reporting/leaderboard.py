@@ -27,7 +27,7 @@ import pandas as pd
 from scipy.stats import norm as normal
 
 from ..taskspec import VALUE_STATISTICS
-from .bootstrap import LEVEL, resample_counts, resampled_statistic, weighted_statistic
+from .bootstrap import LEVEL, paired_statistics, resample_counts, resampled_statistic, weighted_statistic
 from .load import TaskResult
 from .tables import Bootstraps, HeadlineItems
 from .theory import warnings_for
@@ -110,17 +110,15 @@ class PairedTest:
 
 def paired_test(rows: pd.DataFrame, first: np.ndarray, second: np.ndarray, headline: HeadlineItems,
                 key: tuple[str, ...], bootstraps: Bootstraps) -> PairedTest:
-    reference = rows["reference"].to_numpy(float)
     if not len(rows):
         return PairedTest(np.nan, np.nan, np.nan, 1.0)
-    unit_index, counts = resample_counts(rows, key, n_resamples=bootstraps.n_resamples, seed=bootstraps.seed,
-                                         resample_by=headline.resample_by)
     stat, direction = headline.statistic, headline.direction
-    ones = np.ones((1, len(rows)))
-    values = [badness(weighted_statistic(stat, p, reference, ones), stat, direction)[0] for p in (first, second)]
-    resampled = [badness(resampled_statistic(stat, p, reference, unit_index, counts), stat, direction)
-                 for p in (first, second)]
-    return test_from(float(values[0] - values[1]), resampled[0] - resampled[1])
+    (first_value, first_resampled), (second_value, second_resampled) = paired_statistics(
+        rows, [first, second], stat, key=key, n_resamples=bootstraps.n_resamples, seed=bootstraps.seed,
+        resample_by=headline.resample_by)
+    difference = badness([first_value], stat, direction)[0] - badness([second_value], stat, direction)[0]
+    return test_from(float(difference), badness(first_resampled, stat, direction)
+                     - badness(second_resampled, stat, direction))
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:

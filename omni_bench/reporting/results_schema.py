@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OmniBenchError
+from ..safe_text import short_repr
 from ..taskspec import DIRECTIONS, STATISTICS
 
 
@@ -102,8 +103,7 @@ def check_record(path: Path, record: Any) -> dict[str, Any]:
 
 def _check(path: Path, where: str, value: Any, spec: Field) -> None:
     if not spec.test(value):
-        shown = repr(value)
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        shown = short_repr(value)
         raise OmniBenchError(f"{path}: field '{where or '(whole file)'}' must be {spec.what}, got {shown}: not a "
                              "results file as omni-bench run writes it (damaged or edited?); run that omni-bench "
                              "run again to rewrite it")
