@@ -25,6 +25,7 @@ from omni_bench.reporting.load import load_results, recomputed_metrics
 from omni_bench.reporting.report import build_report, parity_statistics, write_report
 from omni_bench.reporting.tables import Bootstraps, HeadlineItems, metric_table
 from omni_bench.reporting.text import fmt_ci
+from omni_bench.results_format import reference_sha256
 from omni_bench.scoring import statistic
 from omni_bench.task_registry import all_tasks
 from omni_bench.taskspec import STATISTICS, ErrorScale
@@ -206,6 +207,28 @@ def test_leaderboard_of_identical_models_ties_them_and_normalises_by_the_null_pr
     assert (overall["score_low"] <= overall["score"]).all() and (overall["score"] <= overall["score_high"]).all()
     domains = board.domains.set_index(["label", "domain"])
     assert overall.loc["emt", "score"] == pytest.approx(domains.loc["emt", "score"].mean())
+
+
+def test_a_model_scored_against_another_reference_convention_keeps_its_own_errors(emt_results, tmp_path):
+    """wbm-formation scores each model against the reference of its energy convention (raw or MP2020-corrected):
+    the common-item value and the pairs must use each model's error against its own reference, not its
+    predictions against another model's references (chgnet's 0.085 eV/atom once became 0.18)."""
+    folder = tmp_path / "results"
+    shutil.copytree(emt_results, folder)
+    json_path = folder / "emt-channels@exact" / "s22.json"
+    record = json.loads(json_path.read_text())
+    csv_path = json_path.with_name(record["predictions_file"])
+    frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    for column in ("predicted", "reference"):  # another convention: every reference 1 higher, same errors
+        frame[column] = [repr(float(v) + 1.0) if v else v for v in frame[column]]
+    frame.to_csv(csv_path, index=False)
+    record["config"]["reference_energy_convention"] = "shifted"
+    record["reference_sha256"] = reference_sha256(frame["id"], frame["quantity"], frame["reference"].astype(float))
+    json_path.write_text(json.dumps(record))
+    board = build(*metric_table(load_results([folder]), n_resamples=200))
+    s22 = board.tasks[board.tasks["task"] == "s22"].set_index("label")
+    assert s22.loc["emt-channels@exact", "value"] == pytest.approx(s22.loc["emt", "value"], rel=1e-12)
+    assert s22.loc["emt-channels@exact", "rank"] == s22.loc["emt", "rank"]
 
 
 def test_adding_a_model_changes_no_other_models_score_or_verdict(emt_results):

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .. import task_registry
+from ..errors import OmniBenchError
 from ..taskspec import ErrorScale, primary_metric
 from .bootstrap import N_RESAMPLES, SEED, bootstrap
 from .load import TaskResult, labelled_rows, metric_rows
@@ -73,17 +74,42 @@ def headline_items(results: list[TaskResult]) -> dict[str, HeadlineItems]:
             kept = ["id", "reference"] + ([group] if group and group in rows else [])
             frames.append(rows[kept])
             scored = rows[rows["status"] == "ok"]
-            predictions[result.label] = pd.Series(scored["predicted"].to_numpy(float), index=scored["id"].astype(str))
+            predictions[result.label] = scored.assign(id=scored["id"].astype(str)).set_index("id")[
+                ["predicted", "reference"]].astype(float)
         items = pd.concat(frames).assign(id=lambda f: f["id"].astype(str)).drop_duplicates("id")
         items = items.set_index("id", drop=False).sort_index()
-        for label, predicted in predictions.items():
-            items[label] = predicted.reindex(items.index).to_numpy(float)
+        for label, scored in predictions.items():
+            items[label] = _aligned(task, label, scored.reindex(items.index), items["reference"], spec.statistic)
         present = {label: items["id"].isin(mine_ids).to_numpy() for label, mine_ids in ids.items()}
         task_file = specs.get(task)
         out[task] = HeadlineItems(task, spec.name, spec.statistic, spec.direction, mine[0].resample_by,
                                   items.reset_index(drop=True), present, task_file and task_file.scale,
                                   task_file and task_file.domain)
     return out
+
+
+#: statistics that are functions of the errors (predicted - reference) alone
+ERROR_STATISTICS = ("mae", "rmse", "mean_error", "max_abs_error")
+
+
+def _aligned(task: str, label: str, scored: pd.DataFrame, reference: pd.Series, statistic: str) -> np.ndarray:
+    """A model's predictions moved onto the items' reference column so that each keeps its error against the
+    reference the model was scored with: a task that keeps one reference per energy convention (wbm-formation:
+    raw or MP2020-corrected) scores each model against its own, and the paired comparisons must too. Only a
+    statistic of the errors alone can be compared that way; for another one, results scored against other
+    references are refused."""
+    own = scored["reference"].to_numpy(float)
+    shift = reference.to_numpy(float) - own
+    predicted = scored["predicted"].to_numpy(float)
+    differs = np.isfinite(predicted) & (shift != 0)
+    if not differs.any():
+        return predicted
+    if statistic not in ERROR_STATISTICS:
+        raise OmniBenchError(f"{label} on {task} was scored against other references than the other results "
+                             f"(another energy convention), and its headline statistic {statistic} is not a "
+                             "function of the errors alone, so the two cannot be compared item by item; compare "
+                             "results of one convention (--model)")
+    return np.where(differs, predicted + shift, predicted)
 
 
 def metric_table(results: list[TaskResult], n_resamples: int = N_RESAMPLES,
