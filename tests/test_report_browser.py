@@ -124,6 +124,56 @@ def test_leaderboard_table_sorts_filters_and_restores_its_state_from_the_url(bro
     assert visible_rows(browser) == [] and "suite=crystals" in browser.current_url
 
 
+def weighted_rows(driver) -> dict[str, tuple[int, int, float]]:
+    """The page's own ranking: label -> (rank, worst rank, weighted score)."""
+    return {r[0]: (int(r[1]), int(r[2]), float(r[3])) for r in driver.execute_script(
+        "return Array.from(document.querySelectorAll('#weighted tbody tr')).map(r => "
+        "[r.dataset.label, r.dataset.rank, r.dataset.rankWorst, r.dataset.score]);")}
+
+
+def set_weight(driver, kind: str, name: str, value: str) -> None:
+    driver.execute_script(
+        "const i = document.querySelector(`#weights input[data-weight='${arguments[0]}']"
+        "[data-name='${arguments[1]}']`); i.value = arguments[2]; i.dispatchEvent(new Event('input'));",
+        kind, name, value)
+
+
+def test_the_leaderboard_ranks_again_with_the_readers_weights_kept_in_the_url(browser, pages, emt_results):
+    """With every weight 1 the page's own ranking is the Overall table (same scores, ranks and ranges from the
+    replicates it carries); a domain weight of 0 leaves that domain out; the weights survive a reload of the
+    link and a sort of the results table."""
+    from selenium.webdriver.common.by import By
+
+    board = build(*metric_table(load_results([emt_results]), n_resamples=100))  # as the page: --bootstrap 100
+    overall, domains = board.overall.set_index("label"), board.domains.set_index(["label", "domain"])
+    open_page(browser, pages["leaderboard"].resolve().as_uri())
+    shown = weighted_rows(browser)
+    assert set(shown) == set(overall.index)
+    for label, (rank, worst, score) in shown.items():
+        assert (rank, worst) == (overall.loc[label, "rank"], overall.loc[label, "rank_worst"])
+        assert score == pytest.approx(overall.loc[label, "score"], rel=1e-9)
+
+    set_weight(browser, "domain", "molecules", "0")
+    assert "w.molecules=0" in browser.current_url
+    for label, (_, _, score) in weighted_rows(browser).items():
+        assert score == pytest.approx(domains.loc[(label, "inorganic-crystals"), "score"], rel=1e-9)
+    set_weight(browser, "domain", "molecules", "3")  # 3 parts molecules to 1 part crystals
+    for label, (_, _, score) in weighted_rows(browser).items():
+        expected = (3 * domains.loc[(label, "molecules"), "score"] + domains.loc[(label, "inorganic-crystals"),
+                                                                                  "score"]) / 4
+        assert score == pytest.approx(expected, rel=1e-9)
+    set_weight(browser, "task", "s22", "0")  # the only task of molecules: the domain drops out again
+    dropped = weighted_rows(browser)
+    browser.find_element(By.CSS_SELECTOR, '#results th[data-key="norm"]').click()
+    url = browser.current_url
+    assert all(key in url for key in ("w.molecules=3", "t.s22=0", "sort=norm"))
+    browser.get("about:blank")
+    open_page(browser, url)
+    assert weighted_rows(browser) == dropped
+    assert browser.execute_script(
+        "return document.querySelector(`#weights input[data-name='s22']`).value") == "0"
+
+
 def hover_first_point(browser, figure_id: str) -> str:
     """Move the mouse onto the first marker of a figure; the text plotly shows on hover."""
     from selenium.webdriver.common.action_chains import ActionChains

@@ -4,6 +4,8 @@ headless Chromium, as a reader would open them, in tests/test_report_browser.py.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import html
 import json
 import os
@@ -18,9 +20,9 @@ import pytest
 from helpers import task_items
 
 from omni_bench import cli
-from omni_bench.reporting import figures
+from omni_bench.reporting import figures, leaderboard_output
 from omni_bench.reporting.bootstrap import bootstrap, unit_of, weighted_statistic
-from omni_bench.reporting.leaderboard import build, compare, holm
+from omni_bench.reporting.leaderboard import FAMILY_PAIRS, PAIR_LEVEL, build, compare
 from omni_bench.reporting.load import load_results, recomputed_metrics
 from omni_bench.reporting.report import build_report, parity_statistics, write_report
 from omni_bench.reporting.tables import Bootstraps, HeadlineItems, metric_table
@@ -35,19 +37,30 @@ EMT_CARD = REPO / "omni_bench" / "models" / "cards" / "emt.yaml"
 
 
 def plotly_divs(html: str) -> list[str]:
-    """Ids of the figures on a page; plotly.js itself must be embedded exactly once, and nothing loaded."""
-    assert html.count("* plotly.js v") == 1, "plotly.js must be inlined once per page"
-    # plotly.js mentions map-tile servers it never calls here; the browser test checks the requests made
-    page = re.sub(r"<script>/\*\*\s*\* plotly.js v.*?</script>", "", html, count=1, flags=re.S)
-    assert not re.search(r'(src|href)="(https?:)?//', page), "no external resources"
+    """Ids of the figures on a page; plotly.js itself must be embedded exactly once (gzipped), nothing loaded,
+    and every figure must have its JSON."""
+    packed = re.findall(r'<script type="application/octet-stream" id="plotly-js-gzip">([A-Za-z0-9+/=]+)</script>',
+                        html)
+    assert len(packed) == 1, "plotly.js must be inlined once per page"
+    assert b"* plotly.js v" in gzip.decompress(base64.b64decode(packed[0]))
+    assert not re.search(r'(src|href)="(https?:)?//', html), "no external resources"
     assert "<img" not in html
-    return re.findall(r'<div id="([^"]+)" class="plotly-graph-div"', html)
+    divs = re.findall(r'<div id="([^"]+)" class="plotly-graph-div"', html)
+    assert re.findall(r'data-plotly-figure="([^"]+)"', html) == divs
+    return divs
 
 
 def figure_data(html: str, div_id: str) -> list[dict]:
-    """The traces plotly draws in one figure, read back from the page."""
-    call = re.search(r'Plotly.newPlot\(\s*"' + re.escape(div_id) + r'",\s*(\[.*?\]),\s*\{"', html, re.S)
-    return json.loads(call.group(1))
+    """The traces plotly draws in one figure, read back from the page (arrays plotly packs as typed arrays
+    unpacked)."""
+    found = re.search(r'<script type="application/json" data-plotly-figure="' + re.escape(div_id) + r'">(.*?)</script>',
+                      html, re.S)
+    traces = json.loads(found.group(1))["data"]
+    for trace in traces:
+        for key, value in trace.items():
+            if isinstance(value, dict) and "bdata" in value:
+                trace[key] = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+    return traces
 
 
 # --- bootstrap ---------------------------------------------------------------------------------------------
@@ -137,11 +150,6 @@ def test_predictions_reproduce_the_metrics_of_the_run(emt_results):
 
 # --- leaderboard -------------------------------------------------------------------------------------------
 
-def test_holm_adjusts_p_values_step_down():
-    assert holm(np.array([0.01, 0.04, 0.03])) == pytest.approx([0.03, 0.06, 0.06])
-    assert holm(np.array([0.5, 0.001])) == pytest.approx([0.5, 0.002])
-
-
 def synthetic_task(errors: dict[str, np.ndarray], seed: int = 1) -> HeadlineItems:
     """A task whose models predict the reference plus the given errors (NaN: a failed item)."""
     rng = np.random.default_rng(seed)
@@ -160,22 +168,22 @@ def ranks_of(headline: HeadlineItems, n_resamples: int = 500) -> dict[str, int]:
 
 
 def test_a_model_that_fails_items_ranks_no_better_than_if_it_had_scored_them_at_its_worst():
-    """A is a little better than B on most items but failed eight; had it scored them at its own worst
+    """A is a little better than B on most items but failed sixteen; had it scored them at its own worst
     error, B would beat it. Dropping the failed items (or comparing on common items only) would rank A first."""
     rng = np.random.default_rng(0)
-    n = 40
+    n, failed = 80, 16
     b = 1.0 + rng.normal(0, 0.05, n)
     a_scored = np.full(n, 0.8) + rng.normal(0, 0.05, n)
-    a_scored[8] = 6.0  # its worst error
+    a_scored[failed] = 6.0  # its worst error
     a_failed = a_scored.copy()
-    a_failed[:8] = np.nan
+    a_failed[:failed] = np.nan
     a_at_worst = a_scored.copy()
-    a_at_worst[:8] = 6.0
+    a_at_worst[:failed] = 6.0
     c = 1.3 + rng.normal(0, 0.05, n)
     failing = ranks_of(synthetic_task({"A": a_failed, "B": b, "C": c}))
     scored_badly = ranks_of(synthetic_task({"A": a_at_worst, "B": b, "C": c}))
     assert failing["A"] >= scored_badly["A"] > 1 and failing["B"] == 1
-    common_only = ranks_of(synthetic_task({"A": a_failed[8:], "B": b[8:], "C": c[8:]}))
+    common_only = ranks_of(synthetic_task({"A": a_failed[failed:], "B": b[failed:], "C": c[failed:]}))
     assert common_only["A"] == 1  # what the failures would have won
 
 
@@ -188,7 +196,42 @@ def test_the_paired_rank_separates_a_small_consistent_shift_that_intervals_canno
     table = table.set_index("label")
     assert table.loc["A", "ci_high"] > table.loc["B", "ci_low"]  # the unpaired intervals overlap
     assert table.loc["A", "rank"] == 1 and table.loc["B", "rank"] == 2
-    assert pairs.loc[0, "better"] == "A" and pairs.loc[0, "high"] < 0 and pairs.loc[0, "p_holm"] < 0.05
+    assert pairs.loc[0, "better"] == "A" and pairs.loc[0, "high"] < 0 and pairs.loc[0, "p_value"] < PAIR_LEVEL
+    assert pairs.loc[0, "p_adjusted"] == pytest.approx(min(1.0, pairs.loc[0, "p_value"] * FAMILY_PAIRS))
+
+
+def test_a_pair_verdict_reads_only_its_own_pair_whatever_models_join():
+    """A and B differ at p ~ 0.015: below 5% (Holm's correction with the two alone would separate them) but
+    not at the fixed level. Ten more models join, all worse than A and B and alike among themselves: Holm's
+    correction over the table's pairs would now call A and B indistinguishable; the fixed level gives the
+    same verdict either way."""
+    rng = np.random.default_rng(7)
+    size = rng.uniform(0, 2, 80)
+    sign = rng.choice([-1.0, 1.0], 80)
+    errors = {"A": sign * size, "B": sign * (size + 0.05 + rng.normal(0, 0.15, 80))}
+    alone = compare(synthetic_task(errors), Bootstraps({}, {}, 500, 0))[1].iloc[0]
+    assert PAIR_LEVEL < alone["p_value"] < 0.05
+    crowd = {**errors, **{f"M{i}": sign * (size + 1.0 + rng.normal(0, 0.3, 80)) for i in range(10)}}
+    table, pairs = compare(synthetic_task(crowd), Bootstraps({}, {}, 500, 0))
+    joined = pairs[(pairs["first"] == "A") & (pairs["second"] == "B")].iloc[0]
+    assert joined["better"] == alone["better"] == "" and joined["p_value"] == alone["p_value"]
+    ranks = table.set_index("label")
+    assert ranks.loc["A", "rank"] == ranks.loc["B", "rank"] == 1  # the M models are all worse and separated
+    assert (ranks.loc[[f"M{i}" for i in range(10)], "rank"] == 3).all()
+    assert (ranks["rank_worst"] >= ranks["rank"]).all()
+
+
+def test_a_noisy_model_has_a_good_rank_and_a_wide_rank_range():
+    """C is worse than A on average but so noisy that nobody beats it significantly: rank 1= like A, with the
+    range 1-3; A and B are precise and separated, and A's range is 1-2 (C may yet be better)."""
+    rng = np.random.default_rng(5)
+    n = 40
+    errors = {"A": 1.0 + rng.normal(0, 0.05, n), "B": 1.5 + rng.normal(0, 0.05, n), "C": rng.normal(0, 1.8, n)}
+    table = compare(synthetic_task(errors), Bootstraps({}, {}, 500, 0))[0].set_index("label")
+    assert table.loc["A", "value"] < table.loc["C", "value"]
+    assert (table.loc["A", "rank"], table.loc["A", "rank_worst"]) == (1, 2)
+    assert (table.loc["B", "rank"], table.loc["B", "rank_worst"]) == (2, 3)
+    assert (table.loc["C", "rank"], table.loc["C", "rank_worst"]) == (1, 3)
 
 
 def test_leaderboard_of_identical_models_ties_them_and_normalises_by_the_null_predictor(emt_results):
@@ -215,7 +258,7 @@ def test_a_model_scored_against_another_reference_convention_keeps_its_own_error
     predictions against another model's references (chgnet's 0.085 eV/atom once became 0.18)."""
     folder = tmp_path / "results"
     shutil.copytree(emt_results, folder)
-    json_path = folder / "emt-channels@exact" / "s22.json"
+    json_path = folder / "emt" / "s22.json"  # the first label: its references fill the shared column
     record = json.loads(json_path.read_text())
     csv_path = json_path.with_name(record["predictions_file"])
     frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
@@ -229,6 +272,14 @@ def test_a_model_scored_against_another_reference_convention_keeps_its_own_error
     s22 = board.tasks[board.tasks["task"] == "s22"].set_index("label")
     assert s22.loc["emt-channels@exact", "value"] == pytest.approx(s22.loc["emt", "value"], rel=1e-12)
     assert s22.loc["emt-channels@exact", "rank"] == s22.loc["emt", "rank"]
+    # each normalised error is scaled by the null predictor on its own references (predicting 0 for the
+    # shifted ones is another error), so the shifted model moves nobody else's score
+    without = build(*metric_table([r for r in load_results([folder]) if r.label != "emt"], n_resamples=200))
+    alone = without.tasks[without.tasks["task"] == "s22"].set_index("label")
+    assert s22.loc["emt-channels@exact", "norm"] == alone.loc["emt-channels@exact", "norm"]
+    shifted = pd.read_csv(csv_path)["reference"].to_numpy(float)
+    assert s22.loc["emt", "scale"] == pytest.approx(np.abs(shifted).mean())
+    assert s22.loc["emt", "scale"] != pytest.approx(s22.loc["emt-channels@exact", "scale"])
 
 
 def test_adding_a_model_changes_no_other_models_score_or_verdict(emt_results):
@@ -255,7 +306,8 @@ def test_leaderboard_command_writes_terminal_markdown_csv_and_html(emt_results, 
     assert "s22: mae (kcal/mol), lower is better" in shown and "emt-channels@scaled" in shown
     markdown = Path(f"{stem}.md").read_text()
     assert "omni-bench run --model emt --task dcdft --task s22" in markdown
-    assert "| rank | model | overall score (mean of domain scores) | molecules | inorganic-crystals |" in markdown
+    assert ("| rank (range) | model | overall score (mean of domain scores) | molecules | inorganic-crystals |"
+            in markdown)
     frame = pd.read_csv(f"{stem}.csv")
     assert {"label", "task", "metric", "value", "ci_low", "ci_high", "common_value", "n_common", "rank", "tied",
             "overall_score"} <= set(frame)
@@ -265,7 +317,7 @@ def test_leaderboard_command_writes_terminal_markdown_csv_and_html(emt_results, 
     html_path = Path(f"{stem}.html")
     # a pairwise matrix per task: each row model against each column model
     assert html_path.read_text().count('<table class="pairwise">') == 2
-    assert re.search(r"<td>emt-channels@scaled</td><td>worse [-+]", html_path.read_text())
+    assert re.search(r"<td>emt-channels@scaled</td><td>≈ \+0.534 \[\+0.2\d*, \+0.8\d*\]</td>", html_path.read_text())
     # the normalised-error chart and the channel matrix of emt-channels; plotly.js once, under 5 MB in all
     assert plotly_divs(html_path.read_text()) == ["normalised", "channels-0"]
     assert html_path.stat().st_size < 5_000_000
@@ -376,7 +428,8 @@ def test_report_is_self_contained_with_every_figure(emt_report):
     assert "| model | item | predicted (kcal/mol) | reference (kcal/mol) | error (kcal/mol) |" in summary
     # every metric carries its interval: "value [low, high]" in the summary; the headline its warnings
     assert re.search(r"\| emt \| mae \| [-\d.e]+ \[[-\d.e]+, [-\d.e]+\] \| kcal/mol \| 22 \| 0 \|", summary)
-    assert re.search(r"\| s22 \| mae \| emt \| .* \| kcal/mol \| 1= \| 0 \| LoT EMT vs CCSD\(T\) \|", summary)
+    assert re.search(r"\| s22 \| mae \| emt \| .* \| kcal/mol \| 1=( \(1-\d\))? \| 0 \| LoT EMT vs CCSD\(T\) \|",
+                     summary)
 
 
 def test_plots_and_tables_read_one_interval_per_metric(emt_results, emt_report):
@@ -436,6 +489,31 @@ def test_channel_matrix_marks_the_better_channel(emt_results):
             assert fmt_ci(*mine.loc[(channel, task), ["value", "ci_low", "ci_high"]]) in heatmap.customdata[r][c]
 
 
+def test_channel_by_domain_table_marks_the_best_channel_and_whether_it_separates(emt_results):
+    board = build(*metric_table(load_results([emt_results]), n_resamples=200))
+    channels = board.channels
+    assert set(channels["model"]) == {"emt-channels"}  # emt has one channel: no table
+    for domain, rows in channels.groupby("domain"):
+        best = rows[rows["best"]]
+        assert len(best) == 1 and best["score"].iloc[0] == rows["score"].min()
+        assert best["next"].iloc[0] == rows.sort_values("score")["label"].iloc[1]
+        assert best["separable"].iloc[0] == (best["p_value"].iloc[0] < PAIR_LEVEL)
+        expected = board.domains.set_index(["label", "domain"]).loc[list(zip(rows["label"], [domain] * len(rows),
+                                                                             strict=True)), "score"]
+        assert rows["score"].to_list() == expected.to_list()
+    markdown = leaderboard_output.markdown(board, load_results([emt_results]), "omni-bench leaderboard")
+    assert "## Channels by domain" in markdown and "★ " in markdown and "best channel" in markdown
+
+
+def test_the_normalised_chart_shows_every_value():
+    frame = pd.DataFrame({"task": ["a", "b"], "label": ["m", "m"], "norm": [0.4, 2.3], "norm_low": [0.3, 1.9],
+                          "norm_high": [0.5, 9.0], "value": [1.0, 2.0], "ci_low": [0.9, 1.8], "ci_high": [1.1, 3.0],
+                          "unit": ["eV", "eV"], "metric": ["mae", "mae"]})
+    fig = figures.normalised_figure("t", frame, figures.styles(["m"]))
+    top = fig.layout.yaxis.range[1]
+    assert top > 2.3 and "cut" in fig.layout.title.text  # the 9.0 interval is cut, no value is
+
+
 def test_report_command_exit_codes(emt_results, tmp_path, capsys):
     assert cli.main(["report", "--results", str(emt_results), "--suite", "quick", "--model", "emt",
                      "--out", str(tmp_path / "quick.html"), "--bootstrap", "100"]) == 0
@@ -478,3 +556,4 @@ def test_the_committed_leaderboard_is_what_its_committed_results_give(tmp_path, 
         without_generation_line(committed.with_suffix(".md").read_text())
     ours, theirs = (pd.read_csv(p.with_suffix(".csv"), keep_default_na=False) for p in (stem, committed))
     pd.testing.assert_frame_equal(ours, theirs, rtol=1e-12)  # sums in another order differ in the last digit
+    assert (REPO / "reports" / "leaderboard.html").stat().st_size < 5_000_000  # the page stays under 5 MB

@@ -1,15 +1,21 @@
 """Interactive figures for reports and the leaderboard, drawn with plotly and embedded as HTML fragments.
 
 Why plotly: it renders in the browser from a single script that a page embeds once (``plotly_script``), so
-a report stays one file that opens offline, and hover, zoom and legend toggling come for free. The figures
+a report stays one file that opens offline, and hover, zoom and legend toggling come for free. The script is
+embedded gzipped (1.5 of its 4.8 MB) and unpacked by the browser's own DecompressionStream, which keeps the
+leaderboard page under 5 MB; each figure is its JSON, drawn once plotly.js is unpacked. The figures
 here only arrange data; every number they show comes from the caller (the metric table's bootstrap result),
 so a plot and a table never disagree.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
 import math
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -20,6 +26,7 @@ from plotly.subplots import make_subplots
 
 from .. import units
 from ..errors import OmniBenchError
+from .text import script_json
 
 #: 24 colours, pairwise far apart (CIE76 distance >= 20) and dark enough to read on white; more labels
 #: than colours reuse them with another marker symbol (tests/test_reporting.py checks both).
@@ -29,7 +36,7 @@ FONT = {"family": "system-ui, -apple-system, 'Segoe UI', sans-serif", "size": 13
 AXIS_TITLE_SIZE = 14
 TICK_SIZE = 12
 MIN_VIOLIN = 10  # fewer points than this are drawn as points: a violin of 5 points is a shapeless blob
-NORMALISED_CAP = 1.6  # y-axis top of the normalised chart; longer error bars are cut (hover gives them)
+NORMALISED_HEADROOM = 1.1  # the normalised chart's axis ends this far above its largest value
 TASKS_PER_ROW = 6
 BAND_COLOUR = "rgba(44, 160, 44, 0.30)"
 BAND_EDGE = "rgba(30, 120, 30, 0.9)"
@@ -50,16 +57,52 @@ def styles(labels) -> dict[str, Style]:
             for i, label in enumerate(ordered)}
 
 
+@cache
+def _plotly_gzip_base64() -> str:
+    return base64.b64encode(gzip.compress(get_plotlyjs().encode(), 9, mtime=0)).decode("ascii")
+
+
+#: unpacks plotly.js (a script element with inline text: allowed by the page's CSP, which forbids eval and
+#: fetch), then draws every figure from its JSON; a browser without DecompressionStream says so in each figure
+_DRAW = """
+window.plotlyReady = (async function () {
+  const figures = () => Array.from(document.querySelectorAll("script[data-plotly-figure]"));
+  if (document.readyState === "loading") await new Promise((r) => document.addEventListener("DOMContentLoaded", r));
+  if (typeof DecompressionStream === "undefined") {
+    for (const f of figures()) document.getElementById(f.dataset.plotlyFigure).textContent =
+      "This browser cannot unpack the figures (it lacks DecompressionStream); the tables hold every number.";
+    return null;
+  }
+  const packed = Uint8Array.from(atob(document.getElementById("plotly-js-gzip").textContent.trim()),
+                                 (c) => c.charCodeAt(0));
+  const source = await new Response(new Blob([packed]).stream().pipeThrough(new DecompressionStream("gzip"))).text();
+  const script = document.createElement("script");
+  script.textContent = source;
+  document.head.appendChild(script);
+  for (const f of figures()) {
+    const figure = JSON.parse(f.textContent);
+    await Plotly.newPlot(f.dataset.plotlyFigure, figure.data, figure.layout, figure.config);
+  }
+  return window.Plotly;
+})();
+"""
+
+
 def plotly_script() -> str:
-    """plotly.js, inlined once per page: no CDN, no network."""
-    return f"<script>{get_plotlyjs()}</script>"
+    """plotly.js, inlined once per page (gzipped, base64) with the code that unpacks it and draws the page's
+    figures: no CDN, no network."""
+    return (f'<script type="application/octet-stream" id="plotly-js-gzip">{_plotly_gzip_base64()}</script>'
+            f"<script>{_DRAW}</script>")
 
 
 def figure_html(fig: go.Figure, div_id: str) -> str:
-    """The figure as a ``<div>`` and the call that draws it (plotly.js must already be on the page)."""
-    return ('<div class="figure">' + fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                                                  config={"displaylogo": False, "responsive": True})
-            + "</div>")
+    """The figure as a ``<div>`` and its JSON, drawn once plotly.js is unpacked (``plotly_script``)."""
+    figure = {**json.loads(fig.to_json()), "config": {"displaylogo": False, "responsive": True}}
+    text = script_json(figure)
+    height = fig.layout.height or 450
+    return (f'<div class="figure"><div id="{div_id}" class="plotly-graph-div" style="height:{height}px; '
+            f'width:100%;"></div><script type="application/json" data-plotly-figure="{div_id}">{text}</script>'
+            "</div>")
 
 
 def _style_layout(fig: go.Figure, title: str, height: int, **layout) -> go.Figure:
@@ -186,7 +229,7 @@ def normalised_figure(title: str, frame: pd.DataFrame, look: dict[str, Style]) -
     labels = sorted(set(frame["label"]))
     chunks = [tasks[i:i + TASKS_PER_ROW] for i in range(0, len(tasks), TASKS_PER_ROW)] or [[]]
     top = float(np.nanmax(np.r_[frame["norm_high"].to_numpy(float), 1.0]))
-    cap = min(max(1.05, 1.05 * top), NORMALISED_CAP)
+    cap = max(1.05, NORMALISED_HEADROOM * float(np.nanmax(np.r_[frame["norm"].to_numpy(float), 0.0])))
     fig = make_subplots(rows=len(chunks), cols=1, vertical_spacing=0.35 / len(chunks))
     for row, chunk in enumerate(chunks, start=1):
         for label in labels:
@@ -202,10 +245,10 @@ def normalised_figure(title: str, frame: pd.DataFrame, look: dict[str, Style]) -
                 hovertemplate=f"<b>{label}</b> on %{{x}}<br>%{{hovertext}}<extra></extra>"),
                 row=row, col=1)
         fig.add_hline(y=1.0, line={"color": "#888", "width": 1, "dash": "dash"}, row=row, col=1)
-        fig.update_yaxes(title_text="error / largest", range=[0, cap], row=row, col=1)
+        fig.update_yaxes(title_text="error / task scale", range=[0, cap], row=row, col=1)
         fig.update_xaxes(title_text="task", row=row, col=1)
     if top > cap:
-        title += f" (intervals above {cap:g} are cut; hover for them)"
+        title += f" (intervals above {cap:.2g} are cut; hover for them)"
     return _style_layout(fig, title, 160 + 330 * len(chunks), barmode="group", bargap=0.2,
                          legend={"orientation": "h", "x": 0.0, "y": 1.0, "yanchor": "bottom",
                                  "font": {"size": 12}},

@@ -4,22 +4,28 @@
   model with no scored item is not compared), beside each model's coverage (scored/common/total).
 - **Rank.** 1 + the number of models better than this one by a paired bootstrap of the difference in headline
   error: both models' errors on the same resamples of the items either scored (whole ``resample_by`` groups),
-  with Holm's correction over the task's pairs at a family-wise error of 5%. A failed item counts against the
-  model that failed it (``pessimistic``), and a model with failures is called better only if it is also
-  better on the items both scored: failing an item never gains a rank.
+  each pair tested at a fixed Bonferroni level (``PAIR_LEVEL``: a family-wise error of 5% over all pairs of
+  up to ``FAMILY_MODELS`` models). The level does not depend on how many models a table holds, so a model
+  joining or leaving never flips another pair's verdict (Holm's correction over the table's pairs would). A
+  failed item counts against the model that failed it (``pessimistic``), and a model with failures is called
+  better only if it is also better on the items both scored: failing an item never gains a rank. The rank
+  range runs from that rank to the number of compared models minus those this one beats: a noisy model has a
+  good rank (few models beat it significantly) and a wide range.
 - **Normalised error.** A model's headline error over all its items (failures counted against it) divided by
-  the task's fixed scale (its file's ``scale``: the error of a null predictor computed from the reference, or a
-  stated value): it reads no other model, so adding or removing one moves nobody's score. For a
+  the task's fixed scale (its file's ``scale``: the error of a null predictor computed from the references the
+  model was scored against, or a stated value): it reads no other model, so adding or removing one moves
+  nobody's score. For a
   ``higher``-is-better headline the error is 1 minus the metric for R² and F1 and its inverse otherwise (a
   speed becomes a time per step); for a signed mean error, its size.
 - **Domains and overall score.** A domain score is the mean normalised error over the domain's tasks the model
   has; the overall score is the mean of its domain scores, so a domain with many tasks does not dominate.
-  Overall ranks (paired, Holm) are given only among models with the same domains (their ``coverage``).
+  Overall ranks (paired, the same fixed level) are given only among models with the same domains (their
+  ``coverage``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 
 import numpy as np
@@ -32,7 +38,12 @@ from .load import TaskResult
 from .tables import Bootstraps, HeadlineItems
 from .theory import warnings_for
 
-FAMILYWISE_ERROR = 1 - LEVEL  # Holm's family-wise error rate over the pairs of one task
+FAMILYWISE_ERROR = 1 - LEVEL
+#: the pairs of this many models form the family of the Bonferroni correction, whatever a table holds
+FAMILY_MODELS = 12
+FAMILY_PAIRS = FAMILY_MODELS * (FAMILY_MODELS - 1) // 2
+#: the two-sided level at which each pair is tested
+PAIR_LEVEL = FAMILYWISE_ERROR / FAMILY_PAIRS
 
 BOUNDED_BY_ONE = ("r2", "f1")
 
@@ -43,13 +54,17 @@ class Leaderboard:
     ``own_value`` on the model's own scored items), its normalised error and rank; ``overall``: one row per
     label with its overall score, coverage and rank; ``metrics``: every metric of every result (the tidy table);
     ``pairs``: one row per (task, pair of labels) with the paired test and the better label ('' when
-    indistinguishable); ``domains``: one row per (label, domain) with the domain score."""
+    indistinguishable); ``domains``: one row per (label, domain) with the domain score; ``channels``: the
+    channel x domain table of each multi-channel model (``channel_domains``); ``replicates``: per (label, task),
+    the normalised error's bootstrap replicates (the page re-ranks with the reader's weights from them)."""
 
     tasks: pd.DataFrame
     overall: pd.DataFrame
     metrics: pd.DataFrame
     pairs: pd.DataFrame
     domains: pd.DataFrame
+    channels: pd.DataFrame = field(default_factory=pd.DataFrame)
+    replicates: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
 
 def badness(values, statistic: str, direction: str):
@@ -121,16 +136,6 @@ def paired_test(rows: pd.DataFrame, first: np.ndarray, second: np.ndarray, headl
                      - badness(second_resampled, stat, direction))
 
 
-def holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error over all given tests)."""
-    p_values = np.asarray(p_values, dtype=float)
-    order = np.argsort(p_values, kind="stable")
-    m = len(p_values)
-    adjusted = np.empty(m)
-    adjusted[order] = np.minimum(np.maximum.accumulate((m - np.arange(m)) * p_values[order]), 1.0)
-    return adjusted
-
-
 def compare_pair(headline: HeadlineItems, first: str, second: str, bootstraps: Bootstraps) -> PairedTest:
     """The paired test of two models on the items either scored, each one's failures counted against it
     (``pessimistic``). The model it favours, if it failed items itself, must also be better on the items both
@@ -154,8 +159,8 @@ def compare_pair(headline: HeadlineItems, first: str, second: str, bootstraps: B
 
 def compare(headline: HeadlineItems, bootstraps: Bootstraps) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One task's comparison: (per label: the headline on the common items with its interval, n_common, n_total
-    and the rank; per pair: the paired test, its Holm-adjusted p-value and the better label). Models with no
-    scored item are not compared."""
+    and the rank with its range; per pair: the paired test and the better label). Models with no scored item
+    are not compared."""
     items = headline.items
     labels = [label for label in headline.labels if items[label].notna().any()]
     common = items[items[labels].notna().all(axis=1)] if labels else items.iloc[:0]
@@ -175,25 +180,29 @@ def compare(headline: HeadlineItems, bootstraps: Bootstraps) -> tuple[pd.DataFra
         rows.append({"label": label, "value": value, "ci_low": low, "ci_high": high, "n_common": len(common),
                      "n_total": int(headline.present[label].sum())})
     tests = [(a, b, compare_pair(headline, a, b, bootstraps)) for a, b in combinations(labels, 2)]
-    pairs, losses = verdicts(tests)
+    pairs, losses, wins = verdicts(tests)
     table = pd.DataFrame(rows, columns=["label", "value", "ci_low", "ci_high", "n_common", "n_total"])
     table["rank"] = [1 + losses.get(label, 0) for label in table["label"]]
+    table["rank_worst"] = [len(labels) - wins.get(label, 0) for label in table["label"]]
     return table, pairs.assign(task=headline.task)
 
 
-def verdicts(tests: list[tuple[str, str, PairedTest]]) -> tuple[pd.DataFrame, dict[str, int]]:
-    """(one row per pair with its Holm-adjusted p-value and the better label, '' when Holm's correction over
-    these pairs leaves them indistinguishable; per label, how many labels are better than it)."""
-    adjusted = holm(np.array([t.p_value for _, _, t in tests])) if tests else np.array([])
+def verdicts(tests: list[tuple[str, str, PairedTest]]) -> tuple[pd.DataFrame, dict[str, int], dict[str, int]]:
+    """(one row per pair with its Bonferroni-adjusted p-value and the better label, '' when the pair's test does
+    not reach ``PAIR_LEVEL``; per label, how many labels are better than it; per label, how many it beats).
+    Each verdict reads its own pair only."""
     pairs = pd.DataFrame([
         {"task": "", "first": a, "second": b, "difference": t.difference, "low": t.low, "high": t.high,
-         "p_value": t.p_value, "p_holm": p, "better": (a if t.difference < 0 else b) if p < FAMILYWISE_ERROR else ""}
-        for (a, b, t), p in zip(tests, adjusted, strict=True)], columns=PAIR_COLUMNS)
+         "p_value": t.p_value, "p_adjusted": min(1.0, t.p_value * FAMILY_PAIRS),
+         "better": (a if t.difference < 0 else b) if t.p_value < PAIR_LEVEL else ""}
+        for a, b, t in tests], columns=PAIR_COLUMNS)
     losses: dict[str, int] = {}
+    wins: dict[str, int] = {}
     for _, row in pairs[pairs["better"] != ""].iterrows():
         loser = row["second"] if row["better"] == row["first"] else row["first"]
         losses[loser] = losses.get(loser, 0) + 1
-    return pairs, losses
+        wins[row["better"]] = wins.get(row["better"], 0) + 1
+    return pairs, losses, wins
 
 
 def null_predictions(headline: HeadlineItems, reference: np.ndarray) -> np.ndarray | None:
@@ -218,12 +227,12 @@ class Normalised:
 def normalised_error(headline: HeadlineItems, label: str, bootstraps: Bootstraps) -> Normalised:
     """The model's headline error over every item it has a row for, each failed item counted at the larger of
     its own worst error and the null predictor's error on that item (``pessimistic``), divided by the task's
-    scale: the null predictor's error on the same items, or the task file's stated value. It reads this
-    model's rows only, so no other model moves it; the resamples depend on the task and the items only, so
+    scale: the null predictor's error on the same items against the references this model was scored with,
+    or the task file's stated value. It reads this model's rows only, so no other model moves it (not even
+    one scored against another energy convention); the resamples depend on the task and the items only, so
     models with the same items are resampled identically (paired)."""
     rows = headline.items[headline.present[label]]
-    reference = rows["reference"].to_numpy(float)
-    own = rows[label].to_numpy(float)
+    own, reference = headline.own(label)
     nan = np.full(bootstraps.n_resamples, np.nan)
     if headline.scale is None or not np.isfinite(own).any():
         return Normalised(np.nan, np.nan, np.nan, nan, np.nan)
@@ -244,11 +253,23 @@ def normalised_error(headline: HeadlineItems, label: str, bootstraps: Bootstraps
     return Normalised(value, low, high, replicates, scale)
 
 
-PAIR_COLUMNS = ["task", "first", "second", "difference", "low", "high", "p_value", "p_holm", "better"]
+PAIR_COLUMNS = ["task", "first", "second", "difference", "low", "high", "p_value", "p_adjusted", "better"]
 
 
-def rank_label(rank: int | None, tied: bool) -> str:
-    return "-" if rank is None else f"{rank}{'=' if tied else ''}"
+def rank_label(rank: int | None, tied: bool, worst: int | None = None) -> str:
+    """'2=' for rank 2 shared; with ``worst``, the rank range too: '2= (2-7)' when the tests leave it open."""
+    if rank is None:
+        return "-"
+    text = f"{rank}{'=' if tied else ''}"
+    return text if worst is None or worst == rank else f"{text} ({rank}-{worst})"
+
+
+def row_rank(row: pd.Series, with_range: bool = True) -> str:
+    """``rank_label`` of a leaderboard row (a task row or an overall row)."""
+    if pd.isna(row["rank"]):
+        return "-"
+    worst = row.get("rank_worst") if with_range else None
+    return rank_label(int(row["rank"]), bool(row["tied"]), None if worst is None or pd.isna(worst) else int(worst))
 
 
 def build(metrics: pd.DataFrame, bootstraps: Bootstraps) -> Leaderboard:
@@ -277,16 +298,18 @@ def build(metrics: pd.DataFrame, bootstraps: Bootstraps) -> Leaderboard:
         group["domain"] = bootstraps.headlines[task].domain
         group["scale_rule"] = declared.describe() if declared else "none declared"
         group["rank"] = group["rank"].where(np.isfinite(bad))
+        group["rank_worst"] = group["rank_worst"].where(np.isfinite(bad))
         ranks = group["rank"].tolist()
         group["tied"] = [pd.notna(r) and ranks.count(r) > 1 for r in ranks]
         task_rows.append(group)
     tasks = pd.concat(task_rows, ignore_index=True) if task_rows else headline.assign(
         own_value=[], own_ci_low=[], own_ci_high=[], n_common=[], n_total=[], error=[], error_low=[],
         error_high=[], norm=[], norm_low=[], norm_high=[], scale=[], domain=[], scale_rule=[], rank=[],
-        tied=[])
+        rank_worst=[], tied=[])
     pairs = pd.concat(pair_tables, ignore_index=True) if pair_tables else pd.DataFrame(columns=PAIR_COLUMNS)
     domains = _domains(tasks, replicates)
-    return Leaderboard(tasks, _overall(tasks, domains), metrics, pairs, domains[DOMAIN_COLUMNS])
+    return Leaderboard(tasks, _overall(tasks, domains), metrics, pairs, domains[DOMAIN_COLUMNS],
+                       channel_domains(tasks, domains), replicates)
 
 
 def annotate(board: Leaderboard, results: list[TaskResult]) -> Leaderboard:
@@ -298,7 +321,7 @@ def annotate(board: Leaderboard, results: list[TaskResult]) -> Leaderboard:
     tasks["family"] = [found[k].family for k in keys]
     tasks["suites"] = [list(found[k].suites) for k in keys]
     tasks["warnings"] = [warnings_for(found[k]) for k in keys]
-    return Leaderboard(tasks, board.overall, board.metrics, board.pairs, board.domains)
+    return replace(board, tasks=tasks)
 
 
 def warning_text(warnings) -> str:
@@ -322,6 +345,36 @@ def _domains(tasks: pd.DataFrame, replicates: dict[tuple[str, str], np.ndarray])
     return pd.DataFrame(rows, columns=[*DOMAIN_COLUMNS, "replicates"])
 
 
+CHANNEL_COLUMNS = ["model", "domain", "label", "score", "score_low", "score_high", "tasks", "best", "next",
+                   "separable", "p_value"]
+
+
+def channel_domains(tasks: pd.DataFrame, domains: pd.DataFrame) -> pd.DataFrame:
+    """The papers' question, which channel transfers to which domain: for each model with several channels (or
+    D3 variants), one row per (domain, label) with the domain score; on the best label's row, the runner-up
+    (``next``) and whether a paired test of the two domain scores (the same resamples of each task's items) at
+    ``PAIR_LEVEL`` separates them."""
+    models = tasks.drop_duplicates("label").set_index("label")["model"]
+    rows = []
+    for model, labels in models.groupby(models, sort=True):
+        if len(labels) < 2:
+            continue
+        mine = domains[domains["label"].isin(labels.index)]
+        for domain, group in mine.groupby("domain", sort=False):
+            group = group.sort_values(["score", "label"])
+            best, runner_up = group.iloc[0], group.iloc[1] if len(group) > 1 else None
+            test = (_paired_scores(best["replicates"], runner_up["replicates"], best["score"] - runner_up["score"])
+                    if runner_up is not None else None)
+            for _, r in group.iterrows():
+                first = r["label"] == best["label"]
+                rows.append({"model": model, "domain": domain, "label": r["label"], "score": r["score"],
+                             "score_low": r["score_low"], "score_high": r["score_high"], "tasks": r["tasks"],
+                             "best": first, "next": runner_up["label"] if first and test else "",
+                             "separable": bool(first and test and test.p_value < PAIR_LEVEL),
+                             "p_value": test.p_value if first and test else np.nan})
+    return pd.DataFrame(rows, columns=CHANNEL_COLUMNS)
+
+
 def _percentiles(replicates: np.ndarray) -> tuple[float, float]:
     tail = (1 - LEVEL) / 2 * 100
     if not np.isfinite(replicates).any():
@@ -333,7 +386,8 @@ def _percentiles(replicates: np.ndarray) -> tuple[float, float]:
 def _overall(tasks: pd.DataFrame, domains: pd.DataFrame) -> pd.DataFrame:
     """Per label: the mean of its domain scores (each domain counts once, however many tasks it has), its
     interval, and its rank among the models with the same domains (its ``coverage``), from paired tests of the
-    overall scores with Holm's correction over the pairs of that group."""
+    overall scores at ``PAIR_LEVEL``, with its rank range. Rows are in order of coverage (most domains first),
+    then score."""
     all_tasks = sorted(set(tasks["task"]))
     rows, replicates = [], {}
     for label, group in tasks.groupby("label", sort=False):
@@ -349,26 +403,29 @@ def _overall(tasks: pd.DataFrame, domains: pd.DataFrame) -> pd.DataFrame:
                      "score": score, "score_low": low, "score_high": high, "coverage": ", ".join(mine["domain"]),
                      "domains": len(mine), "tasks_done": len(done), "tasks_missing": len(all_tasks) - len(done),
                      "missing": ", ".join(t for t in all_tasks if t not in set(done["task"]))})
-    overall = pd.DataFrame(rows, columns=OVERALL_COLUMNS[:-2])
+    overall = pd.DataFrame(rows, columns=OVERALL_COLUMNS[:-3])
     ranks: dict[str, int] = {}
+    worst: dict[str, int] = {}
     for _, group in overall[np.isfinite(overall["score"].to_numpy(float))].groupby("coverage"):
         labels = sorted(group["label"])
         tests = [(a, b, _paired_scores(replicates[a], replicates[b], score_of(overall, a) - score_of(overall, b)))
                  for a, b in combinations(labels, 2)]
-        losses = verdicts(tests)[1]
+        _, losses, wins = verdicts(tests)
         ranks.update({label: 1 + losses.get(label, 0) for label in labels})
+        worst.update({label: len(labels) - wins.get(label, 0) for label in labels})
     overall["rank"] = pd.array([ranks.get(label) for label in overall["label"]], dtype="Int64")
+    overall["rank_worst"] = pd.array([worst.get(label) for label in overall["label"]], dtype="Int64")
     same_rank = overall.groupby(["coverage", "rank"], dropna=False)["label"].transform("size")
     overall["tied"] = overall["rank"].notna().to_numpy() & (same_rank.to_numpy() > 1)
     overall["group_size"] = overall.groupby("coverage")["label"].transform("size")
-    overall = overall.sort_values(["domains", "group_size", "coverage", "rank", "score", "label"],
-                                  ascending=[False, False, True, True, True, True], na_position="last",
+    overall = overall.sort_values(["domains", "group_size", "coverage", "score", "label"],
+                                  ascending=[False, False, True, True, True], na_position="last",
                                   ignore_index=True)
     return overall.drop(columns="group_size")
 
 
 OVERALL_COLUMNS = ["label", "model", "channel", "d3", "score", "score_low", "score_high", "coverage", "domains",
-                   "tasks_done", "tasks_missing", "missing", "rank", "tied"]
+                   "tasks_done", "tasks_missing", "missing", "rank", "rank_worst", "tied"]
 
 
 def score_of(overall: pd.DataFrame, label: str) -> float:
@@ -401,7 +458,8 @@ def task_cell(row: pd.Series, digits: int = 3, with_ci: bool = True) -> str:
 
 def csv_frame(board: Leaderboard) -> pd.DataFrame:
     """Every metric (long format) with the headline's rank and each label's overall score on its rows."""
-    columns = ["label", "task", "metric", "value", "ci_low", "ci_high", "n_common", "n_total", "norm", "rank", "tied"]
+    columns = ["label", "task", "metric", "value", "ci_low", "ci_high", "n_common", "n_total", "norm", "rank",
+               "rank_worst", "tied"]
     ranks = board.tasks[columns].rename(columns={"value": "common_value", "ci_low": "common_low",
                                                  "ci_high": "common_high"})
     frame = board.metrics.merge(ranks, on=["label", "task", "metric"], how="left")
@@ -412,5 +470,5 @@ def csv_frame(board: Leaderboard) -> pd.DataFrame:
     overall = board.overall[["label", "score", "score_low", "score_high", "tasks_missing"]].rename(
         columns={"score": "overall_score", "score_low": "overall_low", "score_high": "overall_high"})
     frame = frame.merge(overall, on="label", how="left")
-    frame["rank"] = frame["rank"].astype("Int64")
+    frame[["rank", "rank_worst"]] = frame[["rank", "rank_worst"]].astype("Int64")
     return frame

@@ -10,9 +10,9 @@ import pandas as pd
 from .. import __version__
 from ..safe_text import printable
 from ..taskspec import DOMAINS
-from . import figures
+from . import figures, weights
 from .bootstrap import LEVEL
-from .leaderboard import Leaderboard, csv_frame, rank_label, task_cell, warning_text
+from .leaderboard import FAMILY_MODELS, PAIR_LEVEL, Leaderboard, csv_frame, row_rank, task_cell, warning_text
 from .load import TaskResult
 from .results_table import results_table
 from .results_table import script as table_script
@@ -34,17 +34,21 @@ EXPLANATION = (
     "common items, those every compared model scored (a model with no scored item is not compared), with a "
     f"bootstrap {LEVEL:.0%} interval; 'scored/common/total' gives each model's coverage. Rank: 1 + the number "
     "of models better than this one by a paired bootstrap (both models' errors on the same resamples of the "
-    "items either scored, whole groups where the task resamples groups), with Holm's correction over the "
-    f"task's pairs at a family-wise error of {1 - LEVEL:.0%}; models no test separates share a rank, marked "
-    "`=`. A failed item counts against the model that failed it: in a pair it is scored at the larger of that "
+    "items either scored, whole groups where the task resamples groups), each pair tested at the fixed "
+    f"Bonferroni level {PAIR_LEVEL:.2g} (a family-wise error of {1 - LEVEL:.0%} over the pairs of up to "
+    f"{FAMILY_MODELS} models, however many a table holds, so no model's arrival changes another pair's "
+    "verdict); models no test separates share a rank, marked `=`. In brackets, the rank range: from that rank "
+    "to the number of compared models minus those this one beats. A noisy model has a good rank (few models beat "
+    "it significantly) and a wide range: read both. Rows are in order of the point estimate. "
+    "A failed item counts against the model that failed it: in a pair it is scored at the larger of that "
     "model's own worst error on the task and the other model's error on it, and a model with failures is called "
     "better only if it is also better on the items both scored. Normalised: the model's headline error on all "
     "its items (a failed item counted at the larger of its own worst error and the null predictor's) divided by "
     "the task's fixed scale (its task file's: the error of predicting 0 or the reference mean), so no other "
     "model moves it. Domain score: the mean normalised error over the domain's tasks the model has; overall "
     "score: the mean of its domain scores (lower is better). Overall ranks compare only models with the same "
-    "domains ('of N': the models with those domains), by paired tests of the overall scores with Holm's "
-    "correction; 'missing' counts the compared tasks a model has no scored result for.")
+    "domains ('of N': the models with those domains), by paired tests of the overall scores at the same "
+    "level; 'missing' counts the compared tasks a model has no scored result for.")
 
 
 def domain_names(board: Leaderboard) -> list[str]:
@@ -57,7 +61,7 @@ def _overall_rows(board: Leaderboard) -> list[list[str]]:
     group_sizes = board.overall.groupby("coverage")["label"].transform("size")
     rows = []
     for (_, r), size in zip(board.overall.iterrows(), group_sizes, strict=True):
-        rank = "-" if pd.isna(r["rank"]) else f"{rank_label(int(r['rank']), bool(r['tied']))} of {size}"
+        rank = "-" if pd.isna(r["rank"]) else f"{row_rank(r)} of {size}"
         rows.append([rank, r["label"], fmt_ci(r["score"], r["score_low"], r["score_high"], 2),
                      *(scores.get((r["label"], d), "-") for d in domain_names(board)),
                      f"{r['domains']}", str(r["tasks_done"]), str(r["tasks_missing"])])
@@ -65,8 +69,39 @@ def _overall_rows(board: Leaderboard) -> list[list[str]]:
 
 
 def overall_header(board: Leaderboard) -> list[str]:
-    return ["rank", "model", "overall score (mean of domain scores)", *domain_names(board), "domains", "tasks",
-            "missing"]
+    return ["rank (range)", "model", "overall score (mean of domain scores)", *domain_names(board), "domains",
+            "tasks", "missing"]
+
+
+CHANNEL_NOTE = ("Which channel transfers to which domain (the question of the SevenNet-Omni and MACE-MH-1 "
+                "papers): each channel (and D3 variant) of a multi-channel model on its domain scores (mean "
+                "normalised error, lower is better) with their intervals; ★ marks the best channel of a domain, "
+                "and the last column says whether a paired test of the best and the next (the same resamples of "
+                f"each task's items) separates them at the level {PAIR_LEVEL:.2g}.")
+
+
+def channel_tables(board: Leaderboard) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(model, header, rows) of each multi-channel model's channel x domain table."""
+    out = []
+    channels = board.channels
+    if channels.empty:
+        return out
+    for model, mine in channels.groupby("model", sort=True):
+        labels = sorted(set(mine["label"]))
+        cells = {(r["domain"], r["label"]): ("★ " if r["best"] else "")
+                 + fmt_ci(r["score"], r["score_low"], r["score_high"], 2) for _, r in mine.iterrows()}
+        rows = []
+        for domain in [d for d in DOMAINS if d in set(mine["domain"])]:
+            best = mine[(mine["domain"] == domain) & mine["best"]].iloc[0]
+            if not best["next"]:
+                verdict = f"{best['label']} (the only channel scored)"
+            elif best["separable"]:
+                verdict = f"{best['label']}, separable from {best['next']} (p = {best['p_value']:.2g})"
+            else:
+                verdict = f"{best['label']} ≈ {best['next']}: not separable (p = {best['p_value']:.2g})"
+            rows.append([domain, *(cells.get((domain, label), "-") for label in labels), verdict])
+        out.append((str(model), ["domain", *labels, "best channel"], rows))
+    return out
 
 
 def _task_heading(group: pd.DataFrame) -> str:
@@ -83,16 +118,16 @@ def coverage(row: pd.Series) -> str:
 
 def _task_rows(group: pd.DataFrame) -> list[list[str]]:
     rows = []
-    for _, r in group.sort_values(["rank", "error", "label"], na_position="last").iterrows():
+    for _, r in group.sort_values(["norm", "error", "label"], na_position="last").iterrows():
         n = coverage(r)
         label = r["label"] + (f" (vs {r['reference_convention']} reference)" if r.get("reference_convention") else "")
-        rows.append([rank_label(None if pd.isna(r["rank"]) else int(r["rank"]), bool(r["tied"])), label,
+        rows.append([row_rank(r), label,
                      task_cell(r), fmt_ci(r["norm"], r["norm_low"], r["norm_high"], 2), n,
                      str(r["n_total"] - r["n"]), warning_text(r.get("warnings") or [])])
     return rows
 
 
-TASK_HEADER = ["rank", "model", f"common-item value [{LEVEL:.0%} CI]", "normalised [CI]", "scored/common/total",
+TASK_HEADER = ["rank (range)", "model", f"common-item value [{LEVEL:.0%} CI]", "normalised [CI]", "scored/common/total",
                "failed", "warnings"]
 
 
@@ -106,7 +141,7 @@ def _wide(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
         for task in tasks:
             r = cells.get((o["label"], task))
             row.append("-" if r is None else f"{task_cell(r, 3, with_ci=False)} "
-                       f"({rank_label(None if pd.isna(r['rank']) else int(r['rank']), bool(r['tied']))})")
+                       f"({row_rank(r, with_range=False)})")
         rows.append(row)
     return header, rows
 
@@ -126,6 +161,7 @@ def markdown(board: Leaderboard, results: list[TaskResult], command: str) -> str
         f"`{printable(command)}`. Every number comes from the results files listed below; none is typed by hand.", "",
         EXPLANATION, "",
         "## Overall", "", markdown_table(overall_header(board), _overall_rows(board)), "",
+        *_channel_markdown(board),
         "## All tasks at a glance", "", "Headline metric per task (rank in brackets); units and intervals below.",
         "", markdown_table(header, rows), "", "## Per task", ""]
     subsets = subset_notes(results)
@@ -139,13 +175,34 @@ def markdown(board: Leaderboard, results: list[TaskResult], command: str) -> str
     return "\n".join(parts)
 
 
+def _channel_markdown(board: Leaderboard) -> list[str]:
+    tables = channel_tables(board)
+    if not tables:
+        return []
+    parts = ["## Channels by domain", "", CHANNEL_NOTE, ""]
+    for model, header, rows in tables:
+        parts += [f"### {md_text(model)}", "", markdown_table(header, rows), ""]
+    return parts
+
+
+def _channel_html(board: Leaderboard) -> list[str]:
+    tables = channel_tables(board)
+    if not tables:
+        return []
+    out = ["<h2>Channels by domain</h2>", f'<p class="note">{html_text(CHANNEL_NOTE)}</p>']
+    for model, header, rows in tables:
+        out += [f"<h3>{html_text(model)}</h3>", html_table(header, rows)]
+    return out
+
+
 def html_page(board: Leaderboard, results: list[TaskResult], command: str) -> str:
     """The leaderboard as one interactive page: overall ranking, the sortable and filterable table of every
     result with its warnings, the normalised-error chart and a channel matrix per multi-task model."""
     body = [f"<h1>omni-bench leaderboard</h1><p class=\"note\">omni-bench {html_text(__version__)}, "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, <code>{html_text(command)}</code></p>",
             f"<p>{html_text(EXPLANATION.replace('`', ''))}</p>", "<h2>Overall</h2>",
-            html_table(overall_header(board), _overall_rows(board)), "<h2>All results</h2>", results_table(board.tasks)]
+            html_table(overall_header(board), _overall_rows(board)), *weights.section(board), *_channel_html(board),
+            "<h2>All results</h2>", results_table(board.tasks)]
     charts = board_figures(board)
     body += charts
     body += pairwise_html(board)
@@ -183,7 +240,7 @@ def pairwise_html(board: Leaderboard) -> list[str]:
     if board.pairs.empty:
         return []
     out = ["<h2>Pairwise comparisons</h2><p class=\"note\">Per task, each model (row) against each other model "
-           "(column): better, worse or ≈ (no paired test separates them after Holm's correction), then the "
+           f"(column): better, worse or ≈ (the paired test does not reach the level {PAIR_LEVEL:.2g}), then the "
            f"difference in headline error, row minus column (negative: the row model is better), with its "
            f"{LEVEL:.0%} paired bootstrap interval (uncorrected).</p>"]
     for task in sorted(set(board.pairs["task"])):

@@ -15,7 +15,7 @@ from .. import __version__
 from ..safe_text import printable
 from . import figures
 from .bootstrap import LEVEL, N_RESAMPLES, SEED, bootstrap
-from .leaderboard import Leaderboard, annotate, build, rank_label, warning_text
+from .leaderboard import Leaderboard, annotate, build, row_rank, warning_text
 from .leaderboard_output import channel_matrix_html
 from .load import TaskResult
 from .results_table import results_table
@@ -178,7 +178,7 @@ def build_report(results: list[TaskResult], title: str, suites: list[str] | None
     md = [f"# {md_text(title)}", "", intro, "", "Figures: see the HTML report beside this file.", ""]
 
     summary = [[r["task"], r["metric"], r["label"], fmt_ci(r["value"], r["ci_low"], r["ci_high"]), r["unit"],
-                rank_label(None if pd.isna(r["rank"]) else int(r["rank"]), bool(r["tied"])), str(r["task_n_failed"]),
+                row_rank(r), str(r["task_n_failed"]),
                 warning_text(r["warnings"])]
                for _, r in board.tasks.sort_values(["task", "error", "label"]).iterrows()]
     summary_header = ["task", "headline", "model", f"value [{LEVEL:.0%} CI]", "unit", "rank", "failed items",

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .bootstrap import LEVEL
-from .leaderboard import rank_label
+from .leaderboard import row_rank
 from .text import fmt_ci, html_text
 
 #: (data key, header, sort type) of each column; the key names the column in the URL (``#sort=norm&dir=desc``)
@@ -52,12 +52,11 @@ def _row(r: pd.Series) -> str:
     data = {"suite": "|".join(r["suites"]), "task": r["task"], "family": r["family"], "channel": channel,
             "warning": "|".join(sorted({w.kind for w in r["warnings"]}))}
     attrs = " ".join(f'data-{key}="{_attr(value)}"' for key, value in data.items())
-    rank = None if pd.isna(r["rank"]) else int(r["rank"])
     cells = [
         _cell(html_text(r["label"])), _cell(html_text(channel)), _cell(html_text(r["task"])),
         _cell(html_text(", ".join(r["suites"]))), _cell(html_text(_metric_with_unit(r))),
         _cell(html_text(fmt_ci(r["value"], r["ci_low"], r["ci_high"])), css="num"),
-        _cell(rank_label(rank, bool(r["tied"]))),
+        _cell(row_rank(r)),
         _cell("n/a" if not np.isfinite(r["norm"]) else f"{r['norm']:.3g}", css="num"),
         _cell(str(r["n"]), css="num"), _cell(str(r["task_n_failed"]), css="num"), _warnings_cell(r["warnings"]),
     ]

@@ -25,8 +25,10 @@ class HeadlineItems:
 
     ``items``: one row per item (id, reference, the ``resample_by`` group column where the task has one) and a
     column per label with its prediction, NaN where that model failed the item or has no row for it;
-    ``present``: per label, which items its predictions CSV has a row for (scored or failed); ``scale`` and
-    ``domain``: the task file's (``taskspec.ErrorScale``)."""
+    ``present``: per label, which items its predictions CSV has a row for (scored or failed); ``own_reference``:
+    per label, the reference of each item that label was scored against (a task with one reference per energy
+    convention keeps several; ``items`` holds one of them and each label's predictions moved onto it, see
+    ``_aligned``); ``scale`` and ``domain``: the task file's (``taskspec.ErrorScale``)."""
 
     task: str
     metric: str
@@ -37,10 +39,18 @@ class HeadlineItems:
     present: dict[str, np.ndarray] = field(default_factory=dict)
     scale: ErrorScale | None = None
     domain: str | None = None
+    own_reference: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
         return list(self.present)
+
+    def own(self, label: str) -> tuple[np.ndarray, np.ndarray]:
+        """(predictions, references) of ``label`` on the items it has a row for, against its own references."""
+        rows = self.present[label]
+        reference = self.own_reference.get(label, self.items["reference"].to_numpy(float))[rows]
+        shared = self.items["reference"].to_numpy(float)[rows]
+        return self.items[label].to_numpy(float)[rows] - shared + reference, reference
 
 
 @dataclass
@@ -67,10 +77,11 @@ def headline_items(results: list[TaskResult]) -> dict[str, HeadlineItems]:
     for task, mine in sorted(by_task.items()):
         spec = primary_metric(mine[0].metric_specs)
         group = f"group_{mine[0].resample_by}" if mine[0].resample_by else None
-        frames, predictions, ids = [], {}, {}
+        frames, predictions, ids, references = [], {}, {}, {}
         for result in sorted(mine, key=lambda r: r.label):
             rows = labelled_rows(result, spec)[0][1]
             ids[result.label] = set(rows["id"].astype(str))
+            references[result.label] = rows.assign(id=rows["id"].astype(str)).set_index("id")["reference"]
             kept = ["id", "reference"] + ([group] if group and group in rows else [])
             frames.append(rows[kept])
             scored = rows[rows["status"] == "ok"]
@@ -81,10 +92,12 @@ def headline_items(results: list[TaskResult]) -> dict[str, HeadlineItems]:
         for label, scored in predictions.items():
             items[label] = _aligned(task, label, scored.reindex(items.index), items["reference"], spec.statistic)
         present = {label: items["id"].isin(mine_ids).to_numpy() for label, mine_ids in ids.items()}
+        own_reference = {label: reference.astype(float).reindex(items.index).to_numpy()
+                         for label, reference in references.items()}
         task_file = specs.get(task)
         out[task] = HeadlineItems(task, spec.name, spec.statistic, spec.direction, mine[0].resample_by,
                                   items.reset_index(drop=True), present, task_file and task_file.scale,
-                                  task_file and task_file.domain)
+                                  task_file and task_file.domain, own_reference)
     return out
 
 

@@ -4,6 +4,7 @@ results files goes through ``printable`` in every one of them (and is HTML-escap
 from __future__ import annotations
 
 import html
+import json
 import math
 import shlex
 from collections import defaultdict
@@ -57,6 +58,13 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def script_json(value) -> str:
+    """``value`` as JSON to embed in a ``<script type="application/json">``: every '<', '>' and '&' escaped
+    (the same JSON string), so no name in it can end the element or open another."""
+    text = json.dumps(value, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def html_table(header: list[str], rows: list[list[str]], css_class: str = "") -> str:

@@ -22,8 +22,10 @@
     state.dir = params.get("dir") === "desc" ? "desc" : "asc";
   }
 
+  // Keys this table does not own (the leaderboard's weights) are kept as they are.
   function writeHash() {
-    const params = new URLSearchParams();
+    const params = new URLSearchParams(window.location.hash.slice(1));
+    for (const key of [...filters.map((s) => s.dataset.filter), "sort", "dir"]) params.delete(key);
     for (const select of filters) if (select.value) params.set(select.dataset.filter, select.value);
     if (state.sort) { params.set("sort", state.sort); params.set("dir", state.dir); }
     const hash = params.toString();
