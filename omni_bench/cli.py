@@ -11,10 +11,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from . import __version__, commands
+from . import commands
 from .arguments import path_argument
 from .errors import OmniBenchError
 from .safe_text import printable
+from .version import __version__
 
 
 def _command_modules() -> dict:

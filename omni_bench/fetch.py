@@ -27,10 +27,10 @@ from typing import NoReturn
 
 from tqdm import tqdm
 
-from . import __version__
 from .data import sha256_file
 from .datasets import Dataset, RegisteredFile, file_status, get, missing_bytes, registry
 from .errors import OmniBenchError
+from .version import __version__
 
 MIRROR_ENV = "OMNI_BENCH_MIRROR"
 GITHUB_RAW = "https://raw.githubusercontent.com"
@@ -110,10 +110,10 @@ def fetch_file(entry: RegisteredFile, root: Path, settings: FetchSettings, progr
         raise OmniBenchError(f"{entry.path}: the registry records no source for it; regenerate "
                              "omni_bench/datasets.sha256 with scripts/build_dataset_index.py")
     final = root / entry.path
-    part = _partial_file(root, final)
+    part = partial_file(root, final)
     if _is_url(settings.source):
         where = entry.url(settings.source)
-        _download(where, part, entry.size, settings, progress)
+        download(where, part, entry.size, settings, progress)
     else:
         source = Path(settings.source.removeprefix("file://")) / entry.source
         where = str(source)
@@ -121,7 +121,7 @@ def fetch_file(entry: RegisteredFile, root: Path, settings: FetchSettings, progr
             raise OmniBenchError(f"{entry.path}: not in the mirror folder (looked for {source})")
         if source.stat().st_size > entry.size:
             raise OmniBenchError(f"{entry.path}: {source} is larger than the registered {entry.size} B; rejected")
-        with open(source, "rb") as src, _open_partial(part, append=False) as out:
+        with open(source, "rb") as src, open_partial(part, append=False) as out:
             shutil.copyfileobj(src, out)
         progress(entry.size)
     digest = sha256_file(part)
@@ -132,15 +132,16 @@ def fetch_file(entry: RegisteredFile, root: Path, settings: FetchSettings, progr
     os.replace(part, final)
 
 
-def _download(url: str, part: Path, size: int, settings: FetchSettings, progress) -> None:
-    """Download ``url`` into ``part`` (exactly ``size`` bytes), resuming from what is there, retrying
-    interruptions, timeouts and server errors with exponential backoff."""
+def download(url: str, part: Path, size: int, settings: FetchSettings, progress, exact: bool = True) -> None:
+    """Download ``url`` into ``part`` (exactly ``size`` bytes; with ``exact`` False, at most ``size``: a file
+    whose size no registry records, such as a model's weights, complete when the server's length is reached),
+    resuming from what is there, retrying interruptions, timeouts and server errors with exponential backoff."""
     last_error = "no attempt made"
     for attempt in range(settings.retries + 1):
         if attempt:
             time.sleep(min(settings.backoff * 2 ** (attempt - 1), 60.0))
         have = part.stat().st_size if part.exists() else 0
-        if have == size:  # complete already (the sha256 check follows)
+        if exact and have == size:  # complete already (the sha256 check follows)
             return
         if have > size:
             part.unlink()
@@ -157,8 +158,10 @@ def _download(url: str, part: Path, size: int, settings: FetchSettings, progress
                 length = response.headers.get("Content-Length")
                 if length is not None and have + int(length) > size:
                     _reject_oversize(part, url, size)
-                with _open_partial(part, append=bool(have)) as out:
-                    remaining = size - have
+                # where this transfer ends: the registered size, else the announced length, else the cap
+                end = size if exact or length is None else have + int(length)
+                with open_partial(part, append=bool(have)) as out:
+                    remaining = end - have
                     while remaining and (chunk := response.read(min(_CHUNK, remaining))):
                         out.write(chunk)
                         remaining -= len(chunk)
@@ -166,9 +169,9 @@ def _download(url: str, part: Path, size: int, settings: FetchSettings, progress
                     if not remaining and response.read(1):  # no length announced, and more than registered
                         out.close()
                         _reject_oversize(part, url, size)
-                if not remaining:
+                if not remaining or (not exact and length is None):  # unannounced length: its end is the end
                     return
-                last_error = f"connection closed after {size - remaining} of {size} B"
+                last_error = f"connection closed after {end - remaining} of {end} B"
         except urllib.error.HTTPError as exc:
             last_error = f"HTTP {exc.code} {exc.reason}"
             if exc.code == 416:  # range beyond the end: what we have is wrong, start over
@@ -180,13 +183,13 @@ def _download(url: str, part: Path, size: int, settings: FetchSettings, progress
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             last_error = f"{type(exc).__name__}: {exc}"
     have = part.stat().st_size if part.exists() else 0
-    if have != size:
+    if have != size or not exact:
         raise OmniBenchError(f"{part.name.removesuffix('.part')}: transfer incomplete after "
-                             f"{settings.retries + 1} attempts ({last_error}) from {url}; kept {have} of {size} B "
-                             f"in {part.name}: run the same command to resume")
+                             f"{settings.retries + 1} attempts ({last_error}) from {url}; kept {have}"
+                             f"{f' of {size}' * exact} B in {part.name}: run the same command to resume")
 
 
-def _partial_file(root: Path, final: Path) -> Path:
+def partial_file(root: Path, final: Path) -> Path:
     """Where ``final`` is downloaded to: ``<name>.part`` beside it, inside the data root (a linked folder must
     not carry the download elsewhere) and never a link or anything but a regular file."""
     part = final.with_name(final.name + ".part")
@@ -200,7 +203,7 @@ def _partial_file(root: Path, final: Path) -> Path:
     return part
 
 
-def _open_partial(part: Path, append: bool):
+def open_partial(part: Path, append: bool):
     """Open a partial download for writing without following a link planted after the check."""
     flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_APPEND if append else os.O_TRUNC)
     try:

@@ -15,13 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__
 from .errors import OmniBenchError
 from .items import Entry
 from .models.card import ModelCard
 from .models.fingerprint import package_versions
 from .results_format import json_text, reference_sha256
 from .taskspec import TaskSpec
+from .version import __version__
 
 
 def environment(device: str) -> dict[str, Any]:

@@ -45,15 +45,19 @@ def fairchem(model: str = "uma-s-1p1", task_name: str | None = None, device: str
     return FAIRChemCalculator(predictor, task_name=task_name)
 
 
-def orb(model: str = "orb-v3-conservative-inf-omat", device: str = "cpu", precision: str = "float32-high"):
-    """An Orb calculator; ``model`` names one of orb-models' ``ORB_PRETRAINED_MODELS`` (downloaded by
-    orb-models on first use)."""
+def orb(model: str = "orb-v3-conservative-inf-omat", device: str = "cpu", precision: str = "float32-high",
+        weights: str | None = None):
+    """An Orb calculator; ``model`` names one of orb-models' ``ORB_PRETRAINED_MODELS`` (its architecture; the
+    weights are downloaded by orb-models on first use), ``weights`` a local checkpoint of that model instead
+    (orb-models reads it with ``torch.load(weights_only=True)``)."""
     from orb_models.forcefield import pretrained
     from orb_models.forcefield.calculator import ORBCalculator
 
     if model not in pretrained.ORB_PRETRAINED_MODELS:
         raise ValueError(f"orb-models has no model {model!r}; it has {', '.join(pretrained.ORB_PRETRAINED_MODELS)}")
-    return ORBCalculator(pretrained.ORB_PRETRAINED_MODELS[model](device=device, precision=precision), device=device)
+    local = {"weights_path": str(Path(weights).expanduser())} if weights else {}
+    return ORBCalculator(pretrained.ORB_PRETRAINED_MODELS[model](device=device, precision=precision, **local),
+                         device=device)
 
 
 def mattersim(model: str = "MatterSim-v1.0.0-5M.pth", device: str = "cpu"):
@@ -64,11 +68,13 @@ def mattersim(model: str = "MatterSim-v1.0.0-5M.pth", device: str = "cpu"):
     return MatterSimCalculator.from_checkpoint(load_path=model, device=device)
 
 
-def pet_mad(version: str = "latest", device: str = "cpu"):
-    """A PET-MAD calculator (weights downloaded by pet-mad from Hugging Face on first use)."""
+def pet_mad(version: str = "latest", device: str = "cpu", checkpoint: str | None = None):
+    """A PET-MAD calculator: weights downloaded by pet-mad from Hugging Face on first use, or ``checkpoint``,
+    a local file (pet-mad then ignores ``version``)."""
     from pet_mad.calculator import PETMADCalculator
 
-    return PETMADCalculator(version=version, device=device)
+    local = {"checkpoint_path": str(Path(checkpoint).expanduser())} if checkpoint else {}
+    return PETMADCalculator(version=version, device=device, **local)
 
 
 def diep(model: str | None = None, device: str = "cpu"):

@@ -19,9 +19,10 @@ def module_name(path: Path, root: Path = REPO) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: Path, root: Path = REPO) -> set[str]:
+def imports_of(path: Path, root: Path = REPO, modules: set[str] | frozenset = frozenset()) -> set[str]:
     """Every module ``path`` imports, at any depth of its code (a function's import counts too), leaving out
-    imports under ``if TYPE_CHECKING:``, which never run."""
+    imports under ``if TYPE_CHECKING:``, which never run. ``from pkg import name`` imports ``pkg`` (its
+    ``__init__``) unless every name is one of ``modules``: then only those submodules."""
     module, is_package = module_name(path, root), path.name == "__init__.py"
     found: set[str] = set()
 
@@ -44,8 +45,8 @@ def imports_of(path: Path, root: Path = REPO) -> set[str]:
                 prefix = ".".join(base + ([node.module] if node.module else []))
             else:
                 prefix = node.module or ""
-            found.add(prefix)
-            found.update(f"{prefix}.{alias.name}" for alias in node.names)
+            names = {f"{prefix}.{alias.name}" for alias in node.names}
+            found.update(names if names <= set(modules) else {prefix, *names})
 
     Visitor().visit(ast.parse(path.read_text()))
     return found
@@ -55,7 +56,8 @@ def import_graph(package: Path) -> dict[str, set[str]]:
     """Module -> the modules of the same package it imports."""
     root = package.parent
     modules = {module_name(p, root): p for p in package.rglob("*.py")}
-    return {name: {d for d in imports_of(path, root) if d in modules and d != name} for name, path in modules.items()}
+    return {name: {d for d in imports_of(path, root, set(modules)) if d in modules and d != name}
+            for name, path in modules.items()}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -106,6 +108,10 @@ def test_the_cycle_check_finds_a_cycle(tmp_path):
     (package / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import d\n")
     (package / "d.py").write_text("from .c import x\n")
     assert cycles(import_graph(package)) == [["omni_bench.a", "omni_bench.b"]]
+    # the package's __init__ importing a module that reads a name of the package is a cycle too
+    (package / "__init__.py").write_text("def f():\n    from . import e\n")
+    (package / "e.py").write_text("from . import a, VERSION\n")
+    assert sorted(cycles(import_graph(package))) == [["omni_bench", "omni_bench.e"], ["omni_bench.a", "omni_bench.b"]]
 
 
 def test_no_module_imports_another_modules_private_names():

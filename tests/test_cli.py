@@ -199,7 +199,7 @@ def test_table_leaves_out_unit_one_and_fits_the_terminal():
 def test_list_tasks_columns_line_up(capsys):
     code, out, _ = omni(capsys, "list", "tasks")
     lines = out.splitlines()
-    assert code == 0 and len({line.index(" v1 ") for line in lines}) == 1
+    assert code == 0 and len({re.search(r" v\d+ ", line).start() for line in lines}) == 1
 
 
 def test_list_suites_reads_no_data_file_and_imports_no_loader(tmp_path):

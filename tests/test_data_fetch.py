@@ -261,7 +261,9 @@ def test_mirror_built_from_a_verified_root_serves_a_fetch(tmp_path, data_root, c
     entry = _one(POSCAR)
     assert (mirror / entry.repo / entry.commit / entry.upstream_path).is_file()
     root = tmp_path / "root"
+    capsys.readouterr()
     assert main(["data", "fetch", "DMC_ICE13", "--data-dir", str(root), "--mirror", str(mirror), "--no-progress"]) == 0
+    assert f"from the mirror {mirror} (upstream: " in capsys.readouterr().out  # where the bytes came from
     assert main(["data", "verify", "DMC_ICE13", "--data-dir", str(root)]) == 0
     assert main(["data", "mirror", "MOR41", "--data-dir", str(root), "--out", str(mirror)]) == 1  # not there
 

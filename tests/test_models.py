@@ -18,6 +18,7 @@ from helpers import REPO, card_file, omni
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from omni_bench import cli
 from omni_bench.errors import OmniBenchError
 from omni_bench.models.fingerprint import fingerprint, fingerprint_id
 from omni_bench.models.loaded import CHARGE_SPIN_IGNORED, LoadedModel
@@ -85,7 +86,7 @@ def test_fingerprint_hashes_the_checkpoint_and_separates_channels_and_d3():
 def test_missing_published_omni_checkpoint_says_where_to_put_it(monkeypatch, tmp_path):
     monkeypatch.setenv("OMNI_BENCH_7NET_OMNI", str(tmp_path / "nothing.pth"))
     (variant,) = resolve_models(["7net-omni"])
-    with pytest.raises(OmniBenchError, match="checkpoint not found.*OMNI_BENCH_7NET_OMNI.*never downloads"):
+    with pytest.raises(OmniBenchError, match="checkpoint not found.*OMNI_BENCH_7NET_OMNI.*--fetch"):
         fingerprint(variant)
 
 
@@ -288,3 +289,15 @@ def test_fuzzed_card_and_sweep_files_load_or_raise_one_line_errors(tmp_path, kin
         resolve_models([str(path)]) if kind == "card" else load_sweep(path)
     except OmniBenchError as exc:
         assert "\n" not in str(exc)
+
+
+def test_list_models_details_shows_channels_weights_environment_licence_and_provenance(capsys):
+    assert cli.main(["list", "models", "--details", "7net-omni"]) == 0
+    shown = capsys.readouterr().out
+    for text in ("oc20: RPBE; OC20; rpbe", "download: https://github.com/MDIL-SNU/SevenNet/releases/download/",
+                 "local weights: OMNI_BENCH_7NET_OMNI=", "licence: MIT", "provenance: Kim et al.",
+                 "environment: omni-bench's own"):
+        assert text in shown
+    assert cli.main(["list", "models", "--details"]) == 0
+    every = capsys.readouterr().out
+    assert "orb-v3: Orb v3" in every and "environment: orb" in every and "pbe0-def2svp:" in every

@@ -186,3 +186,19 @@ def test_diep_runs_the_r2scan_element_task_in_process(tmp_path, data_root):
     (outcome,) = run_task("matpes-elements-r2scan", "diep", tmp_path, data_root, limit=5)
     assert outcome.n_items == 5 and outcome.n_failed == 0
     assert 0 < outcome.metrics["mae"]["value"] < 1.0  # eV/atom
+
+
+def test_offline_a_zoo_model_that_downloads_its_weights_says_from_where_and_how_to_use_a_file(
+        tmp_path, mace_python, monkeypatch, capsys):
+    """mace-mh-1's weights come from mace-torch's download; with no route out (an unroutable proxy) the run
+    ends in one line with the model, the URL and the --model-arg that takes a local file."""
+    for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # mace-torch caches in ~/.cache/mace
+    assert cli.main(["run", "--model", "mace-mh-1", "--task", "s22", "--limit", "1", "--no-progress",
+                     "--store", str(tmp_path / "store.sqlite"), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("omni-bench: error: model mace-mh-1@omat_pbe:")
+    assert "https://github.com/ACEsuit/mace-foundations/releases/download/mace_mh_1/mace-mh-1.model" in error
+    assert "--model-arg model=/path/to/mace-mh-1.model" in error

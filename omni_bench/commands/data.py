@@ -81,12 +81,13 @@ def run(args) -> int:
 
 
 def _fetch(chosen, root, settings) -> int:
-    from ..fetch import fetch_dataset
+    from ..fetch import GITHUB_RAW, fetch_dataset
 
     failed = 0
     for dataset in chosen:
-        print(f"{dataset.name}: {len(dataset.files)} files ({dataset.size / 1e6:.2f} MB) from {dataset.source_url} "
-              f"into {root}")
+        origin = dataset.source_url if settings.source == GITHUB_RAW else \
+            f"the mirror {settings.source} (upstream: {dataset.source_url})"
+        print(f"{dataset.name}: {len(dataset.files)} files ({dataset.size / 1e6:.2f} MB) from {origin} into {root}")
         print(f"  licence: {dataset.license}; cite: {dataset.citation}")
         if not dataset.licence_stated:
             print("  (no licence stated: fetched from its source for your own use; omni-bench does not "

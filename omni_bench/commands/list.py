@@ -16,6 +16,9 @@ def add_arguments(listing: argparse.ArgumentParser) -> None:
                          help="suites: count every task's items through its loader (reads the reference data) "
                               "instead of showing the counts its task file declares")
     listing.add_argument("--data-dir", type=path_argument, help="reference data root, for --count")
+    listing.add_argument("--details", nargs="?", const="", metavar="MODEL",
+                         help="models: each card in full (channels, weights, environment, licence, provenance), "
+                              "or only MODEL's")
 
 
 def run(args) -> int:
@@ -39,6 +42,8 @@ def run(args) -> int:
         broken = task_registry.broken_tasks(args.tasks_dir)
         if broken:
             print(f"\nbroken task files (see: omni-bench list tasks): {', '.join(sorted(broken))}")
+    elif args.details is not None:
+        print(model_details(args.details))
     else:
         from ..models.registry import builtin_cards, find_card, plugin_names
 
@@ -50,6 +55,35 @@ def run(args) -> int:
         rows += [[name, "(plug-in)"] for name in plugin_names()]
         print(aligned(rows))
     return 0
+
+
+def model_details(only: str = "") -> str:
+    """Each card (or the one named ``only``) as the facts a user needs before running it."""
+    from ..models.registry import builtin_cards, find_card
+
+    names = [only] if only else sorted(builtin_cards())
+    blocks = []
+    for name in names:
+        card = find_card(name)
+        lines = [f"{card.name}: {card.description.strip()}"]
+        if card.channels:
+            lines.append("  channels (level of theory; training data; D3 functional for +d3):")
+            lines += [f"    {c}{' (default)' if c == card.default_channel else ''}: {i.level_of_theory}; "
+                      f"{i.training_data or '-'}; {i.d3_functional or 'no +d3'}" for c, i in card.channels.items()]
+        else:
+            lines.append(f"  level of theory: {card.level_of_theory}; D3 functional for +d3: "
+                         f"{card.d3_functional or 'none'}")
+        facts = [("trained with dispersion", "yes" if card.trained_with_dispersion else "no"),
+                 ("training data", ", ".join(card.training_data)), ("energy convention", card.energy_convention),
+                 ("weights", card.weights.strip()),
+                 ("download", card.download and f"{card.download.url} (cached at {card.download_cache()})"),
+                 ("local weights", card.checkpoint_env and f"{card.checkpoint_env}=/path/to/the/file"),
+                 ("environment", card.environment or card.python or "omni-bench's own"),
+                 ("licence", card.license), ("provenance", " ".join(card.provenance.split())),
+                 ("card", card.source)]
+        lines += [f"  {key}: {value}" for key, value in facts if value]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def aligned(rows: list[list[str]]) -> str:

@@ -53,7 +53,8 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
 def add_fetch_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fetch", action="store_true",
                         help="first download the reference data the tasks need and the data root lacks, from "
-                             "their upstream sources or $OMNI_BENCH_MIRROR (also: 'fetch: auto' in the user config)")
+                             "their upstream sources or $OMNI_BENCH_MIRROR, and the weights a model card downloads "
+                             "($OMNI_BENCH_WEIGHTS_MIRROR) (also: 'fetch: auto' in the user config)")
 
 
 def ensure_data(tasks, root: Path, origin: str, args: argparse.Namespace) -> None:
@@ -65,6 +66,16 @@ def ensure_data(tasks, root: Path, origin: str, args: argparse.Namespace) -> Non
     ensure_task_data(tasks, root, origin, fetch,
                      FetchSettings(source=resolve_source(None), progress=not args.no_progress),
                      log=lambda text: print(text, file=sys.stderr))
+
+
+def ensure_weights(variants, args: argparse.Namespace) -> None:
+    """Stop with how to get a model's weights when a card's download is missing, or fetch it (``--fetch``,
+    ``fetch: auto``); a checkpoint that differs from its pin is refused (``models/weights.py``)."""
+    from .. import user_config
+    from ..models.weights import ensure_weights as ensure
+
+    ensure([v.card for v in variants], args.fetch or user_config.load()["fetch"] == "auto",
+           progress=not args.no_progress, log=lambda text: print(text, file=sys.stderr))
 
 
 def add_safety_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,6 +134,7 @@ def run(args) -> int:
                               trust_code=args.trust_code)
     root, origin = data.resolve_data_root(args.data_dir)
     ensure_data(tasks, root, origin, args)
+    ensure_weights(variants, args)
     store = ResultStore(args.store)
     options = RunOptions(store=store, out_dir=args.out, data_root=root, data_origin=origin, device=args.device,
                          limit=args.limit, rerun=args.rerun, progress=not args.no_progress,

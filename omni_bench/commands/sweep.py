@@ -31,7 +31,14 @@ from ..arguments import path_argument
 from ..devices import check_device
 from ..errors import OmniBenchError
 from ..schema import name_problem
-from .run import add_batch_arguments, add_fetch_argument, add_safety_arguments, batch_atoms_from_args, ensure_data
+from .run import (
+    add_batch_arguments,
+    add_fetch_argument,
+    add_safety_arguments,
+    batch_atoms_from_args,
+    ensure_data,
+    ensure_weights,
+)
 
 HELP = "run a sweep file (models x channels x suites) on Dask and rebuild the leaderboard"
 
@@ -181,6 +188,7 @@ def run(args) -> int:
     data_dir = args.data_dir or (str(sweep.data_dir) if sweep.data_dir else None)
     root, origin = data.resolve_data_root(data_dir)
     ensure_data(tasks, root, origin, args)
+    ensure_weights(variants, args)
     out = args.out or sweep.out or DEFAULT_OUT
     store = ResultStore(args.store or sweep.store)
     options = RunOptions(store=store, out_dir=out, data_root=root, data_origin=origin,

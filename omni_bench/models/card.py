@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from ..errors import OmniBenchError
 from ..schema import Fields, load_yaml, name_problem
 from ..taskspec import ENERGY_CONVENTIONS
@@ -22,7 +24,7 @@ _CARD_FIELDS = {
     "molecule_box": False, "architecture": False, "parameters": False, "notes": False, "training": False,
     # where the model runs and what it is good for (see omni_bench/models/worker.py and environments.py)
     "environment": False, "in_domain": False, "license": False, "python": False, "torch": False, "weights": False,
-    "weights_packages": False,
+    "weights_packages": False, "download": False, "weights_url": False,
     "energy_convention": False, "energy_convention_source": False, "sanity": False,
     # measured figures the card reports (headline metric per task and channel, e.g. omni's from its leaderboard)
     "task_figures": False,
@@ -48,6 +50,20 @@ class SanityBounds:
     max_abs_charge: float | None = None
     #: (lowest, highest) potential energy per atom, in eV/atom
     energy_per_atom: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class WeightsDownload:
+    """A checkpoint omni-bench fetches on first use (with consent): its URL, the most bytes it may have, and
+    its sha256 where the card knows it (otherwise the first download is pinned, ``models/weights.py``)."""
+
+    url: str
+    max_bytes: int
+    sha256: str | None = None
+
+    @property
+    def filename(self) -> str:
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
 
 
 @dataclass
@@ -90,6 +106,16 @@ class ModelCard:
     weights: str = ""
     #: packages installed without their requirements, for the files they ship (weights)
     weights_packages: list[str] = field(default_factory=list)
+    #: where omni-bench downloads the checkpoint when no listed path has it (``models/weights.py``)
+    download: WeightsDownload | None = None
+    #: where the model's package downloads its weights from (for a card whose package does), shown when loading
+    #: fails so an offline user knows what was tried
+    weights_url: str = ""
+
+    def load_hint(self) -> str:
+        """What a failure to build the model adds: where the weights come from, and how to use a local file."""
+        where = f"from {self.weights_url}: " if self.weights_url else ""
+        return f" (weights {where}{' '.join(self.weights.split())})" if self.weights else ""
 
     @property
     def package_names(self) -> list[str]:
@@ -121,6 +147,8 @@ class ModelCard:
         if self.checkpoint_env and os.environ.get(self.checkpoint_env):
             candidates.append(Path(os.environ[self.checkpoint_env]).expanduser())
         candidates += [_expand(c, package_dirs) for c in self.checkpoint]
+        if self.download is not None:
+            candidates.append(self.download_cache())
         for path in candidates:
             if path is not None and path.is_file():
                 return path.resolve()
@@ -130,11 +158,18 @@ class ModelCard:
             f"model {self.name!r}: checkpoint not found (looked in: {where}); {env}copy it to the last "
             f"path. {self.checkpoint_help}".strip())
 
+    def download_cache(self) -> Path:
+        """Where a ``download`` lands: ``<user cache>/weights/<model>/<file name of the URL>``."""
+        return Path(platformdirs.user_cache_dir("omni-bench")) / "weights" / self.name / self.download.filename
+
     def user_checkpoints(self) -> list[str]:
-        """The checkpoint paths the user chose (``checkpoint_env``'s variable, entries other than ``pkg:``):
-        files that, unlike those shipped inside installed packages, nobody but the user vouches for."""
+        """The checkpoint paths the user chose (``checkpoint_env``'s variable, entries other than ``pkg:``) and the
+        downloaded one: files that, unlike those shipped inside installed packages, nobody but the user vouches
+        for."""
         chosen = os.environ.get(self.checkpoint_env) if self.checkpoint_env else None
         entries = [os.path.expandvars(c) for c in self.checkpoint if not c.startswith("pkg:")]
+        if self.download is not None:
+            entries.append(str(self.download_cache()))
         return [chosen, *entries] if chosen else entries
 
 
@@ -207,6 +242,7 @@ def card_from_dict(data: Any, source: Path | str) -> ModelCard:
     for key in ("in_domain", "packages", "training_data", "weights_packages"):
         if not all(isinstance(v, str) for v in f.get(key, list, [])):
             f.fail(key, "must be a list of strings")
+    download = _download(f)
     return ModelCard(
         name=f.name("name"), description=f.text("description"), factory=f.text("factory"),
         trained_with_dispersion=f.get("trained_with_dispersion", bool), args=f.get("args", dict, {}) or {},
@@ -220,8 +256,25 @@ def card_from_dict(data: Any, source: Path | str) -> ModelCard:
         sanity=_sanity(f), source=str(source), extra=known,
         environment=environment, in_domain=f.get("in_domain", list, []), license=f.get("license", str, ""),
         python=python, torch=_version_text(f, "torch"), weights=f.get("weights", str, ""),
-        weights_packages=f.get("weights_packages", list, []),
+        weights_packages=f.get("weights_packages", list, []), download=download,
+        weights_url=f.get("weights_url", str, ""),
     )
+
+
+def _download(card: Fields) -> WeightsDownload | None:
+    if card.data.get("download") is None:
+        return None
+    d = Fields(card.path, "download", card.get("download", dict), {"url": True, "max_bytes": True, "sha256": False})
+    url = d.text("url")
+    if not url.startswith("https://") or url.endswith("/"):
+        d.fail("url", "must be an https:// URL of a file")
+    size = d.get("max_bytes", int)
+    if size <= 0:
+        d.fail("max_bytes", "must be a positive number of bytes")
+    sha = d.text("sha256")
+    if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", sha):
+        d.fail("sha256", "must be 64 lowercase hex digits")
+    return WeightsDownload(url, size, sha)
 
 
 def _version_text(f: Fields, key: str) -> str | None:

@@ -56,6 +56,9 @@ def fingerprint(variant: ModelVariant) -> dict[str, Any]:
         "d3_functional": channel.d3_functional if variant.d3 else None,
         "packages": model_packages(variant, environment),
     }
+    if variant.calculator is not None:  # api.evaluate's instance: its name stands for its weights
+        fp["calculator"] = describe_instance(variant.calculator)
+        fp["packages"] = {**fp["packages"], **package_versions([type(variant.calculator).__module__.split(".")[0]])}
     if environment is not None:
         fp["python"] = environment.interpreter.python
         fp["python_version"] = environment.python_version
@@ -69,6 +72,17 @@ def model_packages(variant: ModelVariant, environment: WorkerEnvironment | None 
         return package_versions([*names, *(["dftd3"] if variant.d3 else [])])
     found = {name: environment.versions.get(name) or "not installed" for name in names}
     return {**found, **(package_versions(["dftd3"]) if variant.d3 else {})}
+
+
+def describe_instance(calculator: Any) -> dict[str, Any]:
+    """What a fingerprint can say about a calculator instance: its class and its parameters where JSON can
+    hold them (weights cannot be hashed: the user's name stands for them)."""
+    cls = type(calculator)
+    try:
+        parameters = json.loads(json.dumps(dict(getattr(calculator, "parameters", {}) or {}), sort_keys=True))
+    except (TypeError, ValueError):
+        parameters = None
+    return {"class": f"{cls.__module__}:{cls.__qualname__}", "parameters": parameters}
 
 
 def fingerprint_id(fp: dict[str, Any]) -> str:

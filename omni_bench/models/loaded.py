@@ -79,19 +79,24 @@ class LoadedModel:
         """The model's calculator: built here, or in a worker process (``models/worker.py``) for a card that
         names its own interpreter and for ``--isolate``."""
         card, variant = self.variant.card, self.variant
+        if variant.calculator is not None:
+            return variant.calculator
         interpreter = interpreter_for(card, variant.isolate)
         kwargs = self._factory_kwargs(None if interpreter is None else worker_environment(card))
         if interpreter is not None:
-            process = WorkerProcess(interpreter, {"op": "load", "factory": card.factory, "kwargs": kwargs,
-                                                  "device": self.device}, variant.label)
-            return WorkerCalculator(process)
+            try:
+                return WorkerCalculator(WorkerProcess(interpreter, {"op": "load", "factory": card.factory,
+                                                                    "kwargs": kwargs, "device": self.device},
+                                                      variant.label))
+            except OmniBenchError as exc:
+                raise OmniBenchError(f"{exc}{card.load_hint()}") from None
         factory = import_factory(card.factory)
         kwargs = worker_server.with_device(factory, kwargs, self.device)
         try:
             return factory(**kwargs)
         except Exception as exc:  # any failure to build the model is the user's to fix, in one line
             raise OmniBenchError(f"model {variant.label}: {card.factory}(**{kwargs}) failed: "
-                                 f"{type(exc).__name__}: {exc}") from None
+                                 f"{type(exc).__name__}: {exc}{card.load_hint()}") from None
 
     def _factory_kwargs(self, environment) -> dict:
         """The card's arguments with the checkpoint path filled in, plus the channel."""

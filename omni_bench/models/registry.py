@@ -48,6 +48,8 @@ class ModelVariant:
     trust_code: bool = False
     #: what ``--trust-code`` let its card or sweep file name (recorded in the results JSON); None: nothing
     trusted_code: str | None = None
+    #: an ASE calculator instance the Python API was given (``api.evaluate``): used as it is, in this process
+    calculator: Any = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:

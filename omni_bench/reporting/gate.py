@@ -29,11 +29,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from .. import __version__
 from ..errors import OmniBenchError
 from ..results_format import json_text, reference_sha256
 from ..safe_text import printable
 from ..taskspec import GateSpec
+from ..version import __version__
 from .bootstrap import paired_statistics
 from .load import TaskResult, labelled_rows, load_results, metric_value, read_capped, read_result
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import __version__
 from ..safe_text import printable
 from ..taskspec import DOMAINS
+from ..version import __version__
 from . import figures, weights
 from .bootstrap import LEVEL
 from .leaderboard import FAMILY_MODELS, PAIR_LEVEL, Leaderboard, csv_frame, row_rank, task_cell, warning_text

@@ -20,6 +20,7 @@ from ..results_format import MAX_FILE_BYTES, reference_sha256
 from ..safe_text import printable
 from ..scoring import statistic
 from ..taskspec import GateSpec, MetricSpec
+from . import bundle
 from .results_schema import check_record
 
 DEFAULT_RESULTS_DIR = Path("omni-bench-results")
@@ -223,8 +224,11 @@ def metric_value(metric: dict | None) -> float:
 
 
 def result_files(folder: Path) -> list[Path]:
-    """Results JSONs of a folder written by ``run --out`` (``<folder>/<label>/<task>.json``), or one file."""
+    """Results JSONs of a folder written by ``run --out`` (``<folder>/<label>/<task>.json``), or one file; a
+    results bundle is unpacked first (``bundle.open_bundle``)."""
     folder = Path(folder)
+    if bundle.is_bundle(folder):
+        folder = bundle.open_bundle(folder)
     if folder.is_file():
         return [folder]
     if not folder.is_dir():
@@ -250,7 +254,10 @@ def load_results(folders: list[Path], prefer: Path | None = None) -> list[TaskRe
     origin: dict[tuple[str, str], Path] = {}
     for folder in order:
         for path in result_files(folder):
-            result = read_result(path)
+            try:
+                result = read_result(path)
+            except OmniBenchError as exc:
+                raise OmniBenchError(bundle.shown(str(exc))) from None
             if result.key in found:
                 earlier = found[result.key].path
                 if _resolved(earlier) == _resolved(path):  # one file reached as itself and through its folder

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import __version__
 from ..safe_text import printable
+from ..version import __version__
 from . import figures
 from .bootstrap import LEVEL, N_RESAMPLES, SEED, bootstrap
 from .leaderboard import Leaderboard, annotate, build, row_rank, warning_text
