@@ -43,7 +43,7 @@ for spec in "${specs[@]}"; do
         extra=(); if [[ -f "$out/resume.pt" ]]; then extra+=(--resume); fi
         if [[ "$cap" != - ]]; then extra+=(--epochs "$cap"); fi
         if [[ "$lambda" != - ]]; then extra+=(--regularisation "$lambda"); fi
-        run python -m reference_model.train --config "reference_model/configs/$variant.yaml" --seed "$seed" \
+        run python -m omni_bench_reference.train --config "reference_model/configs/$variant.yaml" --seed "$seed" \
             --out "$out" "${extra[@]}"
     fi
 done
@@ -51,8 +51,8 @@ if [[ -n "$TRAIN_ONLY" ]]; then exit 0; fi
 for spec in "${specs[@]}"; do
     read -r name _ <<<"$spec"
     out="$RUNS/$name"
-    run python -m reference_model.card "$out" --name "omni-$name" \
-        --checkpoint "$(cd "$out" && pwd)/checkpoint.pth" --out "$out/card.yaml" --in-domain-from reference_model/model_card.yaml
+    run python -m omni_bench_reference.card "$out" --name "omni-$name" \
+        --checkpoint "$(cd "$out" && pwd)/checkpoint.pth" --out "$out/card.yaml" --in-domain-from omni_bench_reference/model_card.yaml
     # the new hybrid channel on S22 (domain B's kind of structure, at CCSD(T)), without and with D3(BJ)
     run omni-bench run --model "$out/card.yaml@PBE0" --model "$out/card.yaml@PBE0+d3" --task s22 "${common[@]}"
 done
@@ -61,5 +61,5 @@ done
 # and the starting model
 run omni-bench run --model pbe0-def2svp --model pbe0-def2svp+d3 --model 7net-mf-0@PBE --model 7net-mf-0@PBE+d3 \
     --task s22 "${common[@]}"
-run python -m reference_model.ablation_report "$RUNS" > reference_model/ABLATION.md
+run python -m omni_bench_reference.ablation_report "$RUNS" > reference_model/ABLATION.md
 echo "wrote reference_model/ABLATION.md"

@@ -1,6 +1,6 @@
 """Write ABLATION.md (to stdout) from an ablation folder: each run's metrics.json and its S22 results.
 
-``python -m reference_model.ablation_report runs/ablation > reference_model/ABLATION.md`` (called by
+``python -m omni_bench_reference.ablation_report runs/ablation > reference_model/ABLATION.md`` (called by
 ``reference_model/ablation.sh``).  Every number comes from those files; runs are ``RUNS/<variant>-<seed>``.
 """
 

@@ -6,7 +6,7 @@ averaged over the batch's frames (forces: over its atoms' components; stress, in
 periodic frames' six components and divided by six times the frame count, so molecules add nothing), where
 ``w_c`` is the loss weight of the frame's channel.  The replay channels (PBE, R2SCAN: the starting model's
 own predictions) thus come in with their own weights.  Selective regularisation adds
-``lambda * sum(theta_T ** 2)`` (see :mod:`reference_model.channels`).
+``lambda * sum(theta_T ** 2)`` (see :mod:`omni_bench_reference.channels`).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def read_frames(path: Path, max_structures_per_pool: int | None = None) -> list[
     from ase.io import read
 
     if not path.is_file():
-        raise FileNotFoundError(f"training set {path} not found (python -m reference_model.training_set assemble)")
+        raise FileNotFoundError(f"training set {path} not found (python -m omni_bench_reference.training_set assemble)")
     frames = read(path, index=":", format="extxyz")
     if max_structures_per_pool is None:
         return frames

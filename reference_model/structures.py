@@ -30,7 +30,7 @@ MOLECULES: dict[str, str] = {
 
 #: Molecules of MOLECULES that a benchmark task also has (found by the overlap check when the tautomers task
 #: arrived).  They stay in MOLECULES so that the seeded random stream, and every other geometry, is unchanged;
-#: :func:`reference_model.training_set.pools` drops every frame that contains one.
+#: :func:`omni_bench_reference.training_set.pools` drops every frame that contains one.
 IN_BENCHMARK_TASKS: frozenset[str] = frozenset({"acetaldehyde", "acetone", "pyrrole", "butan-2-one"})
 
 #: name -> (space group, basis symbols, basis fractional positions, a in A, supercell repeat).  Replay

@@ -1,4 +1,5 @@
-"""Train the bundled ``omni`` reference model: ``python -m reference_model.train --config FILE [--resume] [--out DIR]``.
+"""Train the bundled ``omni`` reference model:
+``python -m omni_bench_reference.train --config FILE [--resume] [--out DIR]``.
 
 Starts from 7net-mf-0, appends the new channels with sevenn's modal-append machinery, and trains all
 parameters on the multi-task loss (plus the selective penalty on theta_T, plus DBS mixing, as configured).
@@ -244,7 +245,7 @@ def _metrics(config: RecipeConfig, training_set_sha256: str, model: torch.nn.Mod
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reference_model.train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m omni_bench_reference.train", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="recipe YAML (reference_model/configs/*.yaml)")
     parser.add_argument("--out", help="output folder (default: runs/reference_model/<name>)")
     parser.add_argument("--resume", action="store_true", help=f"continue from OUT/{RESUME_FILE}")

@@ -1,4 +1,4 @@
-"""Build the reference model's labelled training set: ``python -m reference_model.training_set``.
+"""Build the reference model's labelled training set: ``python -m omni_bench_reference.training_set``.
 
 The set is a small version of the SevenNet-Omni paper's cross-domain experiment (its Fig. 1c).  Domain A is
 single molecules, labelled at PBE0 and GFN2; domain B is molecular dimers (non-covalent contacts), labelled at
@@ -210,7 +210,8 @@ def assemble() -> dict:
     write(TRAINING_SET, frames, format="extxyz")
     all_labellers = labellers()
     header = {
-        "command": "python -m reference_model.training_set label && python -m reference_model.training_set assemble",
+        "command": ("python -m omni_bench_reference.training_set label && "
+                    "python -m omni_bench_reference.training_set assemble"),
         "seed": SEED,
         "units": {"energy": "eV", "forces": "eV/A", "stress": "eV/A^3 (ASE sign convention, Voigt order)"},
         "labellers": {name: {"channel": lab.channel, "level_of_theory": lab.level_of_theory, "settings": lab.settings}
@@ -228,7 +229,8 @@ def assemble() -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m reference_model.training_set", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m omni_bench_reference.training_set",
+                                     description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     lab = sub.add_parser("label", help="label the pools (resumes; run it again after an interruption)")
     lab.add_argument("--labeller", action="append", choices=sorted(labellers()),

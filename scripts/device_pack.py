@@ -13,7 +13,7 @@ shared among the parts still to run by their weights (``PARTS``), recomputed at 
   with the ladder capped at 32,768 atoms and ``max_seconds_per_size`` sized to the time left; the cueq part
   runs the SevenNet models again with sevenn's ``enable_cueq`` where cuEquivariance imports. A run past its
   limit is killed and its finished sizes are written out from the result store. ``md-speed*.tar.gz``.
-- ``train``: ``python -m reference_model.train --config reference_model/configs/dbs.yaml --max-minutes M``
+- ``train``: ``python -m omni_bench_reference.train --config reference_model/configs/dbs.yaml --max-minutes M``
   on the GPU; ``train.tar.gz`` holds checkpoint.pth, metrics.json and log.csv.
 """
 
@@ -361,7 +361,7 @@ def _stored_items(store: Path) -> int:
 def train_part(sizes: Sizes, deadline: float, work: Path, out: Path) -> dict:
     run_dir = work / "train"
     minutes = sizes.train_minutes or max((deadline - time.time() - 20) / 60, 0.5)
-    cmd = [sys.executable, "-m", "reference_model.train", "--config", sizes.train_config, "--epochs",
+    cmd = [sys.executable, "-m", "omni_bench_reference.train", "--config", sizes.train_config, "--epochs",
            str(sizes.train_epochs), "--max-minutes", f"{minutes:.2f}", "--out", str(run_dir)]
     status, code = run_limited(cmd, deadline - time.time() + 10)
     kept = {name: run_dir / name for name in ("checkpoint.pth", "metrics.json", "log.csv")

@@ -25,6 +25,10 @@ DRY_RUN=${DRY_RUN:-0}
 PACK_SECONDS=${PACK_SECONDS:-$([[ "$DRY_RUN" == 1 ]] && echo 900 || echo 540)}  # the dry run: a guard only
 PYTHON=${PYTHON:-python3}
 SITE="$PWD/.device-site"  # ignored folder of the tree: kept on the warm machine between calls 1 and 2
+# The project is not installed there: reference_model/ installs as omni_bench_reference, so a link under
+# that name stands in for it on PYTHONPATH.
+ALIASES="$PWD/.device-aliases"
+mkdir -p "$ALIASES" && ln -sfn "$PWD/reference_model" "$ALIASES/omni_bench_reference"
 
 say() { echo "[pack $(($(date +%s) - START)) s] $*" | tee -a "$LOG"; }
 
@@ -43,9 +47,9 @@ if [[ "$DRY_RUN" != 1 ]]; then
         fi
         cp "$pack/manifest.json" "$SITE/.installed-$pack"
     done
-    export PYTHONPATH="$PWD:$SITE"
+    export PYTHONPATH="$PWD:$ALIASES:$SITE"
 else
-    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+    export PYTHONPATH="$PWD:$ALIASES${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 left=$((PACK_SECONDS - ($(date +%s) - START)))

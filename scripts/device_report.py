@@ -123,7 +123,7 @@ def training_verdict(run_dir: Path, candidates: Path, name: str) -> dict | None:
         return None
     metrics = json.loads((train / "metrics.json").read_text())
     card = yaml.safe_load(SHIPPED_CARD.read_text())
-    from reference_model.recipe import RecipeConfig
+    from omni_bench_reference.recipe import RecipeConfig
 
     recipe_config = RecipeConfig.from_yaml(REPO / card["training"]["recipe_config"]).as_dict()
     verdict = compare_with_shipped(metrics, card, recipe_config)
@@ -137,7 +137,7 @@ def training_verdict(run_dir: Path, candidates: Path, name: str) -> dict | None:
 
 
 def write_candidate(train: Path, folder: Path, metrics: dict, name: str) -> Path:
-    from reference_model.card import build_card, in_domain_from
+    from omni_bench_reference.card import build_card, in_domain_from
 
     checkpoint = train / "checkpoint.pth"
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
@@ -149,7 +149,7 @@ def write_candidate(train: Path, folder: Path, metrics: dict, name: str) -> Path
         if (train / file).is_file():
             shutil.copyfile(train / file, folder / file)
     target, package = (folder / "checkpoint.pth").resolve(), (REPO / "reference_model").resolve()
-    where = (f"pkg:reference_model/{target.relative_to(package)}" if target.is_relative_to(package)
+    where = (f"pkg:omni_bench_reference/{target.relative_to(package)}" if target.is_relative_to(package)
              else str(target))
     try:  # trained on the shipped card's training set: the same tasks share its structures
         in_domain = in_domain_from(SHIPPED_CARD, metrics["training_set"]["sha256"])

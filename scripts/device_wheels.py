@@ -300,7 +300,7 @@ def probe_skipped_imports(python: str = sys.executable) -> list[str]:
         "from ase.build import bulk\n"
         "from omni_bench.models.registry import resolve_models\n"
         "from omni_bench.models.loaded import LoadedModel\n"
-        "import reference_model.train, omni_bench.cli\n"
+        "import omni_bench_reference.train, omni_bench.cli\n"
         "for name in ('chgnet', '7net-0'):\n"
         "    (variant,) = resolve_models([name])\n"
         "    model = LoadedModel(variant, 'cpu')\n"

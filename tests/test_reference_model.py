@@ -38,7 +38,7 @@ def test_card_describes_the_shipped_checkpoint(card):
 
 def test_card_task_figures_are_the_committed_leaderboard_results_of_its_checkpoint(card):
     """The card's task figures come from reports/leaderboard-results, and only from runs of this checkpoint."""
-    from reference_model.card import task_figures
+    from omni_bench_reference.card import task_figures
 
     results = REPO / "reports" / "leaderboard-results"
     figures = task_figures(results, "omni", card.extra["training"]["checkpoint_sha256"])
@@ -89,7 +89,7 @@ def _ablation_run(runs, name: str, ie_mae: float, lam: float | None = None, chec
 
 
 def test_ablation_report_gives_mean_and_spread_and_a_verdict_against_the_seed_spread(tmp_path):
-    from reference_model.ablation_report import report
+    from omni_bench_reference.ablation_report import report
 
     for seed, (plain, dbs, both) in enumerate([(1.20, 1.00, 1.19), (1.22, 1.02, 1.23), (1.24, 1.01, 1.21)]):
         _ablation_run(tmp_path, f"plain-{seed}", plain)
@@ -105,7 +105,7 @@ def test_ablation_report_gives_mean_and_spread_and_a_verdict_against_the_seed_sp
 
 
 def test_ablation_report_lists_the_runs_beyond_it_and_names_the_shipped_run(tmp_path):
-    from reference_model.ablation_report import report, shipped_run
+    from omni_bench_reference.ablation_report import report, shipped_run
 
     for seed in (1, 2):
         _ablation_run(tmp_path, f"plain-{seed}", 1.2)

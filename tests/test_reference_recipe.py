@@ -18,9 +18,9 @@ from ase.build import bulk, molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import atomic_numbers
 
-from reference_model import channels as ch
-from reference_model.recipe import RecipeConfig
-from reference_model.sampling import DBSMixingSampler, partition, validation_ids
+from omni_bench_reference import channels as ch
+from omni_bench_reference.recipe import RecipeConfig
+from omni_bench_reference.sampling import DBSMixingSampler, partition, validation_ids
 
 REPO = Path(__file__).resolve().parent.parent
 NEW_CHANNELS = ("PBE0", "GFN2")
@@ -256,7 +256,7 @@ def test_checkpoint_round_trips_with_identical_predictions(model, appended, tmp_
 
 @pytest.mark.slow
 def test_loss_vanishes_on_own_predictions_and_stress_counts_for_crystals_only(model):
-    from reference_model.recipe import GPA_PER_EV_A3, batch_loss, collate, to_graph
+    from omni_bench_reference.recipe import GPA_PER_EV_A3, batch_loss, collate, to_graph
 
     crystal = bulk("MgO", "rocksalt", a=4.25)
     crystal.rattle(0.03, seed=2)
@@ -350,16 +350,16 @@ def test_configs_differ_only_where_the_ablation_says():
 
 
 def test_card_provenance_names_a_penalty_strength_other_than_the_configs():
-    from reference_model.card import _train_command
+    from omni_bench_reference.card import _train_command
 
     recipe = RecipeConfig.from_yaml(REPO / "reference_model" / "configs" / "both.yaml").as_dict()
-    base = "python -m reference_model.train --config reference_model/configs/both.yaml --seed 20261121 --epochs 40"
+    base = "python -m omni_bench_reference.train --config reference_model/configs/both.yaml --seed 20261121 --epochs 40"
     assert _train_command(recipe) == base
     assert _train_command({**recipe, "regularisation": 1e-5}) == base + " --regularisation 1e-05"
 
 
 def test_a_number_yaml_reads_as_text_is_one_clear_line_and_exit_2(tmp_path, capsys):
-    from reference_model.train import main
+    from omni_bench_reference.train import main
 
     text = (REPO / "reference_model" / "configs" / "both.yaml").read_text()
     config = tmp_path / "lambda.yaml"
@@ -373,11 +373,11 @@ def test_a_number_yaml_reads_as_text_is_one_clear_line_and_exit_2(tmp_path, caps
 @pytest.mark.slow
 def test_smoke_training_run_gives_a_model_omni_bench_can_run(tmp_path):
     from omni_bench.models.factories import sevennet
-    from reference_model.train import train
+    from omni_bench_reference.train import train
 
     out = tmp_path / "smoke"
     config_path = REPO / "reference_model" / "configs" / "smoke.yaml"
-    done = subprocess.run([sys.executable, "-m", "reference_model.train", "--config", str(config_path),
+    done = subprocess.run([sys.executable, "-m", "omni_bench_reference.train", "--config", str(config_path),
                            "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())

@@ -10,13 +10,13 @@ import yaml
 from ase.io import read
 
 from omni_bench.task_registry import all_tasks
-from reference_model import card, labelling, overlap, training_set
+from omni_bench_reference import card, labelling, overlap, training_set
 
 
 @pytest.fixture(scope="module")
 def frames():
     if not training_set.TRAINING_SET.is_file():
-        pytest.fail(f"{training_set.TRAINING_SET} is missing: run python -m reference_model.training_set label, "
+        pytest.fail(f"{training_set.TRAINING_SET} is missing: run python -m omni_bench_reference.training_set label, "
                     "then assemble")
     return read(training_set.TRAINING_SET, index=":", format="extxyz")
 

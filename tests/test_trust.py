@@ -104,10 +104,10 @@ def test_bundled_checkpoints_pass_the_check_and_copies_of_them_too(tmp_path):
 
 
 def test_the_reference_model_reads_its_resume_file_without_unpickling_code(tmp_path):
-    """reference_model.train loads its resume state with weights_only=True: the state it saves must load so."""
+    """omni_bench_reference.train loads its resume state with weights_only=True: the state it saves must load so."""
     import torch
 
-    from reference_model.train import read_resume
+    from omni_bench_reference.train import read_resume
 
     model = torch.nn.Linear(3, 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)

@@ -60,8 +60,8 @@ def builtin_cards() -> dict[str, Path]:
     """Cards shipped in omni_bench/models/cards, plus the bundled reference model's card (``omni``)."""
     folder = files("omni_bench.models") / "cards"
     cards = {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
-    if importlib.util.find_spec("reference_model") is not None:
-        reference_card = Path(str(files("reference_model") / "model_card.yaml"))
+    if importlib.util.find_spec("omni_bench_reference") is not None:
+        reference_card = Path(str(files("omni_bench_reference") / "model_card.yaml"))
         if reference_card.is_file():
             cards[REFERENCE_MODEL] = reference_card
     return cards
