@@ -225,3 +225,22 @@ def test_a_run_reports_what_its_items_and_scored_values_are(tmp_path, capsys, da
     code, out, _ = run_emt(tmp_path, capsys, "--limit", "2", task="mor41", data_root=data_root)
     assert code == 0 and re.search(r"\b\d+ molecules, 2 reactions\b", out)
     assert textwrap.dedent(out).splitlines()[0].split()[:4] == ["model", "task", "items,", "scored"]
+
+
+def test_threads_are_the_usable_cores_less_those_other_work_keeps_busy(monkeypatch):
+    from omni_bench.commands.run import choose_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert choose_threads(None, cores=2, load=0.2)[0] == 2
+    threads, why = choose_threads(None, cores=2, load=1.1)
+    assert threads == 1 and "1 kept busy by other work (1-minute load 1.1)" in why
+    assert choose_threads(None, cores=16, load=40.0)[0] == 1  # never below one
+    assert choose_threads(3, cores=2, load=5.0) == (3, "--threads")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert choose_threads(None, cores=16, load=0.0) == (2, "OMP_NUM_THREADS")
+
+
+def test_the_run_header_says_how_many_threads_and_why(tmp_path, capsys):
+    assert cli.main(["run", "--model", "emt", "--task", "s22", "--limit", "1", "--threads", "1", "--no-progress",
+                     "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == "threads: 1 (--threads)"

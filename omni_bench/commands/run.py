@@ -43,8 +43,9 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
                      help="run in-process models in a worker process: a segfault, abort or kill for memory fails "
                           "the item in flight instead of the run (models with their own environment always are)")
     run.add_argument("--threads", type=int, metavar="N",
-                     help="CPU threads for the model (torch and OpenMP); default: the libraries' choice, usually "
-                          "every core, which is slower than 1 on a machine that is busy with other work")
+                     help="CPU threads for the model (torch and OpenMP); default: the cores this process may use "
+                          "less those other work keeps busy (the 1-minute load average), at least 1, or "
+                          "$OMP_NUM_THREADS where set; the run's first line says which")
     add_safety_arguments(run)
     add_batch_arguments(run)
     executors.add_arguments(run)
@@ -127,8 +128,10 @@ def run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise OmniBenchError("--limit must be at least 1")
     settings = executors.settings_from_args(args)
-    if args.threads is not None:
-        limit_threads(args.threads)
+    if settings.name == "serial":  # Dask workers get one thread each from their nanny
+        threads, why = choose_threads(args.threads)
+        limit_threads(threads)
+        print(f"threads: {threads} ({why})", file=sys.stderr)
     tasks = task_registry.select(args.task, args.suite, args.tasks_dir)
     variants = resolve_models(args.model, args.channel, args.model_arg, isolate=args.isolate,
                               trust_code=args.trust_code)
@@ -141,6 +144,21 @@ def run(args) -> int:
                          item_timeout=args.item_timeout, batch_atoms=batch_atoms_from_args(args),
                          replace_complete=args.replace_complete)
     return execute(variants, tasks, options, settings, "command")
+
+
+def choose_threads(requested: int | None, cores: int | None = None, load: float | None = None) -> tuple[int, str]:
+    """(threads for the model, why): ``--threads``, else ``OMP_NUM_THREADS``, else the usable cores less those
+    other work keeps busy (a torch run beside another job on all cores took 4x the CPU time and 8x the wall
+    time of the same run alone)."""
+    if requested is not None:
+        return requested, "--threads"
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        return int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
+    cores = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    load = os.getloadavg()[0] if load is None and hasattr(os, "getloadavg") else (load or 0.0)
+    free = max(1, min(cores, cores - round(load)))
+    busy = f", {cores - free} kept busy by other work (1-minute load {load:.1f})" if free < cores else ""
+    return free, f"of {cores} usable cores{busy}; --threads N to choose"
 
 
 def limit_threads(threads: int) -> None:
