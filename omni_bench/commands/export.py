@@ -10,15 +10,9 @@ HELP = "write chosen results (JSON and predictions) into one .tar.gz bundle that
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .report import add_prefer
+    from .report import add_selection
 
-    parser.add_argument("--results", "-r", action="append", type=path_argument, default=[],
-                        help="results folder written by 'omni-bench run --out' (repeatable; default: "
-                             "omni-bench-results); where two hold the same (model, task), the later wins")
-    add_prefer(parser)
-    parser.add_argument("--model", "-m", action="append", default=[], help="model label or name (repeatable)")
-    parser.add_argument("--suite", "-s", action="append", default=[], help="only tasks of this suite (repeatable)")
-    parser.add_argument("--task", "-t", action="append", default=[], help="only this task (repeatable)")
+    add_selection(parser)
     parser.add_argument("--out", "-o", type=path_argument, required=True, help="the bundle to write (NAME.tar.gz)")
 
 

@@ -6,7 +6,7 @@ import argparse
 
 from ..arguments import path_argument
 from ..errors import OmniBenchError
-from .report import add_prefer
+from .report import add_selection
 
 HELP = "compare results with a baseline using the task files' gate tolerances; exit 1 on a regression"
 
@@ -14,16 +14,8 @@ HELP = "compare results with a baseline using the task files' gate tolerances; e
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", "-b", type=path_argument, required=True,
                         help="baseline: a JSON from --write-baseline, a leaderboard CSV, a results JSON or folder")
-    parser.add_argument("--model", "-m", action="append", default=[],
-                        help="model label (7net-mf-0@PBE) or name (all its channels); repeatable; default: all "
-                             "in the baseline")
+    add_selection(parser, "current results: ", "all in the baseline")
     parser.add_argument("--channel", "-c", help="only this channel of a multi-task model")
-    parser.add_argument("--results", "-r", action="append", type=path_argument, default=[],
-                        help="current results: folder written by 'omni-bench run --out' (repeatable; default: "
-                             "omni-bench-results); where two hold the same (model, task), the later wins")
-    add_prefer(parser)
-    parser.add_argument("--suite", "-s", action="append", default=[], help="only tasks of this suite (repeatable)")
-    parser.add_argument("--task", "-t", action="append", default=[], help="only this task (repeatable)")
     parser.add_argument("--junit", type=path_argument, metavar="FILE", help="also write the checks as JUnit XML")
     parser.add_argument("--write-baseline", action="store_true",
                         help="record the current results as the baseline (to --baseline) instead of comparing")

@@ -12,16 +12,24 @@ from ..errors import OmniBenchError
 HELP = "HTML report (parity plots, error distributions, channel matrix, 95% intervals) and a Markdown summary"
 
 
-def add_common(parser: argparse.ArgumentParser) -> None:
-    """Options shared with ``leaderboard``: where results are read and which are chosen."""
+def add_selection(parser: argparse.ArgumentParser, what: str = "",
+                  model_default: str = "all") -> None:
+    """Where results are read and which are chosen: ``report``, ``leaderboard``, ``gate`` and ``export``."""
     parser.add_argument("--results", "-r", action="append", type=path_argument, default=[],
-                        help="results folder written by 'omni-bench run --out' (repeatable; "
-                             "default: omni-bench-results); where two hold the same (model, task), the later wins")
+                        help=f"{what}results folder written by 'omni-bench run --out', or a bundle from 'omni-bench "
+                             "export' (repeatable; default: omni-bench-results); where two hold the same (model, "
+                             "task), the later wins")
     add_prefer(parser)
     parser.add_argument("--model", "-m", action="append", default=[],
-                        help="model label (7net-mf-0@PBE) or name (all its channels); repeatable; default: all")
+                        help=f"model label (7net-mf-0@PBE) or name (all its channels); repeatable; default: "
+                             f"{model_default}")
     parser.add_argument("--suite", "-s", action="append", default=[], help="only tasks of this suite (repeatable)")
     parser.add_argument("--task", "-t", action="append", default=[], help="only this task (repeatable)")
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """Options shared with ``leaderboard``: the selection and the bootstrap."""
+    add_selection(parser)
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                         help="bootstrap resamples for the 95%% intervals (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")

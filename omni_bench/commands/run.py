@@ -45,7 +45,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--threads", type=int, metavar="N",
                      help="CPU threads for the model (torch and OpenMP); default: the cores this process may use "
                           "less those other work keeps busy (the 1-minute load average), at least 1, or "
-                          "$OMP_NUM_THREADS where set; the run's first line says which")
+                          "$OMP_NUM_THREADS where set; the run says which when the first model loads")
     add_safety_arguments(run)
     add_batch_arguments(run)
     executors.add_arguments(run)
@@ -128,21 +128,22 @@ def run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise OmniBenchError("--limit must be at least 1")
     settings = executors.settings_from_args(args)
-    if settings.name == "serial":  # Dask workers get one thread each from their nanny
-        threads, why = choose_threads(args.threads)
-        limit_threads(threads)
-        print(f"threads: {threads} ({why})", file=sys.stderr)
     tasks = task_registry.select(args.task, args.suite, args.tasks_dir)
     variants = resolve_models(args.model, args.channel, args.model_arg, isolate=args.isolate,
                               trust_code=args.trust_code)
     root, origin = data.resolve_data_root(args.data_dir)
     ensure_data(tasks, root, origin, args)
     ensure_weights(variants, args)
+    header = []
+    if settings.name == "serial":  # Dask workers get one thread each from their nanny
+        threads, why = choose_threads(args.threads)
+        limit_threads(threads)
+        header.append(f"threads: {threads} ({why})")
     store = ResultStore(args.store)
     options = RunOptions(store=store, out_dir=args.out, data_root=root, data_origin=origin, device=args.device,
                          limit=args.limit, rerun=args.rerun, progress=not args.no_progress,
                          item_timeout=args.item_timeout, batch_atoms=batch_atoms_from_args(args),
-                         replace_complete=args.replace_complete)
+                         replace_complete=args.replace_complete, header=header)
     return execute(variants, tasks, options, settings, "command")
 
 

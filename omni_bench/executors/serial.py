@@ -23,6 +23,7 @@ def run_serial(variants, tasks, options: RunOptions) -> list[TaskOutcome]:
         plan.refresh_pending()  # an earlier task stored as this one may have computed some of its items
         model = options.model_cache.get(plan.fingerprint_id)
         if plan.pending and model is None:
+            options.announce()
             model = options.model_cache[plan.fingerprint_id] = LoadedModel(plan.variant, options.device)
         batch_atoms = options.batch_atoms
         if batch_atoms is None and model is not None:

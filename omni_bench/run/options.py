@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,14 @@ class RunOptions:
     batch_atoms: int | None = None
     #: let a --limit run replace a complete results file in ``out_dir`` (otherwise refused)
     replace_complete: bool = False
+    #: lines about how the run computes (its threads), printed once when the first model loads (``announce``):
+    #: after every check of the input, so a mistake is still one line
+    header: list[str] = field(default_factory=list)
+
+    def announce(self) -> None:
+        for line in self.header:
+            print(line, file=sys.stderr)
+        self.header = []
 
     def __post_init__(self) -> None:
         if self.item_timeout is not None and not (math.isfinite(self.item_timeout) and self.item_timeout > 0):
