@@ -9,6 +9,7 @@ data files), so that a task file edited without a version bump cannot reuse stal
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import sys
 import time
@@ -87,6 +88,18 @@ def stored_value(results: dict[str, StoredItem], item_id: str, key: str) -> tupl
     if key not in stored.values:
         return None, f"protocol did not return {key!r}"
     return stored.values[key], None
+
+
+def finite_value(results: dict[str, StoredItem], item_id: str, key: str,
+                 optional: bool = False) -> tuple[float | None, str | None] | None:
+    """``stored_value``, with a non-finite value as a failure; None where an ``optional`` quantity was not
+    returned (a stress the model or structure does not have), which is left out rather than failed."""
+    value, error = stored_value(results, item_id, key)
+    if value is None and optional and error == f"protocol did not return {key!r}":
+        return None
+    if value is not None and not math.isfinite(value):
+        return None, f"non-finite {key}"
+    return value, error
 
 
 def default_store_path() -> Path:

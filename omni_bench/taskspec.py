@@ -33,7 +33,7 @@ VALUE_STATISTICS = ("mean", "max", "min", "sum")
 NULL_PREDICTORS = ("zero", "mean")
 #: what a task measures, for the leaderboard's domain scores (one score per domain, averaged into the overall)
 DOMAINS = ("molecules", "organometallics", "molecular-crystals", "mofs", "surfaces", "inorganic-crystals",
-           "r2scan-transfer", "speed")
+           "r2scan-transfer", "speed", "physicality")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -22,7 +22,7 @@ from helpers import task_items
 from omni_bench import cli
 from omni_bench.reporting import figures, leaderboard_output
 from omni_bench.reporting.bootstrap import bootstrap, unit_of, weighted_statistic
-from omni_bench.reporting.leaderboard import FAMILY_PAIRS, PAIR_LEVEL, build, compare
+from omni_bench.reporting.leaderboard import FAMILY_PAIRS, PAIR_LEVEL, build, compare, normalised_error
 from omni_bench.reporting.load import load_results, recomputed_metrics
 from omni_bench.reporting.report import build_report, parity_statistics, write_report
 from omni_bench.reporting.tables import Bootstraps, HeadlineItems, metric_table
@@ -232,6 +232,14 @@ def test_a_noisy_model_has_a_good_rank_and_a_wide_rank_range():
     assert (table.loc["A", "rank"], table.loc["A", "rank_worst"]) == (1, 2)
     assert (table.loc["B", "rank"], table.loc["B", "rank_worst"]) == (2, 3)
     assert (table.loc["C", "rank"], table.loc["C", "rank_worst"]) == (1, 3)
+
+
+def test_a_failed_item_of_a_task_with_a_stated_threshold_counts_at_least_as_the_threshold():
+    """A physicality check scored 0 on nine items and failed the tenth: the failure counts as an item at the
+    pass threshold (0.5), not at the model's own worst (0), which would make failing free."""
+    headline = synthetic_task({"A": np.r_[np.zeros(9), np.nan]})
+    headline.scale = ErrorScale(value=0.5, unit="1", source="a stated threshold")
+    assert normalised_error(headline, "A", Bootstraps({}, {}, 100, 0)).value == pytest.approx(0.05 / 0.5)
 
 
 def test_leaderboard_of_identical_models_ties_them_and_normalises_by_the_null_predictor(emt_results):

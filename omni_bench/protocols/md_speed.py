@@ -27,7 +27,6 @@ first, times ``steps * repeats``) longer than ``max_seconds_per_size`` (null: no
 from __future__ import annotations
 
 import gc
-import math
 import os
 import resource
 import statistics
@@ -42,7 +41,7 @@ from ase.md.verlet import VelocityVerlet
 
 from ..errors import StopTask
 from ..items import Item, Prediction
-from ..store import StoredItem
+from ..store import StoredItem, finite_value
 from ..units import convert
 
 DEVICE_SPECIFIC = True
@@ -259,18 +258,8 @@ def derive(items: list[Item], results: dict[str, StoredItem], params: dict) -> l
     report each size (``group_by: n_atoms``) and the largest size reached (``max`` of ``n_atoms``)."""
     predictions = []
     for item in items:
-        stored = results.get(item.id)
         for quantity in QUANTITIES:
-            value, error = None, "not computed"
-            if stored is not None and stored.status == "ok":
-                value, error = stored.values.get(quantity), None
-                if value is None:
-                    if quantity in OPTIONAL:
-                        continue
-                    error = f"protocol did not return {quantity!r}"
-            elif stored is not None:
-                error = stored.error
-            if value is not None and not math.isfinite(value):
-                value, error = None, f"non-finite {quantity}"
-            predictions.append(Prediction(item.id, quantity, value, None, dict(item.groups), error))
+            found = finite_value(results, item.id, quantity, quantity in OPTIONAL)
+            if found is not None:
+                predictions.append(Prediction(item.id, quantity, found[0], None, dict(item.groups), found[1]))
     return predictions

@@ -226,7 +226,8 @@ class Normalised:
 
 def normalised_error(headline: HeadlineItems, label: str, bootstraps: Bootstraps) -> Normalised:
     """The model's headline error over every item it has a row for, each failed item counted at the larger of
-    its own worst error and the null predictor's error on that item (``pessimistic``), divided by the task's
+    its own worst error and the null predictor's error on that item (for a stated scale, the scale itself:
+    a pass threshold) (``pessimistic``), divided by the task's
     scale: the null predictor's error on the same items against the references this model was scored with,
     or the task file's stated value. It reads this model's rows only, so no other model moves it (not even
     one scored against another energy convention); the resamples depend on the task and the items only, so
@@ -243,7 +244,13 @@ def normalised_error(headline: HeadlineItems, label: str, bootstraps: Bootstraps
              if null is not None else float(headline.scale.value))
     if not (np.isfinite(scale) and scale > 0):
         return Normalised(np.nan, np.nan, np.nan, nan, np.nan)
-    filled = pessimistic(own, null if null is not None else np.full_like(own, np.nan), reference, stat, direction)
+    if null is not None:
+        other = null
+    elif stat in VALUE_STATISTICS:
+        other = np.full_like(own, np.nan)
+    else:  # a stated scale is a pass threshold: a failed item counts at least as an item at the threshold
+        other = reference + float(headline.scale.value)
+    filled = pessimistic(own, other, reference, stat, direction)
     value = float(badness(weighted_statistic(stat, filled, reference, ones), stat, direction)[0]) / scale
     unit_index, counts = resample_counts(rows, (headline.task, headline.metric, "normalised"),
                                          n_resamples=bootstraps.n_resamples, seed=bootstraps.seed,

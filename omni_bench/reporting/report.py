@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..safe_text import printable
 from ..version import __version__
-from . import figures
+from . import figures, physicality_plots
 from .bootstrap import LEVEL, N_RESAMPLES, SEED, bootstrap
 from .leaderboard import Leaderboard, annotate, build, row_rank, warning_text
 from .leaderboard_output import channel_matrix_html
@@ -199,6 +199,7 @@ def build_report(results: list[TaskResult], title: str, suites: list[str] | None
                  html_table(METRIC_HEADER, _metric_rows(metrics[metrics["task"] == task]))]
         md += [f"## {md_text(task)}", "", markdown_table(METRIC_HEADER, _metric_rows(metrics[metrics["task"] == task])),
                ""]
+        body += physicality_plots.task_figures(task, task_results, look)
         for quantity in plotted_quantities(task_results[0]):
             body += _parity_section(task, quantity, task_results, metrics, look, n_resamples, seed)
             unit = _unit(task_results[0], quantity)
