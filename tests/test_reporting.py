@@ -22,7 +22,14 @@ from helpers import task_items
 from omni_bench import cli
 from omni_bench.reporting import figures, leaderboard_output
 from omni_bench.reporting.bootstrap import bootstrap, unit_of, weighted_statistic
-from omni_bench.reporting.leaderboard import FAMILY_PAIRS, PAIR_LEVEL, build, compare, normalised_error
+from omni_bench.reporting.leaderboard import (
+    FAMILY_PAIRS,
+    NORMALISED_CAP,
+    PAIR_LEVEL,
+    build,
+    compare,
+    normalised_error,
+)
 from omni_bench.reporting.load import load_results, recomputed_metrics
 from omni_bench.reporting.report import build_report, parity_statistics, write_report
 from omni_bench.reporting.tables import Bootstraps, HeadlineItems, metric_table
@@ -240,6 +247,13 @@ def test_a_failed_item_of_a_task_with_a_stated_threshold_counts_at_least_as_the_
     headline = synthetic_task({"A": np.r_[np.zeros(9), np.nan]})
     headline.scale = ErrorScale(value=0.5, unit="1", source="a stated threshold")
     assert normalised_error(headline, "A", Bootstraps({}, {}, 100, 0)).value == pytest.approx(0.05 / 0.5)
+
+
+def test_a_normalised_error_is_capped_so_that_no_task_owns_a_domain():
+    headline = synthetic_task({"A": np.full(10, 2000.0)})
+    headline.scale = ErrorScale(value=1.0, unit="meV/atom", source="a stated threshold")
+    normalised = normalised_error(headline, "A", Bootstraps({}, {}, 100, 0))
+    assert normalised.value == NORMALISED_CAP and (normalised.replicates == NORMALISED_CAP).all()
 
 
 def test_leaderboard_of_identical_models_ties_them_and_normalises_by_the_null_predictor(emt_results):

@@ -13,8 +13,8 @@
   good rank (few models beat it significantly) and a wide range.
 - **Normalised error.** A model's headline error over all its items (failures counted against it) divided by
   the task's fixed scale (its file's ``scale``: the error of a null predictor computed from the references the
-  model was scored against, or a stated value): it reads no other model, so adding or removing one moves
-  nobody's score. For a
+  model was scored against, or a stated value), capped at ``NORMALISED_CAP``: it reads no other model, so
+  adding or removing one moves nobody's score. For a
   ``higher``-is-better headline the error is 1 minus the metric for R² and F1 and its inverse otherwise (a
   speed becomes a time per step); for a signed mean error, its size.
 - **Domains and overall score.** A domain score is the mean normalised error over the domain's tasks the model
@@ -46,6 +46,10 @@ FAMILY_PAIRS = FAMILY_MODELS * (FAMILY_MODELS - 1) // 2
 PAIR_LEVEL = FAMILYWISE_ERROR / FAMILY_PAIRS
 
 BOUNDED_BY_ONE = ("r2", "f1")
+#: the largest normalised error a task contributes: ten times its scale (a check failed tenfold or more, a model
+#: ten times worse than the null predictor) counts as 10, so no single task owns a domain or overall score
+#: (gfn2-xtb's periodic extensivity residual is 2,154 times its threshold)
+NORMALISED_CAP = 10.0
 
 
 @dataclass
@@ -251,11 +255,13 @@ def normalised_error(headline: HeadlineItems, label: str, bootstraps: Bootstraps
     else:  # a stated scale is a pass threshold: a failed item counts at least as an item at the threshold
         other = reference + float(headline.scale.value)
     filled = pessimistic(own, other, reference, stat, direction)
-    value = float(badness(weighted_statistic(stat, filled, reference, ones), stat, direction)[0]) / scale
+    value = min(NORMALISED_CAP, float(badness(weighted_statistic(stat, filled, reference, ones), stat, direction)[0])
+                / scale)
     unit_index, counts = resample_counts(rows, (headline.task, headline.metric, "normalised"),
                                          n_resamples=bootstraps.n_resamples, seed=bootstraps.seed,
                                          resample_by=headline.resample_by)
-    replicates = badness(resampled_statistic(stat, filled, reference, unit_index, counts), stat, direction) / scale
+    replicates = np.fmin(NORMALISED_CAP, badness(resampled_statistic(stat, filled, reference, unit_index, counts),
+                                                 stat, direction) / scale)
     low, high = _percentiles(replicates)
     return Normalised(value, low, high, replicates, scale)
 

@@ -12,7 +12,16 @@ from ..taskspec import DOMAINS
 from ..version import __version__
 from . import figures, weights
 from .bootstrap import LEVEL
-from .leaderboard import FAMILY_MODELS, PAIR_LEVEL, Leaderboard, csv_frame, row_rank, task_cell, warning_text
+from .leaderboard import (
+    FAMILY_MODELS,
+    NORMALISED_CAP,
+    PAIR_LEVEL,
+    Leaderboard,
+    csv_frame,
+    row_rank,
+    task_cell,
+    warning_text,
+)
 from .load import TaskResult
 from .results_table import results_table
 from .results_table import script as table_script
@@ -43,12 +52,13 @@ EXPLANATION = (
     "A failed item counts against the model that failed it: in a pair it is scored at the larger of that "
     "model's own worst error on the task and the other model's error on it, and a model with failures is called "
     "better only if it is also better on the items both scored. Normalised: the model's headline error on all "
-    "its items (a failed item counted at the larger of its own worst error and the null predictor's) divided by "
-    "the task's fixed scale (its task file's: the error of predicting 0 or the reference mean), so no other "
-    "model moves it. Domain score: the mean normalised error over the domain's tasks the model has; overall "
-    "score: the mean of its domain scores (lower is better). Overall ranks compare only models with the same "
-    "domains ('of N': the models with those domains), by paired tests of the overall scores at the same "
-    "level; 'missing' counts the compared tasks a model has no scored result for.")
+    "its items (a failed item counted at the larger of its own worst error and the null predictor's, or the "
+    "pass threshold) divided by the task's fixed scale (its task file's: the error of predicting 0 or the "
+    f"reference mean, or a pass threshold), so no other model moves it, and capped at {NORMALISED_CAP:g} so that "
+    "no single task owns a domain score. Domain score: the mean normalised error over the domain's tasks the "
+    "model has; overall score: the mean of its domain scores (lower is better). Overall ranks compare only "
+    "models with the same domains ('of N': the models with those domains), by paired tests of the overall "
+    "scores at the same level; 'missing' counts the compared tasks a model has no scored result for.")
 
 
 def domain_names(board: Leaderboard) -> list[str]:
