@@ -13,7 +13,7 @@
 #
 # Settings (environment): SUITES (default: every suite but "all", "quick" and the timing suite "speed"),
 # MODELS (default: every bundled uMLIP and channel), XTB_SUITES (suites where gfn2-xtb applies; default:
-# molecules organometallics; empty: none), XTB_TASKS (single tasks to add for gfn2-xtb; default: none), TASKS
+# molecules organometallics physicality; empty: none), XTB_TASKS (single tasks to add for gfn2-xtb; default: none), TASKS
 # (single tasks to add to the suites, e.g. one task of a suite that is too slow to run whole; default: none),
 # LIMIT (first N items of each task), DEVICE (default: auto),
 # OMNI_BENCH_DATA (reference data root), STORE (result store, the cache that makes a rerun cheap; default:
@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 SUITES=${SUITES:-$(python -c "from omni_bench.task_registry import suites
 print(' '.join(s for s in suites() if s not in ('all', 'quick', 'speed')))")}
 MODELS=${MODELS:-"7net-0 7net-mf-0@PBE 7net-mf-0@R2SCAN 7net-l3i5 chgnet chgnet-r2scan omni@PBE omni@R2SCAN omni@PBE0 omni@GFN2"}
-XTB_SUITES=${XTB_SUITES-"molecules organometallics"}
+XTB_SUITES=${XTB_SUITES-"molecules organometallics physicality"}
 DEVICE=${DEVICE:-auto}
 RESULTS=${RESULTS:-omni-bench-results/leaderboard}
 OUT=${OUT:-reports/leaderboard}
