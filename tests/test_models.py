@@ -301,3 +301,30 @@ def test_list_models_details_shows_channels_weights_environment_licence_and_prov
     assert cli.main(["list", "models", "--details"]) == 0
     every = capsys.readouterr().out
     assert "orb-v3: Orb v3" in every and "environment: orb" in every and "pbe0-def2svp:" in every
+
+
+@pytest.mark.slow
+def test_chgnet_without_second_order_gradients_gives_the_same_numbers():
+    """The CHGNet factory stops autograd from building a graph of the gradient (a third of the memory on a
+    1,024-atom phonon supercell): the energy equals plain CHGNet's bit for bit, forces and stress to float32
+    rounding (the backward pass sums in another order: 1e-5 eV/A at most here)."""
+    import chgnet.model.model as chgnet_model
+    import torch
+    from ase.build import bulk
+
+    from omni_bench.models.factories import FirstOrderTorch, chgnet
+
+    atoms = bulk("Si", cubic=True) * (2, 1, 1)
+    atoms.rattle(0.05, seed=1)
+    atoms.set_cell(atoms.cell * 1.01, scale_atoms=True)
+    calc = chgnet(device="cpu")
+    assert isinstance(chgnet_model.torch, FirstOrderTorch)
+    patched = [np.array(calc.get_property(p, atoms.copy())) for p in ("energy", "forces", "stress")]
+    try:
+        chgnet_model.torch = torch
+        calc.reset()  # no cached results: computed again, with second-order graphs
+        plain = [np.array(calc.get_property(p, atoms.copy())) for p in ("energy", "forces", "stress")]
+    finally:
+        chgnet_model.torch = FirstOrderTorch()
+    assert patched[0] == plain[0]
+    assert np.abs(patched[1] - plain[1]).max() < 3e-5 and np.abs(patched[2] - plain[2]).max() < 1e-6

@@ -26,8 +26,11 @@ from omni_bench.reporting.leaderboard import (
     FAMILY_PAIRS,
     NORMALISED_CAP,
     PAIR_LEVEL,
+    annotate,
     build,
     compare,
+    failure_kind,
+    failure_kinds,
     normalised_error,
 )
 from omni_bench.reporting.load import load_results, recomputed_metrics
@@ -579,3 +582,28 @@ def test_the_committed_leaderboard_is_what_its_committed_results_give(tmp_path, 
     ours, theirs = (pd.read_csv(p.with_suffix(".csv"), keep_default_na=False) for p in (stem, committed))
     pd.testing.assert_frame_equal(ours, theirs, rtol=1e-12)  # sums in another order differ in the last digit
     assert (REPO / "reports" / "leaderboard.html").stat().st_size < 5_000_000  # the page stays under 5 MB
+
+
+@pytest.mark.parametrize(("error", "kind"), [
+    ("ElasticallyUnstable: elastically unstable: smallest eigenvalue -48.7 GPa", "elastically unstable"),
+    ("DynamicallyUnstable: dynamically unstable: 4720 of 11232 mesh modes imaginary", "dynamically unstable"),
+    ("RuntimeError: Pre-relaxation did not converge: max|F| = 0.05087 eV/A > fmax = 0.05 eV/A", "not converged"),
+    ("RuntimeError: DefaultCPUAllocator: can't allocate memory: you tried to allocate 47710208 bytes", "out of memory"),
+    ("E(V) minimum at 512.3 A^3 lies outside the sampled volumes", "minimum outside the sampled range"),
+    ("ItemTimeout: took longer than 60 s", "timed out"),
+    ("InvalidResult: the model returned NaN energy", "model error")])
+def test_failures_are_named_by_kind(error, kind):
+    assert failure_kind(error) == kind
+
+
+def test_the_leaderboard_names_the_kinds_of_failures(emt_results):
+    results = load_results([emt_results])
+    board = annotate(build(*metric_table(results, n_resamples=50)), results)
+    dcdft = board.tasks[(board.tasks["task"] == "dcdft") & (board.tasks["label"] == "emt")].iloc[0]
+    # EMT has no parameters for 9 of the 16 elements, and for 2 its E(V) minimum lies outside the volumes
+    assert dcdft["failure_kinds"] == "model error 9, minimum outside the sampled range 2"
+    markdown = leaderboard_output.markdown(board, results, "omni-bench leaderboard")
+    assert "| 11 (model error 9, minimum outside the sampled range 2) |" in markdown
+    # the committed CHGNet heat capacities: two 1,000-atom supercells did not fit in memory
+    [chgnet] = load_results([REPO / "reports" / "leaderboard-results" / "chgnet" / "heat-capacity-small.json"])
+    assert failure_kinds(chgnet) == "out of memory 2"

@@ -33,7 +33,7 @@ def test_every_task_keeps_the_store_identity_of_its_committed_results():
                                  record["config"]["inputs_hash"])
         assert store_identity(spec) == recorded, path
         seen.add(spec.name)
-    assert len(seen) == 24
+    assert len(seen) == 30
 
 
 def test_variants_that_compute_what_their_parent_computes_are_stored_as_it():

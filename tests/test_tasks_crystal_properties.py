@@ -11,9 +11,11 @@ import gzip
 import hashlib
 import json
 import math
+import re
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
@@ -21,7 +23,7 @@ from ase.eos import EquationOfState
 from ase.filters import ExpCellFilter
 from ase.optimize import BFGS
 from ase.units import GPa
-from helpers import loaded_model, run_task, task_items
+from helpers import REPO, loaded_model, run_task, task_items
 
 from omni_bench import units
 from omni_bench.items import Item
@@ -102,6 +104,37 @@ def test_elastic_bulk_modulus_of_a_cubic_crystal_is_its_eos_bulk_modulus():
     assert 20 < result["shear_modulus_vrh"] < result["bulk_modulus_vrh"]
 
 
+def test_born_stability_of_synthetic_tensors():
+    """Cubic: stable iff C11 > |C12|, C11 + 2 C12 > 0 and C44 > 0 (the Voigt tensor's eigenvalues)."""
+    def cubic(c11, c12, c44):
+        voigt = np.zeros((6, 6))
+        voigt[:3, :3] = c12
+        np.fill_diagonal(voigt[:3, :3], c11)
+        voigt[3:, 3:] = np.eye(3) * c44
+        return voigt
+
+    elastic_moduli.born_stability(cubic(170.0, 120.0, 75.0))  # copper-like
+    for unstable, smallest in ((cubic(120.0, 170.0, 75.0), -50.0), (cubic(170.0, 120.0, -1.75), -1.75),
+                               (cubic(100.0, -60.0, 30.0), -20.0)):
+        with pytest.raises(elastic_moduli.ElasticallyUnstable, match=r"^elastically unstable: .*"
+                           f"{smallest:.4g} GPa"):
+            elastic_moduli.born_stability(unstable)
+
+
+def test_elastically_unstable_crystal_fails_with_its_reason_after_a_tight_recheck():
+    """EMT bcc copper (unstable to the Bain distortion, C11 < C12) stays bcc by symmetry when relaxed: its
+    tensor fails Born stability at fmax 0.05 and again after the recheck at 0.001, so the item fails as
+    ElasticallyUnstable with the eigenvalue and the note (started at EMT's bcc lattice constant, so the
+    relaxations are short)."""
+    model = EMTModel()
+    model.notes = set()
+    params = {**elastic_moduli.PARAMS, "check_stability": True, "recheck_fmax": 0.001}
+    with pytest.raises(elastic_moduli.ElasticallyUnstable, match=r"elastically unstable: smallest eigenvalue .* "
+                       r"GPa .* after relaxing to fmax 0.001 eV/A; K_VRH would be"):
+        elastic_moduli.compute(Item("bcc", {"crystal": bulk("Cu", "bcc", a=2.8555)}), model, params)
+    assert model.notes == {elastic_moduli.RECHECK_NOTE}
+
+
 def test_heat_capacity_is_per_given_cell_and_below_the_classical_limit():
     params = {**phonon_heat_capacity.PARAMS, "min_length": 10.0}
     primitive = phonon_heat_capacity.compute(Item("p", {"crystal": bulk("Cu", "fcc", a=3.6)}), EMTModel(), params)
@@ -112,12 +145,60 @@ def test_heat_capacity_is_per_given_cell_and_below_the_classical_limit():
     assert 0.9 * 3 < per_atom_in_kb < 3  # copper's Debye temperature (~340 K) is near 300 K
 
 
+def test_dynamically_unstable_crystal_fails_with_its_imaginary_mode_count():
+    """EMT bcc copper: its C11 < C12 makes the [110] transverse acoustic branch imaginary near Gamma, so the
+    mesh has modes far below -0.1 THz and the item fails with their count, instead of a Cv of the rest."""
+    params = {**phonon_heat_capacity.PARAMS, "min_length": 10.0, "imaginary_threshold_THz": -0.1}
+    model = EMTModel()
+    model.notes = set()
+    with pytest.raises(phonon_heat_capacity.DynamicallyUnstable) as caught:
+        phonon_heat_capacity.compute(Item("bcc", {"crystal": bulk("Cu", "bcc", a=2.8555)}), model, params)
+    counted = re.fullmatch(r"dynamically unstable: (\d+) of (\d+) mesh modes imaginary \(min (-[\d.]+) THz; "
+                           r"threshold -0.1 THz\)", str(caught.value))
+    assert counted, str(caught.value)
+    n_imaginary, n_modes, lowest = int(counted[1]), int(counted[2]), float(counted[3])
+    assert 0 < n_imaginary < n_modes and n_modes % 3 == 0 and lowest < -0.5
+    # the threshold is a parameter: below the lowest mode, nothing is imaginary and Cv is returned
+    cv = phonon_heat_capacity.compute(Item("bcc", {"crystal": bulk("Cu", "bcc", a=2.8555)}), model,
+                                      {**params, "imaginary_threshold_THz": 2 * lowest})
+    assert cv["heat_capacity"] > 0 and phonon_heat_capacity.NEAR_ZERO_NOTE in model.notes
+    # without a threshold (the task files' version 1), phonopy's own treatment: imaginary modes left out, noted
+    model.notes = set()
+    cv = phonon_heat_capacity.compute(Item("bcc", {"crystal": bulk("Cu", "bcc", a=2.8555)}), model,
+                                      {**params, "imaginary_threshold_THz": None})
+    assert cv["heat_capacity"] > 0 and model.notes == {phonon_heat_capacity.IMAGINARY_NOTE}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["elastic-moduli-small", "heat-capacity-small"])
 def test_7net0_on_the_cheapest_crystal(task, tmp_path, data_root):
+    """The first crystal, and the same value as the committed result of 7net-0: the protocol's stability
+    parameters, off by default, leave version 1's computation as it was (the task file's inputs_hash_alias)."""
     loaded_model("7net-0")  # shared with the other test files
     [outcome] = run_task(task, "7net-0", tmp_path, data_root=data_root, limit=1)
     assert outcome.n_failed == 0
     headline = outcome.metrics["bulk_mae" if task.startswith("elastic") else "mae"]
     # Plausible bounds: moduli of binaries are tens to hundreds of GPa, Cv tens of J/K/mol per cell.
     assert headline["n"] == 1 and math.isfinite(headline["value"]) and headline["value"] < 100
+    ours = pd.read_csv(tmp_path / "out" / "7net-0" / f"{task}.predictions.csv")
+    committed = pd.read_csv(REPO / "reports" / "leaderboard-results" / "7net-0" / f"{task}.predictions.csv")
+    merged = ours.merge(committed, on=["id", "quantity"], suffixes=("", "_committed"))
+    assert len(merged) == len(ours) > 0
+    assert merged["predicted"].to_numpy() == pytest.approx(merged["predicted_committed"].to_numpy(), rel=1e-4)
+
+
+@pytest.mark.slow
+def test_7net0_sini_loose_relaxation_gives_an_unstable_tensor_that_the_recheck_fixes(data_root):
+    """7net-0 on SiNi (mp-999192): relaxed to fmax 0.05 its tensor is not positive definite (K_VRH ~1,900 GPa
+    against 173.8), which the protocol catches; relaxed on to the task's recheck fmax it is stable and its
+    K_VRH near the reference."""
+    [item] = [i for i in task_items("elastic-moduli-small", data_root) if i.id == "mp-999192"]
+    model = loaded_model("7net-0")
+    params = {**elastic_moduli.PARAMS, **all_tasks()["elastic-moduli-small"].run_params, "check_stability": True,
+              "recheck_fmax": 0.001}
+    with pytest.raises(elastic_moduli.ElasticallyUnstable, match="elastically unstable"):
+        elastic_moduli.compute(item, model, {**params, "recheck_fmax": None})
+    model.notes.clear()
+    result = elastic_moduli.compute(item, model, params)
+    assert elastic_moduli.RECHECK_NOTE in model.notes
+    assert result["bulk_modulus_vrh"] == pytest.approx(item.reference["bulk_modulus_vrh"].value, rel=0.1)

@@ -140,6 +140,8 @@ def test_csp_tabulated_is_perfect_and_reference_ranks_are_the_documented_ones(tm
     assert outcome.n_items == 1457 and outcome.n_failed == 0
     assert metrics["spearman_mean"]["value"] == pytest.approx(1.0) and metrics["spearman_mean"]["n"] == 4
     assert metrics["mae_lowest_5_kcal_mol"]["value"] == pytest.approx(0.0, abs=1e-9)
+    aligned = metrics["mae_lowest_5_kcal_mol_aligned"]
+    assert aligned["value"] == pytest.approx(0.0, abs=1e-9) and aligned["n"] == 1048 + 4  # the 4 lowest scored too
     assert metrics["experimental_match_rank_mae"]["value"] == 0.0
     # The task notes: the reference ranks the 13 experimental matches 2 to 76, mean 22.5.
     assert metrics["experimental_match_rank_best"]["value"] == 2.0
@@ -173,3 +175,73 @@ def test_7net0_on_the_first_molecule_of_polymorphs(tmp_path, data_root):
     assert outcome.n_failed == 0 and metrics["mae"]["n"] == 1 and metrics["most_stable_form_agrees"]["n"] == 1
     # Relative lattice energies of polymorphs are a few kJ/mol; an error beyond 30 means a broken protocol.
     assert math.isfinite(metrics["mae"]["value"]) and 0 < metrics["mae"]["value"] < 30
+
+
+@pytest.fixture(scope="module")
+def csp_small_items(data_root):
+    return task_items("csp-landscapes-small", data_root)
+
+
+def _aligned_mae(predictions, system=None) -> float:
+    rows = [p for p in predictions if p.quantity == "aligned_relative_energy" and p.value is not None
+            and (system is None or p.groups["system"] == system)]
+    return float(np.mean([abs(p.value - p.reference.value) for p in rows]))
+
+
+def test_csp_anchor_free_headline_is_each_landscapes_mae_about_its_median_shift(csp_small_items):
+    """The headline against numpy: per landscape, model-minus-reference energies of the crystals within 5
+    kcal/mol of the reference-lowest (it included) less their median. Invariant to a constant added to one
+    landscape's model energies; an error on the reference-lowest crystal alone moves it by one entry's worth,
+    where the anchored MAE carries it into every crystal of the landscape."""
+    items = csp_small_items
+    rng = np.random.default_rng(1)
+    reference = {i.id: units.convert(*i.reference["energy_per_molecule"], "eV/molecule") for i in items}
+    model = {k: v - 150.0 + rng.normal(0.0, 0.03) for k, v in reference.items()}  # eV per molecule, any zero
+
+    def derive(energies):
+        results = {k: StoredItem(k, "ok", {"energy_per_molecule": v}, None, [], None) for k, v in energies.items()}
+        return polymorph_ranking.derive(items, results, {"energy_window_kcal_mol": 5.0})
+
+    window = units.convert(5.0, "kcal/mol", "eV")
+    base = derive(model)
+    assert sum(p.quantity == "aligned_relative_energy" for p in base) == 274  # 270 in the window + 4 lowest
+    for system in ("DUDZIL", "GLYCIN", "QQQAUG", "VIPKIO"):
+        members = [i.id for i in items if i.groups["system"] == system]
+        lowest = min(reference[k] for k in members)
+        kept = [k for k in members if reference[k] - lowest <= window]
+        d = np.array([model[k] - reference[k] for k in kept])
+        assert _aligned_mae(base, system) == pytest.approx(np.mean(np.abs(d - np.median(d))), rel=1e-9)
+
+    glycin = {i.id for i in items if i.groups["system"] == "GLYCIN"}
+    shifted = derive({k: v + (0.7 if k in glycin else 0.0) for k, v in model.items()})
+    assert _aligned_mae(shifted) == pytest.approx(_aligned_mae(base), rel=1e-12)
+    before = {p.id: p.value - p.reference.value for p in base if p.quantity == "aligned_relative_energy"}
+    after = {p.id: p.value - p.reference.value for p in shifted if p.quantity == "aligned_relative_energy"}
+    assert after == pytest.approx(before, abs=1e-9)
+
+    # One crystal wrong by 0.3 eV (~7 kcal/mol): DUDZIL's reference-lowest.
+    dudzil = [i.id for i in items if i.groups["system"] == "DUDZIL"]
+    anchor = min(dudzil, key=reference.get)
+    broken = derive({**model, anchor: model[anchor] + 0.3})
+    n_window = sum(p.quantity == "aligned_relative_energy" and p.groups["system"] == "DUDZIL" for p in base)
+    moved = _aligned_mae(broken, "DUDZIL") - _aligned_mae(base, "DUDZIL")
+    assert 0 < moved <= 2 * 0.3 / n_window  # its own entry, plus the median moving to a neighbouring value
+
+    def anchored(predictions):
+        return np.mean([abs(p.value - p.reference.value) for p in predictions
+                        if p.quantity == "relative_energy_in_window" and p.groups["system"] == "DUDZIL"])
+    assert anchored(broken) - anchored(base) > 0.25
+
+
+def test_csp_anchor_free_failed_crystal_is_a_failed_entry_left_out_of_the_median(csp_small_items):
+    items = [i for i in csp_small_items if i.groups["system"] == "QQQAUG"]
+    energies = {i.id: units.convert(*i.reference["energy_per_molecule"], "eV/molecule") for i in items}
+    results = {k: StoredItem(k, "ok", {"energy_per_molecule": v + 2.0}, None, [], None) for k, v in energies.items()}
+    lowest = min(energies, key=energies.get)
+    results[lowest] = StoredItem(lowest, "failed", {}, "RuntimeError: boom", [], None)
+    aligned = [p for p in polymorph_ranking.derive(items, results, {"energy_window_kcal_mol": 5.0})
+               if p.quantity == "aligned_relative_energy"]
+    [failed] = [p for p in aligned if p.value is None]
+    assert failed.id == f"QQQAUG@{lowest}" and "boom" in failed.error
+    # every other crystal is exact (a constant 2 eV off): the lowest crystal failing costs only its own entry
+    assert all(p.value == pytest.approx(p.reference.value, abs=1e-9) for p in aligned if p.value is not None)

@@ -10,6 +10,14 @@ molecule with at least two crystals it gives:
   bootstrap intervals resample molecules, whose crystals share the zero;
 - ``relative_energy_in_window``: the same, only for crystals whose reference relative energy is at most
   ``energy_window_kcal_mol`` (not given when that is None): the low-energy region a ranking must get right;
+- ``aligned_relative_energy``: anchor-free. For the crystals in the window (every crystal when the window is
+  None), the reference-lowest one included, each error is the crystal's model-minus-reference energy less the
+  median of that difference over the molecule's computed crystals in the window. The median is the constant
+  shift that minimises the mean absolute error, so the MAE of these entries is the landscape's MAE under its
+  most favourable zero: a constant added to all of one molecule's model energies leaves it unchanged, and no
+  single crystal (the reference-lowest, which the anchored form zeroes) carries its error into every other.
+  The entry's reference is the crystal's reference relative energy and its value that plus the aligned error;
+  id ``<system>@<crystal>`` as above. A crystal not computed is a failed entry and is left out of the median.
 - ``lowest_form_agrees``: 1 when the model's lowest crystal is the reference's, else 0 (id ``<system>``);
 - ``spearman``: the Spearman rank correlation of model and reference energies over the molecule's crystals
   (at least three; id ``<system>``);
@@ -34,7 +42,8 @@ from ..store import StoredItem, stored_value
 
 PARAMS = {"structure_role": "crystal", "energy_window_kcal_mol": None}
 QUANTITIES = {"energy_per_molecule": "eV/molecule", "relative_energy": "eV/molecule",
-              "relative_energy_in_window": "eV/molecule", "lowest_form_agrees": "1", "spearman": "1",
+              "relative_energy_in_window": "eV/molecule", "aligned_relative_energy": "eV/molecule",
+              "lowest_form_agrees": "1", "spearman": "1",
               "experimental_rank": "1"}
 _UNIT = QUANTITIES["energy_per_molecule"]
 
@@ -91,6 +100,7 @@ def _system(system: str, members: list[Item], results: dict[str, StoredItem], pa
         if window_ev is not None and ref.value <= window_ev:
             quantities.append("relative_energy_in_window")
         out += [Prediction(f"{system}@{member.id}", q, value, ref, groups, error) for q in quantities]
+    out += _aligned(system, members, reference, model, errors, anchor, window_ev)
 
     failed = [(m.id, e) for m, e in zip(members, errors, strict=True) if e is not None]
     error = None if not failed else (f"{len(failed)} of {len(members)} crystals not computed, e.g. {failed[0][0]}: "
@@ -112,3 +122,18 @@ def _system(system: str, members: list[Item], results: dict[str, StoredItem], pa
                                   groups, error))
     return out
 
+
+
+def _aligned(system: str, members: list[Item], reference: np.ndarray, model: tuple, errors: tuple, anchor: int,
+             window_ev: float | None) -> list[Prediction]:
+    """``aligned_relative_energy`` of the molecule's crystals in the window: errors less their median."""
+    relative = reference - reference[anchor]
+    scored = [i for i in range(len(members)) if window_ev is None or relative[i] <= window_ev]
+    computed = [i for i in scored if errors[i] is None]
+    shift = float(np.median([model[i] - reference[i] for i in computed])) if computed else None
+    out = []
+    for i in scored:
+        value = None if errors[i] is not None else float(relative[i] + (model[i] - reference[i]) - shift)
+        out.append(Prediction(f"{system}@{members[i].id}", "aligned_relative_energy", value,
+                              Quantity(float(relative[i]), _UNIT), {"system": system}, errors[i]))
+    return out

@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from itertools import combinations
 
@@ -32,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm as normal
 
-from ..taskspec import VALUE_STATISTICS
+from ..taskspec import VALUE_STATISTICS, primary_metric
 from .bootstrap import LEVEL, paired_statistics, resample_counts, resampled_statistic, weighted_statistic
 from .load import TaskResult
 from .tables import Bootstraps, HeadlineItems
@@ -327,14 +328,45 @@ def build(metrics: pd.DataFrame, bootstraps: Bootstraps) -> Leaderboard:
 
 def annotate(board: Leaderboard, results: list[TaskResult]) -> Leaderboard:
     """Adds to each (label, task) row what the results files say beyond the numbers: the model family
-    (model and D3 flag), the task's suites, and the warnings (``theory.warnings_for``)."""
+    (model and D3 flag), the task's suites, the warnings (``theory.warnings_for``) and the kinds of its failed
+    headline entries (``failure_kinds``)."""
     found = {r.key: r for r in results}
     tasks = board.tasks.copy()
     keys = list(zip(tasks["label"], tasks["task"], strict=True))
     tasks["family"] = [found[k].family for k in keys]
     tasks["suites"] = [list(found[k].suites) for k in keys]
     tasks["warnings"] = [warnings_for(found[k]) for k in keys]
+    tasks["failure_kinds"] = [failure_kinds(found[k]) for k in keys]
     return replace(board, tasks=tasks)
+
+
+#: kinds of failure that a message names where its exception type does not (checked first, in this order)
+FAILURE_MESSAGES = (("can't allocate memory", "out of memory"), ("out of memory", "out of memory"),
+                    ("did not converge", "not converged"), ("outside the sampled", "minimum outside the sampled range"),
+                    ("itemtimeout", "timed out"))
+#: the protocols' own failure types (the runner stores '<type>: <message>'); any other type is the model's error
+FAILURE_TYPES = {"ElasticallyUnstable": "elastically unstable", "DynamicallyUnstable": "dynamically unstable",
+                 "NotConverged": "not converged", "ItemTimeout": "timed out"}
+
+
+def failure_kind(error: str) -> str:
+    text = str(error or "")
+    lowered = text.lower()
+    for pattern, kind in FAILURE_MESSAGES:
+        if pattern in lowered:
+            return kind
+    return FAILURE_TYPES.get(text.split(":", 1)[0].strip(), "model error")
+
+
+def failure_kinds(result: TaskResult) -> str:
+    """'elastically unstable 8, not converged 1': the kinds of the failed headline entries, most common first."""
+    spec = primary_metric(result.metric_specs) if result.metric_specs else None
+    if spec is None:
+        return ""
+    frame = result.predictions
+    rows = frame[(frame["quantity"] == spec.quantity) & (frame["status"] != "ok")]
+    counts = Counter(failure_kind(m) for m in (rows["message"] if "message" in rows else [""] * len(rows)))
+    return ", ".join(f"{kind} {n}" for kind, n in counts.most_common())
 
 
 def warning_text(warnings) -> str:
