@@ -13,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from ..data import sha256_file
+from ..data import cached_sha256
 from .registry import ModelVariant
 from .worker import WorkerEnvironment, worker_environment
 
@@ -38,7 +38,7 @@ def fingerprint(variant: ModelVariant) -> dict[str, Any]:
     environment = worker_environment(card)
     checkpoint = card.resolve_checkpoint(environment.package_dirs if environment else None)
     arg_files = {
-        key: sha256_file(Path(value))
+        key: cached_sha256(Path(value))
         for key, value in variant.args.items()
         if _names_a_file(value)
     }
@@ -49,7 +49,7 @@ def fingerprint(variant: ModelVariant) -> dict[str, Any]:
         "args": variant.args,
         "arg_file_sha256": arg_files,
         "checkpoint": str(checkpoint) if checkpoint else None,
-        "checkpoint_sha256": sha256_file(checkpoint) if checkpoint else None,
+        "checkpoint_sha256": cached_sha256(checkpoint) if checkpoint else None,
         "channel": variant.channel,
         "level_of_theory": channel.level_of_theory,
         "d3": variant.d3,

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import urllib.parse
 from pathlib import Path
 
-from ..data import sha256_file
+from ..data import cached_sha256, sha256_file
 from ..errors import OmniBenchError
 from .card import ModelCard
 
@@ -52,19 +53,14 @@ def _write_pin(url: str, digest: str, size: int) -> Path:
     return path
 
 
-def locate(card: ModelCard) -> Path | None:
-    """The checkpoint on disk: the card's variable and paths, then the download cache; None when absent."""
-    try:
-        return card.resolve_checkpoint()
-    except OmniBenchError:
-        return None
-
-
 def ensure_weights(cards: list[ModelCard], fetch: bool, progress: bool = True, log=print) -> None:
     """Before a run: every card with a ``download`` has its checkpoint, matching the pins; downloaded with
     ``fetch``, else one line saying how to fetch it or point at a local file."""
     for card in {c.name: c for c in cards if c.download}.values():
-        path = locate(card)
+        try:  # the card's variable and paths, then the download cache
+            path = card.resolve_checkpoint()
+        except OmniBenchError:
+            path = None
         if path is None:
             if not fetch:
                 raise OmniBenchError(_missing(card))
@@ -110,7 +106,7 @@ def download(card: ModelCard, progress: bool = True, log=print) -> Path:
                 raise OmniBenchError(f"{source}: not in the weights mirror, or larger than the card's "
                                      f"{card.download.max_bytes} B")
             with open(source, "rb") as src, fetch.open_partial(part, append=False) as out:
-                out.write(src.read())
+                shutil.copyfileobj(src, out)  # in chunks: a checkpoint may be a GB
     except OmniBenchError as exc:
         raise OmniBenchError(f"model {card.name}: {exc}; offline, {_local(card)}, or set {MIRROR_ENV} to a "
                              "mirror") from None
@@ -132,7 +128,7 @@ def _verify(card: ModelCard, path: Path, url: str) -> None:
 def check_pin(card: ModelCard, path: Path, log=print) -> None:
     """The checkpoint in use must be the pinned one; the first one seen is pinned (one line says where)."""
     pinned = read_pins().get(card.download.url)
-    digest = sha256_file(path)
+    digest = cached_sha256(path)  # the fingerprint reads it again
     if card.download.sha256 and digest != card.download.sha256:
         raise OmniBenchError(f"model {card.name}: {path} has sha256 {digest}, not the card's {card.download.sha256}")
     if pinned is None:

@@ -185,17 +185,18 @@ def compare(headline: HeadlineItems, bootstraps: Bootstraps) -> tuple[pd.DataFra
         rows.append({"label": label, "value": value, "ci_low": low, "ci_high": high, "n_common": len(common),
                      "n_total": int(headline.present[label].sum())})
     tests = [(a, b, compare_pair(headline, a, b, bootstraps)) for a, b in combinations(labels, 2)]
-    pairs, losses, wins = verdicts(tests)
+    pairs, ranks, worst = verdicts(tests, labels)
     table = pd.DataFrame(rows, columns=["label", "value", "ci_low", "ci_high", "n_common", "n_total"])
-    table["rank"] = [1 + losses.get(label, 0) for label in table["label"]]
-    table["rank_worst"] = [len(labels) - wins.get(label, 0) for label in table["label"]]
+    table["rank"] = [ranks.get(label, 1) for label in table["label"]]
+    table["rank_worst"] = [worst.get(label, len(labels)) for label in table["label"]]
     return table, pairs.assign(task=headline.task)
 
 
-def verdicts(tests: list[tuple[str, str, PairedTest]]) -> tuple[pd.DataFrame, dict[str, int], dict[str, int]]:
+def verdicts(tests: list[tuple[str, str, PairedTest]],
+             labels: list[str]) -> tuple[pd.DataFrame, dict[str, int], dict[str, int]]:
     """(one row per pair with its Bonferroni-adjusted p-value and the better label, '' when the pair's test does
-    not reach ``PAIR_LEVEL``; per label, how many labels are better than it; per label, how many it beats).
-    Each verdict reads its own pair only."""
+    not reach ``PAIR_LEVEL``; per label of ``labels``, its rank, 1 + the labels better than it; per label, its
+    worst rank, the number of labels less those it beats). Each verdict reads its own pair only."""
     pairs = pd.DataFrame([
         {"task": "", "first": a, "second": b, "difference": t.difference, "low": t.low, "high": t.high,
          "p_value": t.p_value, "p_adjusted": min(1.0, t.p_value * FAMILY_PAIRS),
@@ -207,7 +208,8 @@ def verdicts(tests: list[tuple[str, str, PairedTest]]) -> tuple[pd.DataFrame, di
         loser = row["second"] if row["better"] == row["first"] else row["first"]
         losses[loser] = losses.get(loser, 0) + 1
         wins[row["better"]] = wins.get(row["better"], 0) + 1
-    return pairs, losses, wins
+    return (pairs, {label: 1 + losses.get(label, 0) for label in labels},
+            {label: len(labels) - wins.get(label, 0) for label in labels})
 
 
 def null_predictions(headline: HeadlineItems, reference: np.ndarray) -> np.ndarray | None:
@@ -358,6 +360,11 @@ def failure_kind(error: str) -> str:
     return FAILURE_TYPES.get(text.split(":", 1)[0].strip(), "model error")
 
 
+def failed_text(n: int, kinds: str | None) -> str:
+    """'8 (elastically unstable 8)': how many failed, and of which kinds (``failure_kinds``)."""
+    return f"{n} ({kinds})" if n and kinds else str(n)
+
+
 def failure_kinds(result: TaskResult) -> str:
     """'elastically unstable 8, not converged 1': the kinds of the failed headline entries, most common first."""
     spec = primary_metric(result.metric_specs) if result.metric_specs else None
@@ -455,9 +462,9 @@ def _overall(tasks: pd.DataFrame, domains: pd.DataFrame) -> pd.DataFrame:
         labels = sorted(group["label"])
         tests = [(a, b, _paired_scores(replicates[a], replicates[b], score_of(overall, a) - score_of(overall, b)))
                  for a, b in combinations(labels, 2)]
-        _, losses, wins = verdicts(tests)
-        ranks.update({label: 1 + losses.get(label, 0) for label in labels})
-        worst.update({label: len(labels) - wins.get(label, 0) for label in labels})
+        _, group_ranks, group_worst = verdicts(tests, labels)
+        ranks.update(group_ranks)
+        worst.update(group_worst)
     overall["rank"] = pd.array([ranks.get(label) for label in overall["label"]], dtype="Int64")
     overall["rank_worst"] = pd.array([worst.get(label) for label in overall["label"]], dtype="Int64")
     same_rank = overall.groupby(["coverage", "rank"], dropna=False)["label"].transform("size")

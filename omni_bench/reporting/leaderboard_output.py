@@ -18,6 +18,7 @@ from .leaderboard import (
     PAIR_LEVEL,
     Leaderboard,
     csv_frame,
+    failed_text,
     row_rank,
     task_cell,
     warning_text,
@@ -135,11 +136,6 @@ def _task_rows(group: pd.DataFrame) -> list[list[str]]:
                      task_cell(r), fmt_ci(r["norm"], r["norm_low"], r["norm_high"], 2), n,
                      failed_text(r["n_total"] - r["n"], r.get("failure_kinds")), warning_text(r.get("warnings") or [])])
     return rows
-
-
-def failed_text(n: int, kinds: str | None) -> str:
-    """'8 (elastically unstable 8)': how many headline entries failed, and of which kinds."""
-    return f"{n} ({kinds})" if n and kinds else str(n)
 
 
 TASK_HEADER = ["rank (range)", "model", f"common-item value [{LEVEL:.0%} CI]", "normalised [CI]", "scored/common/total",

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .bootstrap import LEVEL
-from .leaderboard import row_rank
+from .leaderboard import failed_text, row_rank
 from .text import fmt_ci, html_text
 
 #: (data key, header, sort type) of each column; the key names the column in the URL (``#sort=norm&dir=desc``)
@@ -58,15 +58,11 @@ def _row(r: pd.Series) -> str:
         _cell(html_text(fmt_ci(r["value"], r["ci_low"], r["ci_high"])), css="num"),
         _cell(row_rank(r)),
         _cell("n/a" if not np.isfinite(r["norm"]) else f"{r['norm']:.3g}", css="num"),
-        _cell(str(r["n"]), css="num"), _cell(html_text(failed_cell(r)), css="num"), _warnings_cell(r["warnings"]),
+        _cell(str(r["n"]), css="num"),
+        _cell(html_text(failed_text(r["task_n_failed"], r.get("failure_kinds"))), css="num"),
+        _warnings_cell(r["warnings"]),
     ]
     return f"<tr {attrs}>{''.join(cells)}</tr>"
-
-
-def failed_cell(r: pd.Series) -> str:
-    """The failed items and the kinds of the failed headline entries ('2 (out of memory 2)')."""
-    kinds = r.get("failure_kinds") or ""
-    return f"{r['task_n_failed']} ({kinds})" if r["task_n_failed"] and kinds else str(r["task_n_failed"])
 
 
 def _select(key: str, label: str, values: list[str]) -> str:
