@@ -19,6 +19,8 @@ and are printed. Run (single thread; on a busy machine add ``--benchmark-timer t
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,61 @@ def test_lockstep_against_the_ase_loop(benchmark, clock, name):
     })
     print(f"\n{model.variant.label}: {len(cells)} cells of {len(cells[0])} atoms, steps {steps} (ASE {ase_steps[0]}): "
           f"lock-step/ASE loop {ratio:.2f}, all cells in one batch/ASE loop {one_batch_ratio:.2f}")
+
+
+def mamun_structures() -> list:
+    """The 39 structures of mamun-noble-relaxed (slabs of 12-16 atoms, adsorbate-slabs, gases), as loaded."""
+    spec = all_tasks()["mamun-noble-relaxed"]
+    root = Path(os.environ.get("OMNI_BENCH_DATA") or REPO.parent / "shared" / "data")
+    items = plugins.load("loader", spec.loader).load(data.task_files(spec, root, "benchmark"), spec.loader_params)
+    return [item.structures[item.meta["kind"]] for item in items]
+
+
+@pytest.mark.parametrize("name", ["7net-0", "chgnet"])
+def test_lanes_against_intra_op_threads(benchmark, name):
+    """Forces of the 39 Mamun structures on all of this machine's torch threads, three ways, wall time (lanes
+    are threads, so CPU time would not show them): the calculator one structure at a time (what CatBench's
+    loop does), batches of the CPU budget on one lane with every thread inside each operation, and the same
+    batches split into one lane per thread (models/batched.py, ``in_lanes``)."""
+    import torch
+
+    from omni_bench.models import batched
+
+    model = model_under_test(name).loaded
+    prepared = [model.attach(atoms) for atoms in mamun_structures()]
+    threads = torch.get_num_threads()
+    batches = batched.plan_batches([len(atoms) for atoms in prepared], batched.CPU_BATCH_ATOMS)
+
+    def calculator_loop():
+        for atoms in prepared:
+            atoms.calc.reset() if hasattr(atoms.calc, "reset") else None
+            atoms.get_forces()
+
+    def batches_on(lanes: int):
+        original = batched.cpu_lanes
+        batched.cpu_lanes = lambda device: lanes
+        try:
+            for batch in batches:
+                model.energies_forces([prepared[i] for i in batch])
+        finally:
+            batched.cpu_lanes = original
+
+    seconds = {"calculator": [], "one_lane": []}
+
+    def setup():
+        for key, run in (("calculator", calculator_loop), ("one_lane", lambda: batches_on(1))):
+            start = time.perf_counter()
+            run()
+            seconds[key].append(time.perf_counter() - start)
+        return (threads,), {}
+
+    benchmark.group = "lanes"
+    benchmark.pedantic(batches_on, setup=setup, rounds=3, warmup_rounds=1)
+    lanes_seconds = list(benchmark.stats.stats.data)
+    ratios = {key: statistics.median(lanes_seconds) / statistics.median(values) for key, values in seconds.items()}
+    benchmark.extra_info.update({"kind": "lanes", "model": name, "threads": threads, "structures": len(prepared),
+                                 "seconds": seconds, "lanes_seconds": lanes_seconds,
+                                 "ratio_lanes_to_calculator": ratios["calculator"],
+                                 "ratio_lanes_to_one_lane": ratios["one_lane"]})
+    print(f"\n{name}, {threads} threads: lanes/calculator loop {ratios['calculator']:.2f}, "
+          f"lanes/one lane {ratios['one_lane']:.2f}")

@@ -89,6 +89,8 @@ def statistic(name: str, predicted: np.ndarray, reference: np.ndarray) -> float:
         return float(np.mean(error))
     if name == "max_abs_error":
         return float(np.max(np.abs(error)))
+    if name == "median_abs_error":  # robust to the one outlier that can own a mean (an unstable tensor)
+        return float(np.median(np.abs(error)))
     if name == "r2":
         total = np.sum((reference - reference.mean()) ** 2)
         return float(1.0 - np.sum(error**2) / total) if total > 0 else float("nan")

@@ -23,7 +23,7 @@ from .schema import Fields, load_yaml
 #: learned them). A model card declares its own; a task may keep one reference per convention.
 ENERGY_CONVENTIONS = ("raw", "mp2020-corrected")
 #: error statistics compare with the reference; mean/max/min/sum describe the model's values alone
-STATISTICS = ("mae", "rmse", "mean_error", "max_abs_error", "r2", "f1", "mean", "max", "min", "sum")
+STATISTICS = ("mae", "rmse", "mean_error", "max_abs_error", "median_abs_error", "r2", "f1", "mean", "max", "min", "sum")
 DIRECTIONS = ("lower", "higher")
 #: statistics of a model's values alone, with no reference: no null predictor gives them a scale
 VALUE_STATISTICS = ("mean", "max", "min", "sum")

@@ -18,13 +18,18 @@ import yaml
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
-from helpers import REPO, TWO_CHANNEL_CARD, run_into
+from helpers import REPO, TWO_CHANNEL_CARD, task_items
 
+from omni_bench.data import resolve_data_root
+from omni_bench.executors.serial import run_serial
 from omni_bench.loaders import diatomics as diatomics_loader
-from omni_bench.loaders import physicality_structures
+from omni_bench.loaders import physicality_structures, separability_pairs
+from omni_bench.models.registry import resolve_models
 from omni_bench.protocols import diatomic_curves, energy_conservation, separability
 from omni_bench.reporting import figures, physicality_plots
 from omni_bench.reporting.load import load_results
+from omni_bench.run.options import RunOptions
+from omni_bench.store import ResultStore
 from omni_bench.task_registry import all_tasks
 from omni_bench.taskspec import load_task
 
@@ -33,13 +38,13 @@ SUITE = ["diatomics", "separability", "extensivity", "invariances", "force-consi
 EMT_EDITS = {
     "diatomics": {"dataset": {"params": {"elements": ["Cu", "Al"], "pairs": ["Cu-O"]}},
                   "counts": {"items": 3}, "protocol": {"params": {"points": 60, "consistency_every": 5}}},
-    "separability": {"counts": {"items": 22}},
+    "separability": {"counts": {"items": 32}},
     "extensivity": {"dataset": {"params": {"elements": ["Al", "Cu", "Pt"]}}, "counts": {"items": 3}},
     "invariances": {"dataset": {"params": {"s22": ["Water_dimer"], "dcdft": ["Cu"], "water_box": 0}},
                     "counts": {"items": 2}},
     "force-consistency": {"dataset": {"params": {"s22": ["Water_dimer"], "dcdft": ["Cu"], "water_box": 0}},
                           "counts": {"items": 2}, "protocol": {"params": {"components": 6}}},
-    "energy-conservation": {"dataset": {"params": {"s22": [], "dcdft": ["Cu"]}},
+    "energy-conservation": {"dataset": {"params": {"s22": [], "dcdft": ["Cu"], "ice13": [], "mofsimbench": []}},
                             "protocol": {"params": {"thermalisation_steps": 20, "steps": 200}},
                             "counts": {"items": 1}},
 }
@@ -59,6 +64,20 @@ def emt_task(folder: Path, name: str, edits: dict | None = None):
     folder.mkdir(exist_ok=True)
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return load_task(folder / f"{name}.yaml")
+
+
+def run_into(folder: Path, models: list[str], specs: list, *, channels: list[str] | None = None,
+             model_args: list[str] | None = None) -> Path:
+    """helpers.run_into with the reference data root ($OMNI_BENCH_DATA): the surface pairs, the ice and the MOF
+    come from other tasks' data files."""
+    store = ResultStore(folder / "store.sqlite")
+    options = RunOptions(store=store, out_dir=folder / "out", data_root=resolve_data_root()[0], data_origin="test",
+                         device="cpu", progress=False)
+    try:  # the cards name this module's factories: the test trusts its own code
+        run_serial(resolve_models(models, channels, model_args, trust_code=True), specs, options)
+    finally:
+        store.close()
+    return folder / "out"
 
 
 def run_suite(folder: Path, model: str, tasks: list[str], model_args: list[str] | None = None,
@@ -173,6 +192,45 @@ class _NotASum(_Planted):
         return energy + self.c * len(atoms) ** 2, forces
 
 
+class _Typed(_Planted):
+    """EMT that says it covers H and Cu only (a SevenNet-style ``type_map``), though EMT computes O too."""
+
+    type_map = {1: 0, 29: 1}
+
+    def plant(self, atoms, energy, forces):
+        return energy, forces
+
+
+class _NeedsNeighbour(_Planted):
+    """EMT that raises for a lone atom (a model whose graph needs an edge), as some calculators do."""
+
+    def plant(self, atoms, energy, forces):
+        if len(atoms) == 1:
+            raise RuntimeError("no neighbours within the cutoff")
+        return energy, forces
+
+
+class _FailsShortRange(_Planted):
+    """EMT that raises below 0.3 A: a covered element whose curve fails, which must stay a failure."""
+
+    def plant(self, atoms, energy, forces):
+        if len(atoms) == 2 and atoms.get_distance(0, 1) < 0.3:
+            raise RuntimeError("atoms too close")
+        return energy, forces
+
+
+def typed_emt() -> Calculator:
+    return _Typed()
+
+
+def needs_neighbour_emt() -> Calculator:
+    return _NeedsNeighbour()
+
+
+def fails_short_range_emt() -> Calculator:
+    return _FailsShortRange()
+
+
 def wrong_sign_emt() -> Calculator:
     return _WrongSign()
 
@@ -207,7 +265,11 @@ def test_the_suite_is_the_six_physicality_tasks_with_stated_thresholds():
     assert sorted(tasks) == sorted(SUITE)
     for spec in tasks.values():
         assert spec.domain == "physicality" and spec.scale.value > 0 and spec.scale.source
-        assert spec.level_of_theory.startswith("none") and not spec.needs_data  # runs anywhere, no download
+        assert spec.level_of_theory.startswith("none")
+    # only the surface pairs and the ice and MOF runs read task data: three small files of other tasks
+    assert {name for name, spec in tasks.items() if spec.needs_data} == {"separability", "energy-conservation"}
+    assert sorted(f.path.split("/")[0] for name in ("separability", "energy-conservation") for f in tasks[name].files) \
+        == ["DMC_ICE13", "MOFSimBench", "Mamun2019_CatBench_noble_subset"]
 
 
 def test_loaders_give_the_declared_items_without_data():
@@ -219,6 +281,23 @@ def test_loaders_give_the_declared_items_without_data():
     assert sum(box.get_masses()) / box.get_volume() / 0.602214 == pytest.approx(0.997, rel=1e-3)  # g/cm^3
     distances = box.get_all_distances(mic=True)[np.triu_indices(24, 1)]
     assert distances.min() > 0.9  # O-H bonds, no atoms on top of each other
+
+
+def test_task_data_gives_surface_pairs_an_ice_and_a_mof(data_root):
+    pairs = {item.id: item for item in task_items("separability", data_root)}
+    assert len(pairs) == 32 and sum(item.groups["kind"] == "surface" for item in pairs.values()) == 10
+    oh = pairs["Cu12/OHstar"]  # the adsorbate+slab geometry split by the data's adsorbate_indices
+    assert oh.structures["monomer_1"].get_chemical_formula() == "Cu12"
+    assert oh.structures["monomer_2"].get_chemical_formula() == "HO" and oh.structures["monomer_2"].pbc.all()
+    runs = {item.id: item for item in task_items("energy-conservation", data_root)}
+    assert {k: (len(i.structures["structure"]), i.groups["kind"]) for k, i in runs.items()} == {
+        "Water_dimer": (6, "molecule"), "W2": (2, "crystal"), "ice-XVII": (18, "ice"), "calf": (44, "mof")}
+    assert runs["calf"].structures["structure"].get_chemical_formula() == "C12H8N12O8Zn4"
+    mamun = {f.path: data_root / f.path for f in all_tasks()["separability"].files}
+    with pytest.raises(Exception, match="not an adsorbate"):  # the clean slab is no pair
+        separability_pairs.load(mamun, {"s22": [], "surfaces": ["Cu12/star"]})
+    with pytest.raises(Exception, match="must list its file ice_Ih.vasp"):
+        physicality_structures.load({}, {"ice13": ["Ih"]})
 
 
 # --- physical curves pass, planted faults are caught ---------------------------------------------------------
@@ -299,9 +378,57 @@ def test_an_energy_that_is_not_a_sum_fails_separability_and_extensivity(tmp_path
     label = "test_physicality:not_a_sum_emt"
     r = run_suite(tmp_path, label, ["separability", "extensivity"])
     # 0.01 eV x ((a + b)^2 - a^2 - b^2) = 0.02 a b eV per pair: 0.02 x 3 x 3 eV for the water dimer
-    assert values(r[(label, "separability")], "separability_residual")["Water_dimer"] == pytest.approx(180.0)
+    residuals = values(r[(label, "separability")], "separability_residual")
+    assert residuals["Water_dimer"] == pytest.approx(180.0)
+    assert residuals["Cu12/OHstar"] == pytest.approx(0.02 * 12 * 2 * 1000)  # slab of 12 atoms, OH of 2
     # 0.01 eV x (N^2 - 8 n^2) / N for N = 8 n atoms: 0.07 n eV/atom, 280 meV/atom for 4-atom fcc cells
     assert values(r[(label, "extensivity")], "extensivity_residual")["Cu"] == pytest.approx(280.0)
+
+
+#: the EMT diatomics variant with Fe, which EMT does not cover, among the candidates
+WITH_FE = {"diatomics": _merge(EMT_EDITS["diatomics"], {"dataset": {"params": {
+    "elements": ["Cu", "Fe", "Al"], "pairs": ["Cu-O", "Fe-O"]}}, "counts": {"items": 5}})}
+
+
+def run_curves(folder: Path, model: str, edits: dict) -> object:
+    out = run_into(folder, [model], [emt_task(folder / "tasks", "diatomics", edits)])
+    return load_results([out])[0]
+
+
+def test_elements_a_model_does_not_cover_are_named_and_counted_not_failed(tmp_path):
+    curves = run_curves(tmp_path, "emt", WITH_FE)
+    assert curves.n_failed == 0
+    assert values(curves, "not_covered") == {"Cu-Cu": 0.0, "Fe-Fe": 1.0, "Al-Al": 0.0, "Cu-O": 0.0, "Fe-O": 1.0}
+    assert metric(curves, "not_covered_count") == 2
+    assert curves.metrics["unphysical_fraction"]["n"] == 3 and curves.metrics["unphysical_fraction"]["n_failed"] == 0
+    assert metric(curves, "unphysical_fraction") == 0  # the three covered curves, as without Fe
+    assert not any(pair.startswith("Fe") for pair in physicality_plots.curve_frame([curves])["pair"])
+    assert any("not covered" in note and "Fe" in note for note in curves.record["notes"])
+    assert physicality_plots.not_covered([curves]) == {"emt": ["Fe-Fe", "Fe-O"]}
+    html = "".join(physicality_plots.task_figures("diatomics", [curves], figures.styles(["emt"])))
+    assert "Fe-Fe, Fe-O" in html
+
+
+def test_the_model_s_own_element_list_decides_over_a_probe(tmp_path):
+    label = "test_physicality:typed_emt"  # says H and Cu; EMT would compute O and Al
+    curves = run_curves(tmp_path, label, WITH_FE)
+    assert values(curves, "not_covered") == {"Cu-Cu": 0.0, "Fe-Fe": 1.0, "Al-Al": 1.0, "Cu-O": 1.0, "Fe-O": 1.0}
+    assert curves.n_failed == 0 and curves.metrics["unphysical_fraction"]["n"] == 1
+
+
+def test_a_model_that_cannot_do_a_lone_atom_still_covers_its_elements(tmp_path):
+    label = "test_physicality:needs_neighbour_emt"
+    curves = run_curves(tmp_path, label, EMT_EDITS)
+    assert set(values(curves, "not_covered").values()) == {0.0} and curves.n_failed == 0
+    assert values(curves, "far_field_energy") == {}  # no isolated atoms: left out, with a note
+    assert any(diatomic_curves.ISOLATED_ATOM_FAILED in note for note in curves.record["notes"])
+
+
+def test_a_covered_element_whose_curve_fails_is_a_failure(tmp_path):
+    label = "test_physicality:fails_short_range_emt"
+    curves = run_curves(tmp_path, label, EMT_EDITS)
+    assert curves.n_failed == 3 and values(curves, "not_covered") == {}  # none hidden as not covered
+    assert curves.metrics["unphysical_fraction"]["n_failed"] == 3
 
 
 def test_a_model_without_stress_still_has_its_forces_checked(tmp_path):
@@ -377,6 +504,25 @@ def test_separated_fragments_are_the_stated_distance_apart():
     assert np.allclose(moved, moved[0]) and np.allclose(np.cross(moved[0], [0, 1, 0]), 0)
 
 
+def test_an_adsorbate_moves_up_the_normal_and_the_cell_keeps_vacuum_on_both_sides():
+    from ase.build import add_adsorbate, fcc111
+
+    slab = fcc111("Cu", size=(2, 2, 3), vacuum=5.0)
+    add_adsorbate(slab, "O", 1.2, "fcc")
+    top = slab.positions[:12, 2].max()
+    pair, alone_slab, alone_o = separability.separated_from_surface(slab[:12], slab[12:], 15.0)
+    assert pair.positions[12, 2] - top == pytest.approx(15.0)
+    assert pair.cell[2] == pytest.approx([0.0, 0.0, (top + 15.0) - slab.positions[:12, 2].min() + 15.0])
+    assert np.allclose(pair.cell[:2], slab.cell[:2]) and pair.pbc.all()
+    image_below = slab.positions[:12, 2].min() + pair.cell[2, 2]  # the slab's periodic image above the O
+    assert image_below - pair.positions[12, 2] == pytest.approx(15.0)
+    assert np.allclose(alone_slab.cell, pair.cell) and np.allclose(alone_o.cell, pair.cell)
+    assert np.allclose(alone_o.positions, pair.positions[12:])
+    assert np.allclose(alone_slab.positions, slab.positions[:12])
+    distances = pair.get_all_distances(mic=True)[:12, 12]
+    assert distances.min() >= 15.0 - 1e-9
+
+
 def test_drift_is_the_fitted_slope_and_a_blow_up_fails():
     times = np.arange(11) * 1e-3  # ps
     assert energy_conservation.drift(times, -3.0 + 0.002 * times)["drift_per_ps"] == pytest.approx(0.002)
@@ -404,6 +550,12 @@ def test_7net0_runs_the_physicality_suite(tmp_path):
     assert metric(results["extensivity"], "residual_max") < 0.1
     assert metric(results["diatomics"], "force_energy_deviation_max") < 0.05
     assert metric(results["energy-conservation"], "drift_max") < 1.0  # meV/atom per ps
+    assert results["energy-conservation"].metrics["drift_mean"]["n"] == 4  # dimer, W, ice XVII, CALF-20
+    assert metric(results["separability"], "residual_mae_by_kind[kind=surface]") < 1.0
+    # SevenNet-0's type_map: 89 elements of H-Pu, without Po, At, Rn, Fr, Ra
+    assert physicality_plots.not_covered([results["diatomics"]]) == {"7net-0": ["Po-Po", "At-At", "Rn-Rn", "Fr-Fr",
+                                                                              "Ra-Ra"]}
+    assert results["diatomics"].metrics["unphysical_fraction"]["n"] == 94
     # most of 7net-0's curves fall into a hole at short range, below MLIP Arena's range
     assert metric(results["diatomics"], "spurious_minima_mean") > metric(results["diatomics"],
                                                                          "spurious_minima_bonding_mean")

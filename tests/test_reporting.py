@@ -95,6 +95,23 @@ def test_weighted_statistics_equal_the_statistic_of_the_resampled_rows():
             assert got == pytest.approx(expected, rel=1e-9, abs=1e-12, nan_ok=True), name
 
 
+def test_weighted_median_abs_error_is_numpys_median_of_the_repeated_items():
+    """Integer weights count items that many times (odd and even totals, zero weights, ties)."""
+    rng = np.random.default_rng(11)
+    predicted, reference = rng.normal(size=9), rng.normal(size=9)
+    predicted[4] = reference[4] + abs(predicted[2] - reference[2])  # a tie in |error|
+    weights = rng.integers(0, 4, size=(200, 9))
+    weights[0] = [0, 0, 0, 0, 0, 0, 0, 0, 5]  # one item only
+    weights[1] = [1, 0, 1, 0, 0, 0, 0, 0, 0]  # even total: the mean of the two middle values
+    got = weighted_statistic("median_abs_error", predicted, reference, weights)
+    for row, value in zip(weights, got, strict=True):
+        repeated = np.repeat(np.abs(predicted - reference), row)
+        assert value == pytest.approx(np.median(repeated), rel=1e-12, abs=1e-15)
+    ones = weighted_statistic("median_abs_error", predicted, reference, np.ones((1, 9)))[0]
+    assert ones == statistic("median_abs_error", predicted, reference) == np.median(np.abs(predicted - reference))
+    assert np.isnan(weighted_statistic("median_abs_error", predicted, reference, np.zeros((1, 9)))[0])
+
+
 def test_bootstrap_is_seeded_and_brackets_the_value():
     rng = np.random.default_rng(0)
     rows = pd.DataFrame({"id": [f"x{i}" for i in range(23)], "predicted": rng.normal(1.0, 1.0, 23),

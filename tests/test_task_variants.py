@@ -54,7 +54,7 @@ def test_variants_that_compute_what_their_parent_computes_are_stored_as_it():
 def test_the_naming_rule_a_full_set_is_plain_and_its_cpu_subset_is_name_small():
     tasks = all_tasks()
     subsets = {name: spec for name, spec in tasks.items() if spec.counts and spec.counts.subset_of}
-    assert len(subsets) == 6
+    assert len(subsets) == 7
     for name, spec in subsets.items():
         full = tasks[spec.counts.subset_of]
         assert name == f"{full.name}-small", name
@@ -74,7 +74,7 @@ def test_a_variant_states_only_what_differs_from_its_parent():
                 yield f"{where}{key}"
 
     variants = [spec for spec in all_tasks().values() if spec.parent is not None]
-    assert len(variants) == 13
+    assert len(variants) == 14
     for spec in variants:
         own = {k: v for k, v in load_yaml(spec.path, "task file").items() if k not in NOT_INHERITED}
         assert list(repeated(own, spec.parent.raw)) == [], spec.name

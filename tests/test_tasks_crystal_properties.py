@@ -79,17 +79,17 @@ def test_heat_capacity_reference_is_per_primitive_cell(data_root):
     assert ratio.max() < 1.0 and np.percentile(ratio, 95) > 0.97
 
 
-class EMTModel:
-    """What the protocols need of a model: a calculator and a place for notes."""
-
-    calc = EMT()
-    notes: set[str] = set()
+def emt_model():
+    """EMT as the runner loads a model (its relaxations, calculator and notes), with no notes yet."""
+    model = loaded_model("emt")
+    model.notes.clear()
+    return model
 
 
 def test_elastic_bulk_modulus_of_a_cubic_crystal_is_its_eos_bulk_modulus():
     """EMT copper: K_VRH from matcalc's strain-stress fit against ase.eos on the relaxed cell's E(V)."""
     item = Item("Cu", {"crystal": bulk("Cu", "fcc", a=3.65)})
-    result = elastic_moduli.compute(item, EMTModel(), elastic_moduli.PARAMS)
+    result = elastic_moduli.compute(item, emt_model(), elastic_moduli.PARAMS)
     relaxed = bulk("Cu", "fcc", a=3.65)
     relaxed.calc = EMT()
     BFGS(ExpCellFilter(relaxed), logfile=None).run(fmax=1e-4)
@@ -126,8 +126,7 @@ def test_elastically_unstable_crystal_fails_with_its_reason_after_a_tight_rechec
     tensor fails Born stability at fmax 0.05 and again after the recheck at 0.001, so the item fails as
     ElasticallyUnstable with the eigenvalue and the note (started at EMT's bcc lattice constant, so the
     relaxations are short)."""
-    model = EMTModel()
-    model.notes = set()
+    model = emt_model()
     params = {**elastic_moduli.PARAMS, "check_stability": True, "recheck_fmax": 0.001}
     with pytest.raises(elastic_moduli.ElasticallyUnstable, match=r"elastically unstable: smallest eigenvalue .* "
                        r"GPa .* after relaxing to fmax 0.001 eV/A; K_VRH would be"):
@@ -137,8 +136,8 @@ def test_elastically_unstable_crystal_fails_with_its_reason_after_a_tight_rechec
 
 def test_heat_capacity_is_per_given_cell_and_below_the_classical_limit():
     params = {**phonon_heat_capacity.PARAMS, "min_length": 10.0}
-    primitive = phonon_heat_capacity.compute(Item("p", {"crystal": bulk("Cu", "fcc", a=3.6)}), EMTModel(), params)
-    cubic = phonon_heat_capacity.compute(Item("c", {"crystal": bulk("Cu", "fcc", a=3.6, cubic=True)}), EMTModel(),
+    primitive = phonon_heat_capacity.compute(Item("p", {"crystal": bulk("Cu", "fcc", a=3.6)}), emt_model(), params)
+    cubic = phonon_heat_capacity.compute(Item("c", {"crystal": bulk("Cu", "fcc", a=3.6, cubic=True)}), emt_model(),
                                          params)
     assert cubic["heat_capacity"] == pytest.approx(4 * primitive["heat_capacity"], rel=1e-3)
     per_atom_in_kb = units.convert(primitive["heat_capacity"], "J/K/mol", "kB")
@@ -149,8 +148,7 @@ def test_dynamically_unstable_crystal_fails_with_its_imaginary_mode_count():
     """EMT bcc copper: its C11 < C12 makes the [110] transverse acoustic branch imaginary near Gamma, so the
     mesh has modes far below -0.1 THz and the item fails with their count, instead of a Cv of the rest."""
     params = {**phonon_heat_capacity.PARAMS, "min_length": 10.0, "imaginary_threshold_THz": -0.1}
-    model = EMTModel()
-    model.notes = set()
+    model = emt_model()
     with pytest.raises(phonon_heat_capacity.DynamicallyUnstable) as caught:
         phonon_heat_capacity.compute(Item("bcc", {"crystal": bulk("Cu", "bcc", a=2.8555)}), model, params)
     counted = re.fullmatch(r"dynamically unstable: (\d+) of (\d+) mesh modes imaginary \(min (-[\d.]+) THz; "
@@ -163,7 +161,7 @@ def test_dynamically_unstable_crystal_fails_with_its_imaginary_mode_count():
                                       {**params, "imaginary_threshold_THz": 2 * lowest})
     assert cv["heat_capacity"] > 0 and phonon_heat_capacity.NEAR_ZERO_NOTE in model.notes
     # without a threshold (the task files' version 1), phonopy's own treatment: imaginary modes left out, noted
-    model.notes = set()
+    model.notes.clear()
     cv = phonon_heat_capacity.compute(Item("bcc", {"crystal": bulk("Cu", "bcc", a=2.8555)}), model,
                                       {**params, "imaginary_threshold_THz": None})
     assert cv["heat_capacity"] > 0 and model.notes == {phonon_heat_capacity.IMAGINARY_NOTE}

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from ase import units as ase_units
 from ase.eos import EquationOfState
-from helpers import run_task
+from helpers import loaded_model, run_task, task_items
 
 from omni_bench.items import Quantity
 from omni_bench.loaders import golddac, mofsimbench
-from omni_bench.protocols import eos_curve, interaction_energy_shared
+from omni_bench.protocols import eos_curve, interaction_energy_shared, mof_bulk_modulus
 from omni_bench.store import StoredItem
 from omni_bench.task_registry import all_tasks
 from omni_bench.units import convert
@@ -241,3 +241,129 @@ def test_mofsimbench_real_models_on_the_smallest_mof(model, tmp_path, data_root)
     assert curve["value"] < 20.0
     if b0["n"]:
         assert b0["value"] < 100.0
+
+
+# --- MOFSimBench's own bulk-modulus protocol ----------------------------------------------------------------
+
+#: loose tolerances and 5 volumes (MOFSimBench: 0.001 eV/A, 11 volumes; test_mof_bulk_modulus_samples_*
+#: checks the 11) so that the step-by-step check costs about a minute of CPU
+LOOSE = {"cell_fmax": 0.05, "fmax": 0.05, "n_volumes": 5}
+#: relative agreement of the protocol's B0 with the hand computation: both run the same optimisers from the same
+#: structure, but the protocol's FIRE may get its forces from the batched path (lock-step), whose floating-point
+#: noise can move each point's converged positions within the force tolerance
+HAND_B0_TOLERANCE = 0.005  # measured: 23.254 against 23.244 GPa (0.04 %)
+
+
+def _hand_computed_b0_gpa(start, calc, params) -> float:
+    """MOFSimBench's bulk_modulus.py with ase alone: FrechetCellFilter + LBFGS, isotropic scalings within
+    +-4 % of the relaxed volume, FIRE at fixed cell, Birch-Murnaghan."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE, LBFGS
+
+    relaxed = start.copy()
+    relaxed.calc = calc
+    assert LBFGS(FrechetCellFilter(relaxed), logfile=None).run(fmax=params["cell_fmax"], steps=1000)
+    volumes, energies = [], []
+    for factor in np.linspace(0.96, 1.04, params["n_volumes"]) ** (1 / 3):
+        atoms = relaxed.copy()
+        atoms.calc = calc
+        atoms.set_cell(relaxed.get_cell() * factor, scale_atoms=True)
+        assert FIRE(atoms, logfile=None).run(fmax=params["fmax"], steps=1000)
+        volumes.append(atoms.get_volume())
+        energies.append(atoms.get_potential_energy())
+    _, _, b0 = EquationOfState(volumes, energies, eos="birchmurnaghan").fit()
+    return b0 / ase_units.GPa
+
+
+@pytest.mark.slow
+def test_mof_bulk_modulus_reproduces_a_hand_computed_b0_step_by_step(data_root):
+    """CALF-20 (44 atoms, the smallest MOF of the data) with 7net-0 + D3(BJ, PBE), as the task's d3: auto gives
+    it: the protocol's B0 against MOFSimBench's steps done by hand with ase."""
+    from ase.calculators.mixing import SumCalculator
+    from dftd3.ase import DFTD3
+
+    spec = all_tasks()["mofsimbench-bulk-modulus-small"]
+    (item,) = task_items("mofsimbench-bulk-modulus-small", data_root, limit=1)
+    assert item.id == "calf" and len(mof_bulk_modulus.starting_structure(item)) == 44
+    params = {**spec.run_params, **LOOSE}
+    model = loaded_model("7net-0")
+    values = mof_bulk_modulus.compute(item, model, params)
+    assert mof_bulk_modulus.D3_ADDED_NOTE in model.notes
+    stored = {"calf": StoredItem("calf", "ok", values, None, [], None)}
+    (prediction,) = mof_bulk_modulus.derive([item], stored, params)
+    assert prediction.error is None
+    b0 = convert(prediction.value, mof_bulk_modulus.QUANTITIES["bulk_modulus"], "GPa")
+
+    by_hand = _hand_computed_b0_gpa(mof_bulk_modulus.starting_structure(item),
+                                    SumCalculator([model.base_calc, DFTD3(method="pbe", damping="d3bj")]), params)
+    print(f"CALF-20, 7net-0+D3: protocol B0 {b0:.3f} GPa, by hand {by_hand:.3f} GPa (DFT 28.2)")
+    assert b0 == pytest.approx(by_hand, rel=HAND_B0_TOLERANCE)
+    assert 5.0 < b0 < 80.0  # DFT: 28.2 GPa
+
+
+def test_mof_bulk_modulus_samples_11_volumes_within_4_percent_of_the_relaxed_cell(data_root):
+    """MOFSimBench's scaling: cell vectors times linspace(0.96, 1.04, 11) ** (1/3), atoms scaled with the cell."""
+    spec = all_tasks()["mofsimbench-bulk-modulus"]
+    (item,) = task_items("mofsimbench-bulk-modulus-small", data_root, limit=1)
+    relaxed = mof_bulk_modulus.starting_structure(item)
+    assert relaxed.get_volume() == pytest.approx(746.926, abs=1e-2)  # the DFT-optimised CIF, strain 1.000
+    cells = mof_bulk_modulus.scaled_cells(relaxed, spec.run_params["volume_range"], spec.run_params["n_volumes"])
+    ratios = np.array([atoms.get_volume() for atoms in cells]) / relaxed.get_volume()
+    assert np.allclose(ratios, np.linspace(0.96, 1.04, 11), rtol=1e-12)
+    for atoms in cells:
+        assert np.allclose(atoms.cell.cellpar()[3:], relaxed.cell.cellpar()[3:])
+        assert np.allclose(atoms.get_scaled_positions(), relaxed.get_scaled_positions(), atol=1e-12)
+
+
+def test_mof_bulk_modulus_names_its_failures_and_counts_unconverged_volumes(data_root):
+    """A stored failure keeps its reason; a fit whose minimum lies outside the 11 volumes is named so the
+    leaderboard counts it as 'minimum outside the sampled range', and a failed cell relaxation as 'not
+    converged'. Fixed-cell relaxations that stop short are fitted as they stand (as MOFSimBench does) and
+    flag the framework in not_converged."""
+    from omni_bench.reporting.leaderboard import failure_kind
+
+    spec = all_tasks()["mofsimbench-bulk-modulus-small"]
+    (item,) = task_items("mofsimbench-bulk-modulus-small", data_root, limit=1)
+    volumes = list(np.linspace(960.0, 1040.0, 11))
+    rising = {f"volume:P{i:02d}": v for i, v in enumerate(volumes)}
+    rising.update({f"energy:P{i:02d}": 0.002 * (v - 900.0) ** 2 / 1000 for i, v in enumerate(volumes)})
+    curve = {item.id: StoredItem(item.id, "ok", {**rising, "unconverged_volumes": 0.0}, None, [], None)}
+    outside, flag = mof_bulk_modulus.derive([item], curve, spec.run_params)
+    assert outside.value is None and failure_kind(outside.error) == "minimum outside the sampled range"
+    assert flag.quantity == "not_converged" and flag.value == 0.0
+    well = {f"volume:P{i:02d}": v for i, v in enumerate(volumes)}
+    well.update({f"energy:P{i:02d}": 0.002 * (v - 1000.0) ** 2 / 1000 for i, v in enumerate(volumes)})
+    short = {item.id: StoredItem(item.id, "ok", {**well, "unconverged_volumes": 3.0}, None, [], None)}
+    fitted, flag = mof_bulk_modulus.derive([item], short, spec.run_params)
+    assert fitted.value > 0 and fitted.error is None and flag.value == 1.0
+    stuck = StoredItem(item.id, "failed", {}, "NotConverged: cell relaxation (LBFGS, FrechetCellFilter) did not "
+                       "converge", [], None)
+    failed, flag = mof_bulk_modulus.derive([item], {item.id: stuck}, spec.run_params)
+    assert failed.value is None and failure_kind(failed.error) == "not converged" and flag.value is None
+    missing, _ = mof_bulk_modulus.derive([item], {}, spec.run_params)
+    assert missing.value is None and missing.error == "not computed"
+
+
+@pytest.mark.slow
+def test_mof_bulk_modulus_adds_d3_to_a_model_trained_without_dispersion(data_root):
+    """7net-0 (PBE, no dispersion; its card names D3 for PBE) gets exactly DFT-D3(BJ, PBE) on top, through the
+    same attribute a +d3 run sets, and a model that has D3 already gets none twice."""
+    from dftd3.ase import DFTD3
+
+    sevennet = loaded_model("7net-0")
+    dispersed = mof_bulk_modulus.with_dispersion(sevennet)
+    assert dispersed is not sevennet and sevennet.d3_calc is None and dispersed.base_calc is sevennet.base_calc
+    (item,) = task_items("mofsimbench-bulk-modulus-small", data_root, limit=1)
+    calf = mof_bulk_modulus.starting_structure(item)
+    d3 = calf.copy()
+    d3.calc = DFTD3(method="pbe", damping="d3bj")
+    added = dispersed.attach(calf).get_potential_energy() - sevennet.attach(calf).get_potential_energy()
+    assert added == pytest.approx(d3.get_potential_energy(), abs=1e-6) and added < -1.0  # eV, 44 atoms
+    assert mof_bulk_modulus.with_dispersion(dispersed) is dispersed
+
+
+def test_mof_bulk_modulus_adds_no_d3_where_it_cannot_or_need_not():
+    emt = loaded_model("emt")  # trained without dispersion, but its card names no D3 functional
+    assert mof_bulk_modulus.with_dispersion(emt) is emt and mof_bulk_modulus.NO_D3_NOTE in emt.notes
+    gfn2 = loaded_model("gfn2-xtb")  # D4 inside
+    assert mof_bulk_modulus.with_dispersion(gfn2) is gfn2 and mof_bulk_modulus.NO_D3_NOTE not in gfn2.notes

@@ -66,7 +66,7 @@ def _item(table: Path, row: dict, cifs: dict[str, Path], energies_in_ev: bool) -
     order = np.argsort(volumes)
     volumes, energies_ev = volumes[order], energies_ev[order]
 
-    crystal = _read_p1_cif(cifs[row["cif_name"]])
+    crystal = read_p1_cif(cifs[row["cif_name"]])
     mismatch = np.min(np.abs(volumes / crystal.get_volume() - 1.0))
     if mismatch > CIF_VOLUME_TOL:
         raise OmniBenchError(f"{where}: CIF volume {crystal.get_volume():.3f} A^3 matches no curve volume "
@@ -90,7 +90,7 @@ def _item(table: Path, row: dict, cifs: dict[str, Path], energies_in_ev: bool) -
     )
 
 
-def _read_p1_cif(path: Path) -> Atoms:
+def read_p1_cif(path: Path) -> Atoms:
     """The CIF's atoms as listed. All these CIFs are P1, and ase.io.read would spend minutes per large cell
     looking for symmetry-equivalent sites that cannot exist; any other space group is refused."""
     blocks = list(parse_cif(str(path)))

@@ -1,13 +1,18 @@
-"""A few small structures of several kinds for the physicality suite; no data file is read.
+"""A few small structures of several kinds for the physicality suite.
 
 - ``s22``: S22 complexes by name (molecules, from the ``ase_s22`` loader);
 - ``dcdft``: Delta-test elemental crystals (from the ``ase_dcdft`` loader, at the reference volume), each
   repeated ``crystal_repeat`` times along every cell vector;
 - ``water_box``: a periodic box of that many water molecules (0: none) at 0.997 g/cm^3, generated here:
   ASE's water molecule on a cubic grid, each turned by a random rotation (``seed``). It is not equilibrated;
-  protocols that need a sane starting point only take single points of it or thermalise it first.
+  protocols that need a sane starting point only take single points of it or thermalise it first;
+- ``ice13``: ice polymorphs of the ice13 task by phase (``XVII`` reads ``DMC_ICE13/poscars/ice_XVII.vasp``,
+  which ``dataset.files`` must list), at their DFT geometry;
+- ``mofsimbench``: frameworks of the mofsimbench-eos tasks by CIF name (``opt_calf`` reads
+  ``MOFSimBench/dft_data/set_*/opt_calf.cif``, listed in ``dataset.files``), at their DFT geometry.
 
-Each item has one structure, ``structure``, and the group ``kind``: molecule, crystal or water-box.
+Only ``ice13`` and ``mofsimbench`` read data files. Each item has one structure, ``structure``, and the group
+``kind``: molecule, crystal, water-box, ice or mof.
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.build import molecule
+from ase.io import read
 from scipy.spatial.transform import Rotation
 
 from ..errors import OmniBenchError
 from ..items import Item
 from . import ase_dcdft, ase_s22
+from .mofsimbench import read_p1_cif
 
-PARAMS = {"s22": [], "dcdft": [], "crystal_repeat": 2, "water_box": 0, "seed": 0}
+PARAMS = {"s22": [], "dcdft": [], "crystal_repeat": 2, "water_box": 0, "seed": 0, "ice13": [], "mofsimbench": []}
 
 #: g/mol of water and g/cm^3 of liquid water at 298 K; 1 g/cm^3 = 0.60221 (g/mol)/A^3 / N_A
 WATER_MOLAR_MASS = 18.015
@@ -59,10 +66,27 @@ def load(files: dict[str, Path], params: dict) -> list[Item]:
     if n_water:
         items.append(Item(id=f"water-box-{n_water}", structures={"structure": water_box(n_water, params["seed"])},
                           groups={"kind": "water-box"}))
+    for phase in params["ice13"]:
+        ice = read(_listed(files, f"ice_{phase}.vasp", "ice13", phase), format="vasp")
+        ice.info.update({"charge": 0, "spin": 1})
+        items.append(Item(id=f"ice-{phase}", structures={"structure": ice}, groups={"kind": "ice"}))
+    for name in params["mofsimbench"]:
+        framework = read_p1_cif(_listed(files, f"{name}.cif", "mofsimbench", name))
+        framework.info.update({"charge": 0, "spin": 1})
+        items.append(Item(id=name.removeprefix("opt_"), structures={"structure": framework}, groups={"kind": "mof"}))
     if not items:
-        raise OmniBenchError("loader physicality_structures: params select no structure (give s22, dcdft or "
-                             "water_box)")
+        raise OmniBenchError("loader physicality_structures: params select no structure (give s22, dcdft, "
+                             "water_box, ice13 or mofsimbench)")
     return items
+
+
+def _listed(files: dict[str, Path], filename: str, param: str, name: str) -> Path:
+    """The path of the listed data file named ``filename``, or an error saying the task must list it."""
+    for rel, path in files.items():
+        if Path(rel).name == filename:
+            return path
+    raise OmniBenchError(f"loader physicality_structures: params.{param} names {name!r}, so dataset.files must "
+                         f"list its file {filename}")
 
 
 def water_box(n_molecules: int, seed: int) -> Atoms:

@@ -10,21 +10,31 @@ A batch that raises (out of memory, a structure the network cannot take), or ans
 real number per structure, is split in halves down to single structures; a structure that fails alone is
 left to the ASE calculator, which then fails or succeeds exactly as it would have without batching.
 
-``energies_forces`` is the same batch with forces (autograd through the whole network, as the calculators do),
-for relaxing many structures in lock-step (models/lockstep.py); ``energies`` stays the energy-only path.
+``energies_forces`` is the same batch with forces (autograd through the whole network, as the calculators do)
+and, where asked, stress, for relaxing many structures in lock-step (models/lockstep.py); ``energies`` stays the
+energy-only path.
+
+Lanes: on a CPU a batch of small structures is split into one sub-batch per torch thread, each run on its own
+Python thread with one torch thread (``in_lanes``). Why: a 7net-0 call on a 13-atom slab is hundreds of small
+tensor operations that intra-op threads barely share. Forces of the 39 Mamun slabs and gases on 2 threads
+(benchmarks/test_lockstep_speed.py, an idle 2-core machine): lanes take 0.80 of the time of the same batches
+on one lane (7net-0; CHGNet 0.78) and 0.73 of the calculator's per-structure loop (CHGNet 0.56). Torch
+releases the GIL inside its operations and the networks hold no state between calls, so the answers are
+those of one call.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ItemTimeout
 
 if TYPE_CHECKING:  # importing this module (the CLI does, for the default) must not import ase or torch
-    import numpy as np
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
@@ -54,7 +64,7 @@ class BatchedEvaluator(Protocol):
 
     def energies(self, structures: Sequence[Atoms]) -> list[float]: ...
 
-    def energies_forces(self, structures: Sequence[Atoms]) -> list[tuple[float, np.ndarray]]: ...
+    def energies_forces(self, structures: Sequence[Atoms], stress: bool = False) -> list[tuple]: ...
 
 
 def evaluator_for(calc: Calculator) -> BatchedEvaluator | None:
@@ -107,34 +117,46 @@ class SevenNetBatch:
         import sevenn._keys as KEY
         import torch
 
-        batch = self._batch(structures)
-        model = self.calc.model  # shared with the calculator: restore its single-graph mode afterwards
-        model.set_is_batch_data(True)
-        try:
-            with torch.no_grad():
-                data = model._preprocess(batch)
+        def energy_only(part: Sequence[Atoms]) -> list[float]:
+            with torch.no_grad():  # per thread: autograd's mode is thread-local
+                data = model._preprocess(self._batch(part))
                 for module in model:
                     if not isinstance(module, self.gradient_modules):
                         data = module(data)
+            return data[KEY.PRED_TOTAL_ENERGY].detach().cpu().reshape(-1).tolist()
+
+        model = self.calc.model  # shared with the calculator: restore its single-graph mode afterwards
+        model.set_is_batch_data(True)
+        try:
+            parts = in_lanes(energy_only, structures, self.calc.device)
         finally:
             model.set_is_batch_data(False)
-        return data[KEY.PRED_TOTAL_ENERGY].detach().cpu().reshape(-1).tolist()
+        return [energy for part in parts for energy in part]
 
-    def energies_forces(self, structures: Sequence[Atoms]) -> list[tuple[float, np.ndarray]]:
-        """The whole network, force module included, on one batch: what the calculator computes per graph."""
+    def energies_forces(self, structures: Sequence[Atoms], stress: bool = False) -> list[tuple]:
+        """The whole network, force module included, on one batch: what the calculator computes per graph
+        (stress as ASE's Voigt 6-vector in eV/A^3, converted as ``SevenNetCalculator.output_to_results`` does)."""
         import sevenn._keys as KEY
 
-        batch = self._batch(structures)
+        def forward(part: Sequence[Atoms]) -> list[tuple]:
+            batch = self._batch(part)
+            data = model(batch)
+            energies = data[KEY.PRED_TOTAL_ENERGY].detach().cpu().reshape(-1).tolist()
+            forces = data[KEY.PRED_FORCE].detach().cpu().numpy()
+            bounds = batch.ptr.cpu().tolist()
+            answers = [(energies[k], forces[bounds[k]:bounds[k + 1]]) for k in range(len(part))]
+            if stress:
+                stresses = (-data[KEY.PRED_STRESS]).detach().cpu().numpy().reshape(len(part), 6)[:, [0, 1, 2, 4, 5, 3]]
+                answers = [(*answer, stresses[k]) for k, answer in enumerate(answers)]
+            return answers
+
         model = self.calc.model
         model.set_is_batch_data(True)
         try:
-            data = model(batch)
+            parts = in_lanes(forward, structures, self.calc.device)
         finally:
             model.set_is_batch_data(False)
-        energies = data[KEY.PRED_TOTAL_ENERGY].detach().cpu().reshape(-1).tolist()
-        forces = data[KEY.PRED_FORCE].detach().cpu().numpy()
-        bounds = batch.ptr.cpu().tolist()
-        return [(energies[k], forces[bounds[k]:bounds[k + 1]]) for k in range(len(structures))]
+        return [answer for part in parts for answer in part]
 
 
 class CHGNetBatch:
@@ -154,21 +176,74 @@ class CHGNetBatch:
         from pymatgen.io.ase import AseAtomsAdaptor
 
         model = self.calc.model
-        # copies without the calculator: the adaptor reads a calculator's last results (magnetic moments,
-        # charges) as site properties, and the shared calculator's may be another structure's
-        crystals = [AseAtomsAdaptor.get_structure(atoms.copy()) for atoms in structures]
-        graphs = [model.graph_converter(crystal) for crystal in crystals]
-        predictions = model.predict_graph(graphs, task=task, batch_size=len(graphs))
-        if isinstance(predictions, dict):  # one graph in, one dict out
-            predictions = [predictions]
-        return [(p, len(c) if model.is_intensive else 1) for p, c in zip(predictions, crystals, strict=True)]
+
+        def predict(part: Sequence[Atoms]) -> list[tuple[dict, int]]:
+            # copies without the calculator: the adaptor reads a calculator's last results (magnetic moments,
+            # charges) as site properties, and the shared calculator's may be another structure's
+            crystals = [AseAtomsAdaptor.get_structure(atoms.copy()) for atoms in part]
+            graphs = [model.graph_converter(crystal) for crystal in crystals]
+            predictions = model.predict_graph(graphs, task=task, batch_size=len(graphs))
+            if isinstance(predictions, dict):  # one graph in, one dict out
+                predictions = [predictions]
+            return [(p, len(c) if model.is_intensive else 1) for p, c in zip(predictions, crystals, strict=True)]
+
+        return [answer for part in in_lanes(predict, structures, self.calc.device) for answer in part]
 
     def energies(self, structures: Sequence[Atoms]) -> list[float]:
         return [float(p["e"] * factor) for p, factor in self._predict(structures, "e")]
 
-    def energies_forces(self, structures: Sequence[Atoms]) -> list[tuple[float, np.ndarray]]:
-        """Task ``ef``: energies scaled as ``energies`` does, forces as the calculator takes them."""
-        return [(float(p["e"] * factor), p["f"]) for p, factor in self._predict(structures, "ef")]
+    def energies_forces(self, structures: Sequence[Atoms], stress: bool = False) -> list[tuple]:
+        """Task ``ef`` (``efs``): energies scaled as ``energies`` does, forces and stress as the calculator
+        takes them (stress from GPa to eV/A^3 with the calculator's own factor)."""
+        if not stress:
+            return [(float(p["e"] * factor), p["f"]) for p, factor in self._predict(structures, "ef")]
+        return [(float(p["e"] * factor), p["f"], p["s"] * self.calc.stress_weight)
+                for p, factor in self._predict(structures, "efs")]
+
+
+_LANE_POOLS: dict[int, ThreadPoolExecutor] = {}
+_LANE_LOCK = threading.Lock()
+
+
+def cpu_lanes(device: str) -> int:
+    """Sub-batches run side by side: one per torch thread on a CPU, one on an accelerator (it is fed best by
+    one large batch)."""
+    if str(device).startswith("cuda"):
+        return 1
+    import torch
+
+    return max(1, torch.get_num_threads())
+
+
+def split_by_atoms(structures: Sequence[Atoms], parts: int) -> list[list[int]]:
+    """Positions in ``parts`` contiguous runs of about equal atoms (fewer runs than structures where needed)."""
+    parts = max(1, min(parts, len(structures)))
+    total = sum(len(atoms) for atoms in structures)
+    runs: list[list[int]] = [[] for _ in range(parts)]
+    seen = 0
+    for position, atoms in enumerate(structures):
+        runs[min(parts - 1, int(parts * seen / total) if total else 0)].append(position)
+        seen += len(atoms)
+    return [run for run in runs if run]
+
+
+def in_lanes(evaluate_part: Callable[[Sequence[Atoms]], list], structures: Sequence[Atoms], device: str) -> list[list]:
+    """``evaluate_part`` on ``cpu_lanes`` sub-batches of ``structures`` at once, each with one torch thread;
+    the answers per sub-batch, in order. One sub-batch (an accelerator, one thread, one structure) runs here."""
+    lanes = cpu_lanes(device)
+    runs = split_by_atoms(structures, lanes)
+    if len(runs) == 1:
+        return [evaluate_part(structures)]
+    import torch
+
+    with _LANE_LOCK:  # one lane set at a time: the torch thread count is the process's
+        pool = _LANE_POOLS.setdefault(lanes, ThreadPoolExecutor(lanes, thread_name_prefix="omni-bench-lane"))
+        torch.set_num_threads(1)
+        try:
+            futures = [pool.submit(evaluate_part, [structures[p] for p in run]) for run in runs]
+            return [future.result() for future in futures]
+        finally:
+            torch.set_num_threads(lanes)
 
 
 @dataclass

@@ -24,10 +24,11 @@ from ase.calculators.mixing import SumCalculator
 from omni_bench_worker import server as worker_server
 
 from ..devices import resolve_device
-from ..errors import OmniBenchError
-from .batched import AbandonBatches, BatchedEvaluator, evaluate, evaluator_for
-from .checks import CheckedCalculator, InvalidResult, checked_energy, checked_forces
+from ..errors import ItemTimeout, OmniBenchError
+from .batched import AbandonBatches, BatchedEvaluator, default_batch_atoms, evaluate, evaluator_for, plan_batches
+from .checks import CheckedCalculator, InvalidResult, checked_energy, checked_forces, checked_stress
 from .factories import dftd3_bj
+from .lockstep import Relaxed, RelaxSettings, relax_together
 from .registry import ModelVariant
 from .worker import WorkerCalculator, WorkerProcess, interpreter_for, worker_environment
 
@@ -53,7 +54,8 @@ class LoadedModel:
         self.device = resolve_device(device)
         self.base_calc = self._build()
         #: what protocols compute with: the model's calculator with its results checked, plus D3
-        self.calc: Calculator = CheckedCalculator(self.base_calc)
+        checked = CheckedCalculator(self.base_calc)
+        self.calc: Calculator = checked
         self.d3_calc: Calculator | None = None
         if variant.d3:
             self.d3_calc = dftd3_bj(variant.card.channel_info(variant.channel).d3_functional)
@@ -69,6 +71,15 @@ class LoadedModel:
             self._evaluator = evaluator_for(self.base_calc)
         #: why the batched evaluator was switched off (every structure of a prefetch failed in it)
         self.batched_error: str | None = None
+        #: relaxations done ahead in lock-step (``prefetch_relaxations``), by ``relax_key``
+        self._relaxed: dict[bytes, Relaxed] = {}
+        #: checked energy, forces and stress (model only, no D3) computed ahead in batches, by ``structure_key``
+        #: of the structure as a protocol's library will hand it to the calculator (``prefetch_answers``)
+        self._answers: dict[bytes, dict] = {}
+        #: atoms per batch where a protocol batches within an item (``prefetch_answers``): the runner's budget
+        #: (``--batch-atoms``; 0 with ``--no-batch``), set when it computes items
+        self.batch_atoms = default_batch_atoms(self.device)
+        checked.answered = self._answer_for
 
     @property
     def batched_path(self) -> str | None:
@@ -188,21 +199,92 @@ class LoadedModel:
         """Whether ``energies_forces`` computes many structures in one call (else relaxations use the calculator)."""
         return self._evaluator is not None and hasattr(self._evaluator, "energies_forces")
 
-    def energies_forces(self, prepared: list[Atoms]) -> list[tuple[float, np.ndarray]]:
-        """Energies (eV) and forces (eV/A) of structures already prepared (``attach``), in one batched call,
-        with D3 added per structure as ``SumCalculator`` adds it. Only when ``batched_forces``; ``InvalidResult``
-        when the evaluator's answer is not one finite energy and (n, 3) finite forces per structure."""
-        results = list(self._evaluator.energies_forces(prepared))
+    def energies_forces(self, prepared: list[Atoms], stress: bool = False) -> list[tuple]:
+        """Energies (eV), forces (eV/A) and, with ``stress``, stress (Voigt, eV/A^3) of structures already
+        prepared (``attach``), in one batched call, with D3 added per structure as ``SumCalculator`` adds it.
+        Only when ``batched_forces``; ``InvalidResult`` when the evaluator's answer is not one finite energy,
+        (n, 3) finite forces (and six finite stress components) per structure."""
+        results = list(self._evaluator.energies_forces(prepared, stress=stress))
         if len(results) != len(prepared):
             raise InvalidResult(f"{self._evaluator.name} returned {len(results)} results for {len(prepared)} "
                                 "structures")
-        results = [(checked_energy(energy), checked_forces(forces, len(atoms)))
-                   for (energy, forces), atoms in zip(results, prepared, strict=True)]
-        if self.d3_calc is not None:
-            results = [(energy + self.d3_calc.get_potential_energy(atoms), forces + self.d3_calc.get_forces(atoms))
-                       for (energy, forces), atoms in zip(results, prepared, strict=True)]
+        checked = []
+        for answer, atoms in zip(results, prepared, strict=True):
+            energy, forces = checked_energy(answer[0]), checked_forces(answer[1], len(atoms))
+            extra = (voigt_stress(checked_stress(answer[2])),) if stress else ()
+            if self.d3_calc is not None:
+                energy += self.d3_calc.get_potential_energy(atoms)
+                forces = forces + self.d3_calc.get_forces(atoms)
+                extra = (extra[0] + self.d3_calc.get_stress(atoms),) if stress else ()
+            checked.append((energy, forces, *extra))
         self.evaluations["batched_forces"] += len(prepared)
-        return results
+        return checked
+
+    def prefetch_relaxations(self, requests: Iterable[tuple[Atoms, RelaxSettings]], max_atoms: int) -> None:
+        """Relax ``requests`` in lock-step (one batched force call per round for all of them, models/lockstep.py)
+        for ``relax`` to answer from. Replaces what an earlier call relaxed. A structure that fails here is
+        left out, for ``relax`` to run alone and fail (or not) as it would have without batching."""
+        self._relaxed = {}
+        if not self.batched_forces or max_atoms < 1:
+            return
+        groups: dict[RelaxSettings, dict[bytes, Atoms]] = {}
+        for atoms, settings in requests:
+            prepared = self._prepare(atoms)
+            if self._evaluator.supports(prepared):
+                groups.setdefault(settings, {}).setdefault(relax_key(prepared, settings), atoms)
+        for settings, unique in groups.items():
+            results = relax_together(self, list(unique.values()), settings.optimizer, settings.fmax,
+                                     settings.max_steps, batched=True, max_atoms=max_atoms,
+                                     relax_cell=settings.relax_cell, isolate_failures=True)
+            self._relaxed.update({key: result for key, result in zip(unique, results, strict=True)
+                                  if result.error is None})
+
+    def prefetch_answers(self, structures: Iterable[Atoms]) -> None:
+        """Energy, forces and stress of ``structures`` in batches of at most ``batch_atoms`` atoms, for the model's
+        calculator to answer with when a library (matcalc's strain-stress fit) asks for exactly these
+        structures one by one. Replaces what an earlier call computed; a batch that fails is left to the
+        calculator, which then fails (or not) structure by structure as it would have without batching."""
+        self._answers = {}
+        if not self.batched_forces or self.batch_atoms < 1:
+            return
+        unique = {structure_key(atoms): atoms for atoms in structures}
+        keys, given = list(unique), list(unique.values())
+        prepared = [self._prepare(atoms) for atoms in given]
+        for batch in plan_batches([len(atoms) for atoms in prepared], self.batch_atoms):
+            try:
+                answers = self._evaluator.energies_forces([prepared[i] for i in batch], stress=True)
+                if len(answers) != len(batch):
+                    raise InvalidResult(f"{len(answers)} answers for {len(batch)} structures")
+                for i, (energy, forces, stress) in zip(batch, answers, strict=True):
+                    energy = checked_energy(energy)
+                    self._answers[keys[i]] = {"energy": energy, "free_energy": energy,
+                                              "forces": checked_forces(forces, len(prepared[i])),
+                                              "stress": voigt_stress(checked_stress(stress))}
+            except (KeyboardInterrupt, ItemTimeout):
+                raise
+            except Exception:  # out of memory, a structure the network cannot take: the calculator decides
+                for i in batch:
+                    self._answers.pop(keys[i], None)
+        self.evaluations["batched_forces"] += len(self._answers)
+
+    def _answer_for(self, atoms: Atoms) -> dict | None:
+        """What ``prefetch_answers`` computed for exactly this structure (counted), else None."""
+        answer = self._answers.get(structure_key(atoms)) if self._answers else None
+        if answer is not None:
+            self.evaluations["answered_ahead"] += 1
+        return answer
+
+    def relax(self, atoms: Atoms, settings: RelaxSettings) -> Relaxed:
+        """``atoms`` relaxed with this model as ``settings`` say: the lock-step result when the runner relaxed
+        it ahead (``prefetch_relaxations``), else one ASE optimiser run on the model's calculator. A model
+        error raises, as any calculator call does."""
+        done = self._relaxed.pop(relax_key(self._prepare(atoms), settings), None) if self._relaxed else None
+        if done is not None:
+            self.evaluations["relaxed_in_lockstep"] += 1
+            return done
+        (alone,) = relax_together(self, [atoms], settings.optimizer, settings.fmax, settings.max_steps,
+                                  batched=False, relax_cell=settings.relax_cell)
+        return alone
 
     def _apply_charge_spin(self, atoms: Atoms) -> None:
         charge = int(atoms.info.get("charge", 0))
@@ -214,6 +296,19 @@ class LoadedModel:
             return
         spin = multiplicity if routes.get("spin_convention", "multiplicity") == "multiplicity" else multiplicity - 1
         self.base_calc.set(**{routes["charge"]: charge, routes["spin"]: spin})
+
+
+def relax_key(atoms: Atoms, settings: RelaxSettings) -> bytes:
+    """``structure_key`` plus what else decides a relaxation: its settings and the structure's constraints."""
+    constraints = repr([constraint.todict() for constraint in atoms.constraints]).encode()
+    return structure_key(atoms) + hashlib.blake2b(repr(settings).encode() + constraints, digest_size=8).digest()
+
+
+def voigt_stress(stress: np.ndarray) -> np.ndarray:
+    """ASE's Voigt 6-vector (xx, yy, zz, yz, xz, xy) of a stress given as that or as a 3x3 tensor."""
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    return full_3x3_to_voigt_6_stress(stress) if stress.shape == (3, 3) else stress
 
 
 def structure_key(atoms: Atoms) -> bytes:

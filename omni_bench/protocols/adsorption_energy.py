@@ -32,9 +32,9 @@ import itertools
 import numpy as np
 from ase import Atoms
 from ase.data import covalent_radii
-from ase.optimize import BFGS, FIRE, LBFGS
 
 from ..items import Item, Prediction, Quantity
+from ..models.lockstep import RelaxSettings
 
 PARAMS = {
     "relax": False,
@@ -57,7 +57,6 @@ QUANTITIES = {
     "relax_steps": "1",
     **{flag: "1" for flag in FLAGS},
 }
-_OPTIMIZERS = {"FIRE": FIRE, "BFGS": BFGS, "LBFGS": LBFGS}
 _BOND_FACTOR = 1.25  # pairs closer than 1.25 x the covalent radii sum count as bonded in the DFT geometry
 
 
@@ -67,19 +66,26 @@ def single_points(item: Item, params: dict) -> list[Atoms]:
     return [] if params["relax"] else [item.structures[item.meta["kind"]]]
 
 
+def relaxations(item: Item, params: dict) -> list[tuple[Atoms, RelaxSettings]]:
+    """The relaxation ``compute`` asks for (the runner relaxes the items' structures together in lock-step
+    for models that can, models/lockstep.py)."""
+    return [(item.structures[item.meta["kind"]], _settings(params))] if params["relax"] else []
+
+
+def _settings(params: dict) -> RelaxSettings:
+    return RelaxSettings(params["optimizer"], params["fmax"], params["max_steps"])
+
+
 def compute(item: Item, model, params: dict) -> dict[str, float]:
     kind = item.meta["kind"]
     initial = item.structures[kind]
     if not params["relax"]:
         return {"energy": model.energy(initial)}
-    if params["optimizer"] not in _OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {params['optimizer']!r}; known: {', '.join(_OPTIMIZERS)}")
-    atoms = model.attach(initial)  # a copy: keeps the data's FixAtoms, leaves the item untouched
-    optimizer = _OPTIMIZERS[params["optimizer"]](atoms, logfile=None)
-    converged = optimizer.run(fmax=params["fmax"], steps=params["max_steps"])
-    values = {"energy": float(atoms.get_potential_energy()), "not_converged": float(not converged),
-              "relax_steps": float(optimizer.nsteps)}
-    values.update({flag: float(v) for flag, v in check_relaxation(initial, atoms, item, params).items()})
+    # The data's FixAtoms (bottom slab layers) stay with the structure and act in every optimiser step.
+    relaxed = model.relax(initial, _settings(params))
+    values = {"energy": relaxed.energy, "not_converged": float(not relaxed.converged),
+              "relax_steps": float(relaxed.steps)}
+    values.update({flag: float(v) for flag, v in check_relaxation(initial, relaxed.atoms, item, params).items()})
     return values
 
 

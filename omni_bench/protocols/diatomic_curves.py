@@ -30,15 +30,28 @@ atom once. From the curve E(r):
 - ``unphysical``: 1 when any of these fails its threshold (any spurious minimum; no wall;
   ``max_force_energy_deviation``, ``max_tortuosity``, ``max_far_field_energy``);
 - ``curve_energy``: every point of the curve, E(r) minus the isolated atoms (or minus E(r_max) where they
-  failed), unscored, for the report's plots (one prediction per distance, id ``A-B@r``).
+  failed), unscored, for the report's plots (one prediction per distance, id ``A-B@r``);
+- ``not_covered``: 1 for a pair with an element the model does not cover, 0 otherwise (a count, unscored
+  against any ideal).
+
+Element coverage: the task's loader gives the candidate elements; a pair is computed only where the model
+covers both. What the model says decides (``declared_elements``: a SevenNet calculator's ``type_map``, a MACE
+calculator's ``z_table``); a model that says nothing is probed (``probe_element``): an element is covered when
+a lone atom of it, or else a dimer at twice its covalent radius, computes without an exception. A pair with an
+element not covered is stored with ``not_covered`` = 1 and no curve, with a note naming the element and why:
+it is counted and named in the results, but is no failure and no scored item (the leaderboard compares the
+models on the pairs each scored).
 """
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from ase import Atoms
-from ase.data import covalent_radii
+from ase.data import atomic_numbers, covalent_radii
 
+from ..errors import ItemTimeout, StopTask
 from ..items import Item, Prediction
 from ..store import StoredItem
 from ._physicality import evaluate, ideal_predictions
@@ -64,6 +77,7 @@ QUANTITIES = {
     "tortuosity": "1",
     "far_field_energy": "eV",
     "curve_energy": "eV",
+    "not_covered": "1",
 }
 #: ideal value of each scored quantity
 IDEALS = {"unphysical": 0.0, "spurious_minima": 0.0, "spurious_minima_bonding": 0.0, "no_repulsive_wall": 0.0,
@@ -72,6 +86,9 @@ IDEALS = {"unphysical": 0.0, "spurious_minima": 0.0, "spurious_minima_bonding": 
 #: tiny forces do not turn float noise into large relative errors
 FORCE_FLOOR = 1.0
 ISOLATED_ATOM_FAILED = "an isolated atom failed; far_field_energy left out and the curve is plotted against E(r_max)"
+NOT_COVERED = "element not covered by the model, its pairs left out (not failed)"
+#: per loaded model: {atomic number: (covered, how it was found)}, so each element is probed once per run
+_COVERAGE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def distances(params: dict) -> np.ndarray:
@@ -85,6 +102,14 @@ def distances(params: dict) -> np.ndarray:
 def compute(item: Item, model, params: dict) -> dict[str, float]:
     first, second = item.structures["atom_1"], item.structures["atom_2"]
     symbols = first.get_chemical_symbols() + second.get_chemical_symbols()
+    uncovered = False
+    for symbol in dict.fromkeys(symbols):
+        covered, how = element_coverage(model, symbol)
+        if not covered:
+            model.notes.add(f"{NOT_COVERED}: {symbol} ({how})")
+            uncovered = True
+    if uncovered:
+        return {"not_covered": 1.0}
     rs = distances(params)
     isolated = None
     try:
@@ -104,7 +129,56 @@ def compute(item: Item, model, params: dict) -> dict[str, float]:
     values = curve_checks(rs, energies[:n], forces[:n], slopes, isolated, params, probes, bonding)
     zero = isolated if isolated is not None else energies[n - 1]
     values.update({f"curve_energy_{i:03d}": float(e - zero) for i, e in enumerate(energies[:n])})
+    values["not_covered"] = 0.0
     return values
+
+
+def element_coverage(model, symbol: str) -> tuple[bool, str]:
+    """Whether ``model`` covers the element, and how that was found (its own list, or a probe)."""
+    try:
+        known = _COVERAGE.setdefault(model, {})
+    except TypeError:  # a model object without weak references: probed every time
+        known = {}
+    number = atomic_numbers[symbol]
+    if number not in known:
+        declared = declared_elements(getattr(model, "base_calc", None))
+        if declared is not None:
+            known[number] = (number in declared, f"not among the {len(declared)} elements of the model's own list")
+        else:
+            known[number] = probe_element(model, symbol)
+    return known[number]
+
+
+def declared_elements(calc) -> set[int] | None:
+    """The atomic numbers a calculator says it covers: a SevenNet calculator's ``type_map`` ({Z: index}), a
+    MACE calculator's ``z_table.zs``; None where it says nothing (then the element is probed)."""
+    type_map = getattr(calc, "type_map", None)
+    if isinstance(type_map, dict) and type_map and all(isinstance(z, int) for z in type_map):
+        return set(type_map)
+    zs = getattr(getattr(calc, "z_table", None), "zs", None)
+    if zs is not None and len(zs):
+        return {int(z) for z in zs}
+    return None
+
+
+def probe_element(model, symbol: str) -> tuple[bool, str]:
+    """Covered when a lone atom computes, or else (a model that needs a neighbour) a dimer at twice the
+    covalent radius; not covered, with the lone atom's error, when both raise."""
+    try:
+        model.energy(Atoms(symbol, positions=[[0.0, 0.0, 0.0]]))
+        return True, "a lone atom computes"
+    except (ItemTimeout, StopTask):  # the harness stopping the item, not the model failing
+        raise
+    except Exception as lone:  # the probe: an exception says the element is not covered (checked once more)
+        error = f"probe: {type(lone).__name__}: {str(lone)[:120]}"
+    bond = 2 * float(covalent_radii[atomic_numbers[symbol]])
+    try:
+        model.energy(Atoms([symbol, symbol], positions=[[0.0, 0.0, 0.0], [0.0, 0.0, bond]]))
+        return True, "a dimer computes (a lone atom does not)"
+    except (ItemTimeout, StopTask):  # the harness stopping the item, not the model failing
+        raise
+    except Exception:  # both probes raised: not covered, with the lone atom's error as the reason
+        return False, error
 
 
 def consistency_indices(rs: np.ndarray, params: dict) -> np.ndarray:
@@ -200,17 +274,28 @@ def single_points(item: Item, params: dict) -> list[Atoms]:
 
 
 def derive(items: list[Item], results: dict[str, StoredItem], params: dict) -> list[Prediction]:
-    """The checks against their ideals (``far_field_energy`` left out where the isolated atoms failed), and
-    the curve's points, unscored, for the plots."""
-    predictions = ideal_predictions(items, results, QUANTITIES, IDEALS, optional=("far_field_energy",))
+    """The checks against their ideals (``far_field_energy`` left out where the isolated atoms failed) for
+    the pairs the model covers, ``not_covered`` (1 or 0) for every computed pair, and the curve's points,
+    unscored, for the plots."""
+    uncovered = {item.id for item in items if _not_covered(results.get(item.id))}
+    predictions = ideal_predictions([item for item in items if item.id not in uncovered], results, QUANTITIES,
+                                    IDEALS, optional=("far_field_energy",))
     rs = distances(params)
     for item in items:
         stored = results.get(item.id)
-        if stored is None or stored.status != "ok":
+        if stored is None or stored.status != "ok":  # coverage unknown: a failed value, as every quantity's
+            predictions.append(Prediction(item.id, "not_covered", None, None, dict(item.groups),
+                                          stored.error if stored else "not computed"))
             continue
+        # stored before coverage was recorded (no value): a computed curve, so covered
+        predictions.append(Prediction(item.id, "not_covered", float(item.id in uncovered), None, dict(item.groups)))
         for i, r in enumerate(rs):
             value = stored.values.get(f"curve_energy_{i:03d}")
             if value is not None:
                 predictions.append(Prediction(f"{item.id}@{r:.4f}", "curve_energy", value, None,
                                               {**item.groups, "pair": item.id}))
     return predictions
+
+
+def _not_covered(stored: StoredItem | None) -> bool:
+    return stored is not None and stored.status == "ok" and stored.values.get("not_covered", 0.0) > 0

@@ -32,6 +32,7 @@ import warnings
 import numpy as np
 
 from ..items import Item
+from ._prerelax import cell_relaxation, prerelaxed
 
 PARAMS = {"fmax": 0.05, "max_steps": 500, "norm_strains": [-0.01, -0.005, 0.005, 0.01],
           "shear_strains": [-0.06, -0.03, 0.03, 0.06], "relax_deformed_structures": False,
@@ -43,9 +44,6 @@ RECHECK_NOTE = "elastic_moduli: tensor not positive definite after the fmax rela
 class ElasticallyUnstable(RuntimeError):
     """The fitted elastic tensor is not positive definite (Born stability criterion violated)."""
 
-
-class NotConverged(RuntimeError):
-    """The relaxation before the strains did not reach ``fmax`` within ``max_steps``."""
 
 
 def born_stability(voigt_gpa: np.ndarray, min_eigenvalue_gpa: float = 0.0) -> None:
@@ -62,27 +60,46 @@ def born_stability(voigt_gpa: np.ndarray, min_eigenvalue_gpa: float = 0.0) -> No
             "non-positive)")
 
 
+def relaxations(item: Item, params: dict) -> list:
+    """The relaxation ``compute`` starts with (the runner relaxes a task's crystals together in lock-step)."""
+    return [(item.structures["crystal"], cell_relaxation(params["fmax"], params["max_steps"]))]
+
+
 def _fit(model, structure, params: dict, fmax: float, max_steps: int) -> dict:
-    """matcalc's relaxation to ``fmax`` and strain-stress fit; its non-convergence as ``NotConverged``."""
+    """The crystal relaxed (cell and atoms, FIRE to ``fmax``; ``NotConverged`` if it does not get there), then
+    matcalc's strain-stress fit of it."""
     from matcalc import ElasticityCalc
 
+    relaxed = prerelaxed(model, structure, cell_relaxation(fmax, max_steps))
     calc = ElasticityCalc(model.calc, fmax=fmax, norm_strains=params["norm_strains"],
-                          shear_strains=params["shear_strains"], relax_structure=True,
+                          shear_strains=params["shear_strains"], relax_structure=False,
                           relax_deformed_structures=params["relax_deformed_structures"], units_GPa=True,
                           relax_calc_kwargs={"max_steps": int(max_steps)})
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Elastic strain-stress fits have mean R")
-        try:
-            return calc.calc(structure)
-        except RuntimeError as exc:
-            if "did not converge" in str(exc):
-                raise NotConverged(str(exc).split(". Subsequent")[0]) from None
-            raise
+    if not params["relax_deformed_structures"]:
+        model.prefetch_answers(_strained(relaxed, calc))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Elastic strain-stress fits have mean R")
+            result = calc.calc(relaxed)
+    finally:
+        model.prefetch_answers([])
+    result["structure"] = relaxed
+    return result
+
+
+def _strained(relaxed, calc) -> list:
+    """The structures matcalc's fit computes stress for (each strained cell, and the relaxed one), built as
+    matcalc builds them, so that their stresses can be computed in batches first (``prefetch_answers``)."""
+    from matcalc.utils import to_ase_atoms, to_pmg_structure
+    from pymatgen.core.elasticity import DeformedStructureSet
+
+    deformed = DeformedStructureSet(to_pmg_structure(relaxed), calc.norm_strains, calc.shear_strains, calc.symmetry)
+    return [to_ase_atoms(structure) for structure in deformed] + [to_ase_atoms(relaxed)]
 
 
 def compute(item: Item, model, params: dict) -> dict[str, float]:
     floor = float(params["min_eigenvalue_GPa"])
-    result = _fit(model, item.structures["crystal"].copy(), params, params["fmax"], params["max_steps"])
+    result = _fit(model, item.structures["crystal"], params, params["fmax"], params["max_steps"])
     if not params["check_stability"]:
         return {"bulk_modulus_vrh": float(result["bulk_modulus_vrh"]),
                 "shear_modulus_vrh": float(result["shear_modulus_vrh"])}

@@ -31,10 +31,12 @@ import logging
 import numpy as np
 
 from ..items import Item
+from ._prerelax import cell_relaxation, prerelaxed
 
 PARAMS = {"temperature_K": 300.0, "fmax": 0.05, "min_length": 20.0, "atom_disp": 0.015,
           "imaginary_threshold_THz": None}
 QUANTITIES = {"heat_capacity": "J/K/mol"}
+PRERELAX_MAX_STEPS = 5000  # matcalc PhononCalc's default, which the task used before relaxing went lock-step
 NOISE_THZ = -0.01  # phonopy's (and matcalc's) own tolerance for calling a mode imaginary
 IMAGINARY_NOTE = "phonon_heat_capacity: imaginary modes (below -0.01 THz) left out of Cv"
 NEAR_ZERO_NOTE = "phonon_heat_capacity: near-zero imaginary modes (between the threshold and -0.01 THz) kept"
@@ -54,16 +56,26 @@ def imaginary_modes(frequencies: np.ndarray, threshold_thz: float) -> None:
             f"(min {frequencies.min():.3g} THz; threshold {threshold_thz:g} THz)")
 
 
+def relaxations(item: Item, params: dict) -> list:
+    """The relaxation ``compute`` starts with (the runner relaxes a task's crystals together in lock-step)."""
+    return [(item.structures["crystal"], _relaxation(params))]
+
+
+def _relaxation(params: dict):
+    """matcalc ``PhononCalc``'s own: FIRE with the cell, at most 5000 steps, going on if it stops short."""
+    return cell_relaxation(params["fmax"], PRERELAX_MAX_STEPS)
+
+
 def compute(item: Item, model, params: dict) -> dict[str, float]:
     from matcalc import PhononCalc
 
-    atoms = item.structures["crystal"].copy()
+    atoms = item.structures["crystal"]
     temperature = float(params["temperature_K"])
     calc = PhononCalc(model.calc, fmax=params["fmax"], min_length=params["min_length"],
                       atom_disp=params["atom_disp"], t_min=temperature, t_max=temperature, t_step=10,
-                      write_phonon=False)
+                      write_phonon=False, relax_structure=False)
     logging.getLogger("matcalc._phonon").setLevel(logging.ERROR)  # imaginary modes become a note below
-    result = calc.calc(atoms)
+    result = calc.calc(prerelaxed(model, atoms, _relaxation(params), require_convergence=False))
     temperatures = np.asarray(result["thermal_properties"]["temperatures"], dtype=float)
     if not len(temperatures) or abs(temperatures[0] - temperature) > 1e-6:
         raise RuntimeError(f"phonopy gave thermal properties at {temperatures} K, not {temperature} K")

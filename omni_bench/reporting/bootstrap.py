@@ -70,6 +70,8 @@ def weighted_statistic(name: str, predicted: np.ndarray, reference: np.ndarray, 
         return w @ error / total
     if name == "max_abs_error":
         return np.where(present, np.abs(error), -np.inf).max(axis=1)
+    if name == "median_abs_error":
+        return weighted_median(np.abs(error), w)
     if name == "r2":
         mean_ref = w @ reference / total
         spread = (w * (reference[None, :] - mean_ref[:, None]) ** 2).sum(axis=1)
@@ -82,6 +84,23 @@ def weighted_statistic(name: str, predicted: np.ndarray, reference: np.ndarray, 
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(denom > 0, 2 * tp / denom, np.nan)
     raise ValueError(f"unknown statistic {name!r}")
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The median of ``values`` with item i counted weights[r, i] times, for each row r (NaN for a row of no
+    weight): with integer weights, ``np.median`` of the repeated values. One sort serves every row: in sorted
+    order the lower middle value is the first whose cumulative weight reaches half the total, the upper one
+    the first whose cumulative weight exceeds it (the same value when the total is odd)."""
+    if len(values) == 0:
+        return np.full(len(weights), np.nan)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    cumulative = np.cumsum(weights[:, order], axis=1)
+    half = cumulative[:, -1:] / 2
+    last = len(values) - 1
+    lower = np.minimum((cumulative < half).sum(axis=1), last)
+    upper = np.minimum((cumulative <= half).sum(axis=1), last)
+    return np.where(cumulative[:, -1] > 0, (ordered[lower] + ordered[upper]) / 2, np.nan)
 
 
 def seed_for(*parts: str, seed: int = SEED) -> int:

@@ -4,11 +4,13 @@ panel per pair of elements, one line per model variant (each channel its own lin
 The curves come from the predictions CSV alone: the protocol writes every point as an unscored
 ``curve_energy`` row (id ``A-B@r``, E(r) minus the isolated atoms, in eV), so a report draws them without
 recomputing anything. ``task_figures(task, results, look)`` is the one entry point the report calls per task;
-it returns nothing for a task whose predictions have no such rows.
+it returns nothing for a task whose predictions have no such rows. Under the figure, each model's pairs with an
+element it does not cover (``not_covered`` rows) are listed by name.
 """
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -21,7 +23,8 @@ from . import figures
 from .load import TaskResult
 
 QUANTITY = "curve_energy"
-COLUMNS = 5
+NOT_COVERED = "not_covered"
+COLUMNS = 6
 PANEL_HEIGHT = 190
 #: the energy axis shows the well and the start of the wall: from below the deepest point to this far above 0
 Y_ABOVE = 5.0
@@ -87,4 +90,23 @@ def task_figures(task: str, results: list[TaskResult], look: dict[str, figures.S
     frame = curve_frame(results)
     if frame.empty:
         return []
-    return ["<h3>Dimer curves</h3>", figures.figure_html(diatomics_figure(frame, look), f"curves-{task}")]
+    parts = ["<h3>Dimer curves</h3>", figures.figure_html(diatomics_figure(frame, look), f"curves-{task}")]
+    uncovered = not_covered(results)
+    if uncovered:
+        lines = "".join(f"<li>{html.escape(label)}: {len(pairs)} ({html.escape(', '.join(pairs))})</li>"
+                        for label, pairs in uncovered.items())
+        parts.append("<p>Pairs with an element the model does not cover (not computed, not failed):</p>"
+                     f"<ul>{lines}</ul>")
+    return parts
+
+
+def not_covered(results: list[TaskResult]) -> dict[str, list[str]]:
+    """{label: the pairs it does not cover}, for the labels with any."""
+    out = {}
+    for result in results:
+        rows = result.predictions[(result.predictions["quantity"] == NOT_COVERED)
+                                  & (result.predictions["status"] == "ok")]
+        pairs = [str(pair) for pair, flag in zip(rows["id"], rows["predicted"], strict=True) if flag > 0]
+        if pairs:
+            out[result.label] = pairs
+    return out

@@ -102,7 +102,7 @@ def headline_items(results: list[TaskResult]) -> dict[str, HeadlineItems]:
 
 
 #: statistics that are functions of the errors (predicted - reference) alone
-ERROR_STATISTICS = ("mae", "rmse", "mean_error", "max_abs_error")
+ERROR_STATISTICS = ("mae", "rmse", "mean_error", "max_abs_error", "median_abs_error")
 
 
 def _aligned(task: str, label: str, scored: pd.DataFrame, reference: pd.Series, statistic: str) -> np.ndarray:

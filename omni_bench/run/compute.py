@@ -1,5 +1,6 @@
 """Computing items: one ``ItemResult`` per item, whatever the model does (raises, returns NaN, hangs past the
-time limit), with the single points of the next items prefetched in batches for models that can."""
+time limit), with the single points of the next items prefetched in batches, and their relaxations done in
+lock-step, for models that can."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def compute_items(model, protocol, items: list[Item], params: dict[str, Any], ba
                   timeout: float | None = None, limit=None) -> Iterator[ItemResult]:
     """Compute ``items`` in order, prefetching single points in batches; ends after an item raises StopTask."""
     limit = limit or time_limit
+    model.batch_atoms = batch_atoms
     try:
         for _, item in with_prefetch(model, protocol, items, params, batch_atoms, timeout, limit):
             result = compute_item(model, protocol, item, params, timeout, limit)
@@ -48,57 +50,68 @@ def compute_items(model, protocol, items: list[Item], params: dict[str, Any], ba
             if result.stop:
                 return
     finally:
-        model.prefetch([], 0)  # let go of the last chunk's energies
+        model.prefetch([], 0)  # let go of the last chunk's energies and relaxations
+        model.prefetch_relaxations([], 0)
+        model.prefetch_answers([])
 
 
 def with_prefetch(model, protocol, items: list[Item], params: dict[str, Any], batch_atoms: int,
                   timeout: float | None = None, limit=None) -> Iterator[tuple[int, Item]]:
-    """``enumerate(items)``, prefetching the single points of the next chunk whenever the last one is used up."""
+    """``enumerate(items)``, prefetching the next chunk's single points and relaxations whenever the last
+    chunk is used up."""
     prefetched_until = 0
     for position, item in enumerate(items):
         if position == prefetched_until:
-            prefetched_until = prefetch_single_points(model, protocol, items, position, params, batch_atoms,
-                                                      timeout, limit)
+            prefetched_until = prefetch_ahead(model, protocol, items, position, params, batch_atoms, timeout, limit)
         yield position, item
 
 
-def prefetch_single_points(model, protocol, items: list[Item], start: int, params: dict[str, Any],
-                           batch_atoms: int, timeout: float | None = None, limit=None) -> int:
-    """Hand the model the single points of the items from ``start`` on (protocols that name them with
-    ``single_points(item, params)``), for it to compute in batches before the items ask for them one by
-    one. Returns the position of the first item not covered; the caller prefetches again there.
+def prefetch_ahead(model, protocol, items: list[Item], start: int, params: dict[str, Any], batch_atoms: int,
+                   timeout: float | None = None, limit=None) -> int:
+    """Hand the model the single points and relaxations of the items from ``start`` on (protocols that name
+    them with ``single_points(item, params)`` and ``relaxations(item, params)``), for it to compute in batches
+    (relaxations in lock-step) before the items ask for them one by one. Returns the position of the first
+    item not covered; the caller prefetches again there.
 
     The batches may take ``timeout`` per item they cover; past that they are dropped, and each item computes
     its own energies under its own ``timeout`` (``limit(seconds)`` enforces it, SIGALRM by default)."""
     single_points = getattr(protocol, "single_points", None)
-    if single_points is None or batch_atoms < 1 or model.batched_path is None:
+    relaxations = getattr(protocol, "relaxations", None)
+    if (single_points is None and relaxations is None) or batch_atoms < 1 or model.batched_path is None:
         model.prefetch([], 0)
+        model.prefetch_relaxations([], 0)
         return len(items)
-    structures, end, n_atoms = [], start, 0
+    structures, requests, end, n_atoms = [], [], start, 0
     while end < len(items) and (end == start or n_atoms < PREFETCH_BATCHES * batch_atoms):
         try:
-            wanted = list(single_points(items[end], params))
+            wanted = list(single_points(items[end], params)) if single_points else []
+            to_relax = list(relaxations(items[end], params)) if relaxations else []
         except Exception:  # a malformed item: its compute() raises and the failure is recorded there
-            wanted = []
+            wanted, to_relax = [], []
         structures += wanted
-        n_atoms += sum(len(atoms) for atoms in wanted)
+        requests += to_relax
+        n_atoms += sum(len(atoms) for atoms in wanted) + sum(len(atoms) for atoms, _ in to_relax)
         end += 1
     try:
         with (limit or time_limit)(timeout * (end - start) if timeout else None):
             model.prefetch(structures, batch_atoms)
+            model.prefetch_relaxations(requests, batch_atoms)
     except ItemTimeout:
         model.prefetch([], 0)
+        model.prefetch_relaxations([], 0)
     return end
 
 
 def single_point_record(model, counts: Counter, batch_atoms: int) -> dict[str, Any]:
     """Which path computed a task's energies (``model.energy`` calls), for the results file: ``batched``,
     ``ase``, or ``batched+ase`` when some went through the calculator (fallbacks, or not single points);
-    ``batched_forces`` counts the structures whose forces came from batches (lock-step relaxations)."""
+    ``batched_forces`` counts the force evaluations that came from batches, ``relaxed_in_lockstep`` the
+    relaxations the runner did ahead in lock-step (models/lockstep.py)."""
     path = "+".join(name for name in ("batched", "ase") if counts[name]) or "none"
     return {"path": path, "batched_evaluator": model.batched_path, "batch_atoms": batch_atoms,
             "batched": counts["batched"], "ase": counts["ase"], "batch_failed": counts["batch_failed"],
-            "batched_error": model.batched_error, "batched_forces": counts["batched_forces"]}
+            "batched_error": model.batched_error, "batched_forces": counts["batched_forces"],
+            "relaxed_in_lockstep": counts["relaxed_in_lockstep"]}
 
 
 def compute_item(model, protocol, item: Item, params: dict[str, Any], timeout: float | None = None,
