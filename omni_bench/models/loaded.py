@@ -210,8 +210,7 @@ class LoadedModel:
                                 "structures")
         checked = []
         for answer, atoms in zip(results, prepared, strict=True):
-            energy, forces = checked_energy(answer[0]), checked_forces(answer[1], len(atoms))
-            extra = (voigt_stress(checked_stress(answer[2])),) if stress else ()
+            energy, forces, *extra = checked_answer(answer, len(atoms), stress)
             if self.d3_calc is not None:
                 energy += self.d3_calc.get_potential_energy(atoms)
                 forces = forces + self.d3_calc.get_forces(atoms)
@@ -255,11 +254,10 @@ class LoadedModel:
                 answers = self._evaluator.energies_forces([prepared[i] for i in batch], stress=True)
                 if len(answers) != len(batch):
                     raise InvalidResult(f"{len(answers)} answers for {len(batch)} structures")
-                for i, (energy, forces, stress) in zip(batch, answers, strict=True):
-                    energy = checked_energy(energy)
-                    self._answers[keys[i]] = {"energy": energy, "free_energy": energy,
-                                              "forces": checked_forces(forces, len(prepared[i])),
-                                              "stress": voigt_stress(checked_stress(stress))}
+                for i, answer in zip(batch, answers, strict=True):
+                    energy, forces, stress = checked_answer(answer, len(prepared[i]), stress=True)
+                    self._answers[keys[i]] = {"energy": energy, "free_energy": energy, "forces": forces,
+                                              "stress": stress}
             except (KeyboardInterrupt, ItemTimeout):
                 raise
             except Exception:  # out of memory, a structure the network cannot take: the calculator decides
@@ -302,6 +300,12 @@ def relax_key(atoms: Atoms, settings: RelaxSettings) -> bytes:
     """``structure_key`` plus what else decides a relaxation: its settings and the structure's constraints."""
     constraints = repr([constraint.todict() for constraint in atoms.constraints]).encode()
     return structure_key(atoms) + hashlib.blake2b(repr(settings).encode() + constraints, digest_size=8).digest()
+
+
+def checked_answer(answer: tuple, n_atoms: int, stress: bool) -> tuple:
+    """A batched evaluator's (energy, forces[, stress]) for one structure, checked (stress as Voigt)."""
+    checked = (checked_energy(answer[0]), checked_forces(answer[1], n_atoms))
+    return (*checked, voigt_stress(checked_stress(answer[2]))) if stress else checked
 
 
 def voigt_stress(stress: np.ndarray) -> np.ndarray:
